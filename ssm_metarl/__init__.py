@@ -1,1 +1,3 @@
-"""ssm-metarl."""
+"""ssm-metarl: meta-reinforcement learning with state-space-model policies."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""The ``ssm-metarl`` command line: parses, calls one public function, renders. No algorithm logic here.
+
+    ssm-metarl train --algo ppo --env CartPole-v1 --model ssm
+    ssm-metarl evaluate runs/CartPole-v1-ssm-ppo-s0/final
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from ssm_metarl.config import ModelKind
+from ssm_metarl.defaults import pg_defaults, ppo_defaults
+
+
+def train(
+    algo: Literal["ppo", "pg"] = "ppo",
+    env: str = "CartPole-v1",
+    model: ModelKind = "ssm",
+    total_steps: int | None = None,
+    episodes: int | None = None,
+    lr: float | None = None,
+    num_envs: int | None = None,
+    hidden_dim: int | None = None,
+    num_layers: int | None = None,
+    seed: int = 0,
+    eval_every: int | None = None,
+    eval_episodes: int = 10,
+    out: str | None = None,
+    resume: str | None = None,
+    device: str = "cpu",
+    tensorboard: bool = False,
+    progress: bool = True,
+) -> None:
+    """Train a policy on a Gymnasium env with PPO or REINFORCE; writes metrics.jsonl and checkpoints.
+
+    Args:
+        algo: ppo (recurrent PPO + GAE) or pg (REINFORCE with a baseline).
+        env: Gymnasium environment id (e.g. CartPole-v1, Pendulum-v1, HalfCheetah-v5).
+        model: policy backbone.
+        total_steps: PPO env steps (default: tuned per env family).
+        episodes: REINFORCE episodes (default 200).
+        lr: learning rate (default: tuned per env family).
+        num_envs: parallel envs (default: tuned per env family).
+        hidden_dim: backbone width (default: tuned per env family).
+        num_layers: backbone layers (default: tuned per env family).
+        seed: seed for torch, NumPy and the envs.
+        eval_every: PPO: evaluate (and keep the best checkpoint) every this many steps; 0 = only at the end.
+        eval_episodes: episodes per evaluation.
+        out: output folder (default runs/<env>-<model>-<algo>-s<seed>).
+        resume: PPO: continue from this checkpoint folder (weights, optimizer, step count).
+        device: cpu or cuda.
+        tensorboard: also write TensorBoard events.
+        progress: show a progress bar.
+    """
+    out = out or f"runs/{env}-{model}-{algo}-s{seed}"
+    model_changes = {k: v for k, v in {"kind": model, "hidden_dim": hidden_dim, "num_layers": num_layers}.items() if v is not None}
+    common = {"seed": seed, "out_dir": out, "device": device, "progress": progress, "eval_episodes": eval_episodes}
+    if algo == "ppo":
+        base = ppo_defaults(env)
+        changes = {"total_steps": total_steps, "lr": lr, "num_envs": num_envs, "eval_every": eval_every}
+        cfg = dataclasses.replace(
+            base,
+            env_id=env,
+            model=dataclasses.replace(base.model, **model_changes),
+            resume=resume,
+            tensorboard=tensorboard,
+            **common,
+            **{k: v for k, v in changes.items() if v is not None},
+        )
+        from ssm_metarl.rl.ppo import train_ppo
+
+        result = train_ppo(cfg)
+    else:
+        base = pg_defaults(env)
+        changes = {"episodes": episodes, "lr": lr, "num_envs": num_envs}
+        cfg = dataclasses.replace(
+            base,
+            env_id=env,
+            model=dataclasses.replace(base.model, **model_changes),
+            **common,
+            **{k: v for k, v in changes.items() if v is not None},
+        )
+        from ssm_metarl.rl.pg import train_pg
+
+        result = train_pg(cfg)
+    print(f"trained {algo} {model} on {env} in {result.seconds:.1f} s")
+    if result.episode_returns:
+        n = min(20, len(result.episode_returns))
+        print(f"mean return of the last {n} training episodes: {sum(result.episode_returns[-n:]) / n:.1f}")
+    for k, v in result.final_eval.items():
+        print(f"{k}: {v:.2f}")
+    print(f"checkpoint: {Path(out) / 'final'}   metrics: {Path(out) / 'metrics.jsonl'}")
+
+
+def evaluate(
+    checkpoint: Annotated[str, tyro.conf.Positional],
+    env: str | None = None,
+    episodes: int = 10,
+    seed: int = 10_000,
+    json_out: bool = False,
+) -> None:
+    """Evaluate a saved policy: mean return over seeded episodes, deterministic and stochastic apart.
+
+    Args:
+        checkpoint: checkpoint folder (model.safetensors + config.json).
+        env: Gymnasium env id (default: the one the checkpoint was trained on).
+        episodes: evaluation episodes for each mode.
+        seed: seed of the first episode.
+        json_out: print JSON instead of a table.
+    """
+    from ssm_metarl.checkpoint import load_metadata, load_policy
+    from ssm_metarl.rl.evaluate import evaluate_policy
+
+    policy = load_policy(checkpoint)
+    env_id = env or load_metadata(checkpoint).get("env_id")
+    if env_id is None:
+        raise ValueError(f"{checkpoint} does not record its env; pass --env")
+    from ssm_metarl.rl.ppo import _check_spaces
+    from ssm_metarl.envs.make import make_vec_env
+
+    probe = make_vec_env(env_id, 1, seed=seed)
+    _check_spaces(policy, probe, env_id)
+    probe.close()
+    rows = {}
+    for mode, det in (("deterministic", True), ("stochastic", False)):
+        r = evaluate_policy(policy, env_id, episodes, seed=seed, deterministic=det)
+        rows[mode] = {"mean": r.mean, "std": r.std, "episodes": len(r.returns)}
+    if json_out:
+        print(json.dumps({"checkpoint": checkpoint, "env_id": env_id, **rows}))
+        return
+    print(f"{checkpoint} on {env_id}")
+    print(f"{'mode':<14} {'mean return':>12} {'std':>8} {'episodes':>9}")
+    for mode, r in rows.items():
+        print(f"{mode:<14} {r['mean']:>12.2f} {r['std']:>8.2f} {r['episodes']:>9d}")
+
+
+COMMANDS = {"train": train, "evaluate": evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ssm-metarl`` console script; errors a user can fix exit with status 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, config=(tyro.conf.FlagConversionOff,))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

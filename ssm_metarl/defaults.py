@@ -1,0 +1,66 @@
+"""Per-env-family default hyper-parameters, chosen by measurement (see benchmarks/ and docs/tuning.md).
+
+Families: discrete-action control (CartPole-like) and continuous control (MuJoCo, Pendulum). The family is
+read off the env's action space, so any Gymnasium id gets sensible defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+
+from ssm_metarl.config import ModelConfig, PGConfig, PPOConfig
+
+
+def is_discrete(env_id: str) -> bool:
+    """Whether ``env_id`` has a Discrete action space (raises the env module's clear error if unknown)."""
+    from ssm_metarl.envs.make import make_env
+
+    env = make_env(env_id)
+    try:
+        return isinstance(env.action_space, gym.spaces.Discrete)
+    finally:
+        env.close()
+
+
+DISCRETE_PPO = PPOConfig(
+    total_steps=150_000,
+    num_envs=8,
+    num_steps=64,
+    lr=2.5e-3,
+    update_epochs=4,
+    num_minibatches=1,
+    gamma=0.99,
+    gae_lambda=0.95,
+    ent_coef=0.0,
+    model=ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1),
+)
+
+CONTINUOUS_PPO = PPOConfig(
+    total_steps=1_000_000,
+    num_envs=8,
+    num_steps=256,
+    lr=3e-4,
+    update_epochs=10,
+    num_minibatches=8,
+    gamma=0.99,
+    gae_lambda=0.95,
+    ent_coef=0.0,
+    normalize_obs=True,
+    normalize_reward=True,
+    model=ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True),
+)
+
+
+def ppo_defaults(env_id: str) -> PPOConfig:
+    """The tuned PPO defaults for ``env_id``'s family."""
+    base = DISCRETE_PPO if is_discrete(env_id) else CONTINUOUS_PPO
+    return dataclasses.replace(base, env_id=env_id)
+
+
+def pg_defaults(env_id: str) -> PGConfig:
+    """REINFORCE defaults for ``env_id``'s family."""
+    if is_discrete(env_id):
+        return PGConfig(env_id=env_id, lr=3e-3, num_envs=8)
+    return PGConfig(env_id=env_id, lr=1e-3, num_envs=8, normalize_obs=True)

@@ -1,0 +1,50 @@
+"""The seeds' ``main.py`` flags (both spellings: ``--env``/``--env_name``, ``--episodes``/``--num_episodes``,
+``--epochs``/``--num_epochs``), translated into ``ssm-metarl`` commands. Only parsing lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+MODES = ("policy_gradient", "improved", "ppo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", description="The seed projects' command line, on ssm-metarl.")
+    p.add_argument("--mode", choices=MODES, default="policy_gradient", help="what to run")
+    p.add_argument("--env", "--env_name", dest="env", default="CartPole-v1", help="Gymnasium env id")
+    p.add_argument("--episodes", "--num_episodes", dest="episodes", type=int, default=200,
+                   help="training episodes (improved/ppo: episodes x the env's time limit = env steps)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: tuned per env family)")
+    p.add_argument("--model", default=None, help="policy backbone (default: ssm; improved mode: improved)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ssm_metarl.cli import main as cli_main
+
+    if args.mode == "policy_gradient":
+        cmd = ["train", "--algo", "pg", "--episodes", str(args.episodes), "--model", args.model or "ssm"]
+    else:
+        from ssm_metarl.envs.make import make_env
+
+        env = make_env(args.env) if args.mode in ("improved", "ppo") else None
+        horizon = env.spec.max_episode_steps if env is not None and env.spec else None
+        if env is not None:
+            env.close()
+        steps = args.episodes * (horizon or 1000)
+        model = args.model or ("improved" if args.mode == "improved" else "ssm")
+        cmd = ["train", "--algo", "ppo", "--total_steps", str(steps), "--model", model]
+    cmd += ["--env", args.env, "--seed", str(args.seed)]
+    if args.lr is not None:
+        cmd += ["--lr", str(args.lr)]
+    if args.out is not None:
+        cmd += ["--out", args.out]
+    return cli_main(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The model zoo: every policy backbone behind one SequenceModel contract, in one registry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import gymnasium as gym
+from torch import nn
+
+from ssm_metarl.models.base import SequenceModel, State
+from ssm_metarl.models.heads import ActorCritic, RunningNorm
+from ssm_metarl.models.improved import ImprovedSSMBackbone
+from ssm_metarl.models.mlp import MLP
+from ssm_metarl.models.neural_ssm import StateSpaceModel, neural_ssm
+from ssm_metarl.models.rnn import GRU, LSTM
+from ssm_metarl.models.ssm import SSM
+from ssm_metarl.models.transformer import Transformer
+from ssm_metarl.spaces import flat_dim
+
+ModelKind = Literal["ssm", "neural_ssm", "improved", "gru", "lstm", "transformer", "mlp"]
+
+MODELS: dict[str, Any] = {
+    "ssm": SSM,
+    "neural_ssm": neural_ssm,
+    "improved": ImprovedSSMBackbone,
+    "gru": GRU,
+    "lstm": LSTM,
+    "transformer": Transformer,
+    "mlp": MLP,
+}
+
+
+def make_model(kind: ModelKind, input_dim: int, hidden_dim: int = 64, **kwargs: Any) -> nn.Module:
+    """Build a SequenceModel by registry name; extra kwargs go to the model's constructor."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
+    return MODELS[kind](input_dim=input_dim, hidden_dim=hidden_dim, **kwargs)
+
+
+def make_policy(
+    kind: ModelKind,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_dim: int = 64,
+    separate_critic: bool = False,
+    normalize_obs: bool = False,
+    init_log_std: float = 0.0,
+    **model_kwargs: Any,
+) -> ActorCritic:
+    """An ActorCritic for the given spaces with a ``kind`` backbone (and optionally a separate critic)."""
+    obs_dim = flat_dim(observation_space)
+    backbone = make_model(kind, obs_dim, hidden_dim, **model_kwargs)
+    critic = make_model(kind, obs_dim, hidden_dim, **model_kwargs) if separate_critic else None
+    spec = {
+        "kind": kind,
+        "hidden_dim": hidden_dim,
+        "model_kwargs": dict(model_kwargs),
+        "separate_critic": separate_critic,
+        "normalize_obs": normalize_obs,
+        "init_log_std": init_log_std,
+    }
+    return ActorCritic(
+        backbone,
+        observation_space,
+        action_space,
+        critic_backbone=critic,
+        init_log_std=init_log_std,
+        normalize_obs=normalize_obs,
+        spec=spec,
+    )
+
+
+__all__ = [
+    "MODELS",
+    "GRU",
+    "LSTM",
+    "MLP",
+    "SSM",
+    "ActorCritic",
+    "ImprovedSSMBackbone",
+    "ModelKind",
+    "RunningNorm",
+    "SequenceModel",
+    "State",
+    "StateSpaceModel",
+    "Transformer",
+    "make_model",
+    "make_policy",
+]

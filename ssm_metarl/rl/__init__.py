@@ -1,0 +1,1 @@
+"""Reinforcement learning: rollouts, GAE, losses, PPO and REINFORCE."""

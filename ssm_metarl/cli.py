@@ -1,7 +1,7 @@
 """The ``ssm-metarl`` command line: parses, calls one public function, renders. No algorithm logic here.
 
-    ssm-metarl train --algo ppo --env CartPole-v1 --model ssm
-    ssm-metarl evaluate runs/CartPole-v1-ssm-ppo-s0/final
+ssm-metarl train --algo ppo --env CartPole-v1 --model ssm
+ssm-metarl evaluate runs/CartPole-v1-ssm-ppo-s0/final
 """
 
 from __future__ import annotations
@@ -60,8 +60,18 @@ def train(
         progress: show a progress bar.
     """
     out = out or f"runs/{env}-{model}-{algo}-s{seed}"
-    model_changes = {k: v for k, v in {"kind": model, "hidden_dim": hidden_dim, "num_layers": num_layers}.items() if v is not None}
-    common = {"seed": seed, "out_dir": out, "device": device, "progress": progress, "eval_episodes": eval_episodes}
+    model_changes = {
+        k: v
+        for k, v in {"kind": model, "hidden_dim": hidden_dim, "num_layers": num_layers}.items()
+        if v is not None
+    }
+    common = {
+        "seed": seed,
+        "out_dir": out,
+        "device": device,
+        "progress": progress,
+        "eval_episodes": eval_episodes,
+    }
     if algo == "ppo":
         base = ppo_defaults(env)
         changes = {"total_steps": total_steps, "lr": lr, "num_envs": num_envs, "eval_every": eval_every}
@@ -122,8 +132,8 @@ def evaluate(
     env_id = env or load_metadata(checkpoint).get("env_id")
     if env_id is None:
         raise ValueError(f"{checkpoint} does not record its env; pass --env")
-    from ssm_metarl.rl.ppo import _check_spaces
     from ssm_metarl.envs.make import make_vec_env
+    from ssm_metarl.rl.ppo import _check_spaces
 
     probe = make_vec_env(env_id, 1, seed=seed)
     _check_spaces(policy, probe, env_id)
@@ -157,5 +167,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

@@ -13,8 +13,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py", description="The seed projects' command line, on ssm-metarl.")
     p.add_argument("--mode", choices=MODES, default="policy_gradient", help="what to run")
     p.add_argument("--env", "--env_name", dest="env", default="CartPole-v1", help="Gymnasium env id")
-    p.add_argument("--episodes", "--num_episodes", dest="episodes", type=int, default=200,
-                   help="training episodes (improved/ppo: episodes x the env's time limit = env steps)")
+    p.add_argument(
+        "--episodes",
+        "--num_episodes",
+        dest="episodes",
+        type=int,
+        default=200,
+        help="training episodes (improved/ppo: episodes x the env's time limit = env steps)",
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: tuned per env family)")
     p.add_argument("--model", default=None, help="policy backbone (default: ssm; improved mode: improved)")
     p.add_argument("--seed", type=int, default=0)

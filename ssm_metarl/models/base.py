@@ -44,6 +44,8 @@ def param_like(module: torch.nn.Module) -> Tensor:
 
 def mask_state(state: State, reset: Tensor) -> State:
     """Zero the rows of every state tensor where ``reset`` (B,) is True."""
+    if not state:
+        return state
     keep = (~reset.bool()).to(state[0].dtype if not state[0].is_complex() else torch.float32)
     out = []
     for s in state:

@@ -123,9 +123,7 @@ class ActorCritic(nn.Module):
             self.register_buffer("action_low", low, persistent=False)
             self.register_buffer("action_high", high, persistent=False)
         else:
-            raise ValueError(
-                f"unsupported action space {action_space!r}: expected Discrete(n) or a 1-D Box"
-            )
+            raise ValueError(f"unsupported action space {action_space!r}: expected Discrete(n) or a 1-D Box")
         self.critic = _orthogonal(nn.Linear(critic_feat, 1), 1.0)
 
     # ----- state -------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ Kernel = Literal["auto", "loop", "chunked"]
 CHUNKED_MAX_WIDTH = 8192
 # Below this many steps the chunked scan has nothing to amortise.
 CHUNKED_MIN_STEPS = 32
+# A complex multiply-add costs about this many real ones in the crossover measurement.
+COMPLEX_COST = 4
 
 
 def linear_scan_reference(
@@ -90,6 +92,8 @@ def linear_scan(
     """
     if b.dim() != 3:
         raise ValueError(f"expected b of shape (B, T, N), got {tuple(b.shape)}")
+    if kernel not in ("auto", "loop", "chunked"):
+        raise ValueError(f"unknown scan kernel {kernel!r}; choose 'auto', 'loop' or 'chunked'")
     B, T, N = b.shape
     dtype = torch.promote_types(a.dtype, b.dtype)
     if h0 is not None:
@@ -97,24 +101,20 @@ def linear_scan(
             raise ValueError(f"expected h0 of shape {(B, N)}, got {tuple(h0.shape)}")
         dtype = torch.promote_types(dtype, h0.dtype)
         h0 = h0.to(dtype)
-    a, b = a.to(dtype), b.to(dtype)
+    a, b = _as_3d(a.to(dtype), N), b.to(dtype)  # a: (B or 1, T or 1, N)
+    keep = None
     if reset is not None:
         if tuple(reset.shape) != (B, T):
             raise ValueError(f"expected reset of shape {(B, T)}, got {tuple(reset.shape)}")
         keep = (~reset.bool()).to(device=b.device, dtype=b.real.dtype)  # (B, T)
-        a = a * keep[:, :, None]  # (B, T, N): a reset is an exact zero coefficient
-    else:
-        a = _as_3d(a, N)  # (B or 1, T or 1, N)
     if T == 0:
         return b.new_empty(B, 0, N)
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (a, b, h0)
-    )
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (a, b, h0))
     if not needs_grad:
         out = b.new_empty(B, T, N)  # (B, T, N)
-        _scan_into(out, a.expand(B, T, N), b, h0, reverse=False, kernel=kernel)
+        _scan_into(out, _fold_reset(a, keep, B, T), b, h0, reverse=False, kernel=kernel)
         return out
-    return _LinearScan.apply(a, b, h0, kernel)
+    return _LinearScan.apply(a, b, h0, keep, kernel)
 
 
 def _as_3d(a: Tensor, N: int) -> Tensor:
@@ -136,14 +136,16 @@ def _chunk_length(T: int) -> int:
     return best
 
 
-def _pick_kernel(width: int, T: int) -> Literal["loop", "chunked"]:
-    """The measured rule: chunked for long sequences of narrow steps, the plain loop otherwise."""
-    return "chunked" if T >= CHUNKED_MIN_STEPS and width <= CHUNKED_MAX_WIDTH else "loop"
+def _pick_kernel(width: int, T: int, is_complex: bool) -> Literal["loop", "chunked"]:
+    """The measured rule: chunked for long sequences of narrow steps, the plain loop otherwise.
+
+    width = B*N elements per step; a complex element costs about COMPLEX_COST real ones.
+    """
+    cost = width * (COMPLEX_COST if is_complex else 1)
+    return "chunked" if T >= CHUNKED_MIN_STEPS and cost <= CHUNKED_MAX_WIDTH else "loop"
 
 
-def _scan_into(
-    out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool, kernel: Kernel
-) -> None:
+def _scan_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool, kernel: Kernel) -> None:
     """Write the scan of (a, b) from h0 into ``out``; all (B, T, N) views, a possibly stride-0.
 
     Forward: out_t = a_t * out_{t-1} + b_t from out_{-1} = h0.
@@ -151,7 +153,7 @@ def _scan_into(
     """
     B, T, N = b.shape
     if kernel == "auto":
-        kernel = _pick_kernel(B * N, T)
+        kernel = _pick_kernel(B * N, T, b.is_complex())
     C = _chunk_length(T)
     if kernel == "loop" or T // C < 2:
         _loop_into(out, a, b, h0, reverse)
@@ -171,9 +173,7 @@ def _loop_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bo
         h = o_t[t].copy_(b_t[t]) if h is None else torch.addcmul(b_t[t], a_t[t], h, out=o_t[t])
 
 
-def _chunked_into(
-    out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool, C: int
-) -> None:
+def _chunked_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool, C: int) -> None:
     """Two-level scan: within-chunk scans vectorised over chunks, sequential only across chunks."""
     B, T, N = b.shape
     nc = T // C
@@ -181,31 +181,32 @@ def _chunked_into(
     lo = T - T0 if reverse else 0  # the chunked region is [lo, lo + T0); the rest is a short loop
     av = a[:, lo : lo + T0].unflatten(1, (nc, C))  # (B, nc, C, N)
     bv = b[:, lo : lo + T0].unflatten(1, (nc, C))  # (B, nc, C, N)
-    ov = out[:, lo : lo + T0].unflatten(1, (nc, C))  # (B, nc, C, N)
+    a_j, b_j = av.unbind(2), bv.unbind(2)  # C views of (B, nc, N); unbind once, indexing is slow
+    o_j = out[:, lo : lo + T0].unflatten(1, (nc, C)).unbind(2)  # C views of (B, nc, N)
     js = range(C - 1, -1, -1) if reverse else range(C)
 
-    # pass 1: every chunk from a zero state; its end value and its coefficient product
-    j0 = js[0]
-    end, prod = bv[:, :, j0], av[:, :, j0]  # (B, nc, N)
+    # pass 1: every chunk from a zero state -> its end value; and its coefficient product
+    end = b_j[js[0]]  # (B, nc, N)
     for j in js[1:]:
-        end = torch.addcmul(bv[:, :, j], av[:, :, j], end)  # (B, nc, N)
-        prod = prod * av[:, :, j]  # (B, nc, N)
+        end = torch.addcmul(b_j[j], a_j[j], end)  # (B, nc, N)
+    prod = torch.prod(av, dim=2)  # (B, nc, N)
 
     # sequential pass over chunk boundaries: the true state entering each chunk
     ks = range(nc - 1, -1, -1) if reverse else range(nc)
     start = b.new_empty(B, nc, N)  # (B, nc, N)
+    start_k, end_k, prod_k = start.unbind(1), end.unbind(1), prod.unbind(1)  # nc views of (B, N)
     if h0 is None:
-        start[:, ks[0]] = 0
+        start_k[ks[0]].zero_()
     else:
-        start[:, ks[0]] = h0
+        start_k[ks[0]].copy_(h0)
     for k, k_next in zip(ks[:-1], ks[1:]):
-        torch.addcmul(end[:, k], prod[:, k], start[:, k], out=start[:, k_next])  # (B, N)
-    h = torch.addcmul(end[:, ks[-1]], prod[:, ks[-1]], start[:, ks[-1]])  # (B, N): state after the region
+        torch.addcmul(end_k[k], prod_k[k], start_k[k], out=start_k[k_next])  # (B, N)
+    h = torch.addcmul(end_k[ks[-1]], prod_k[ks[-1]], start_k[ks[-1]])  # (B, N): state after the region
 
     # pass 2: re-scan every chunk from its true start, writing the output
     s = start  # (B, nc, N)
     for j in js:
-        s = torch.addcmul(bv[:, :, j], av[:, :, j], s, out=ov[:, :, j])
+        s = torch.addcmul(b_j[j], a_j[j], s, out=o_j[j])  # (B, nc, N)
 
     # the remaining T - T0 < C steps continue from the chunked region's boundary state
     if T0 < T:
@@ -213,53 +214,95 @@ def _chunked_into(
         _loop_into(out[:, rest], a[:, rest], b[:, rest], h, reverse)
 
 
+def _fold_reset(a: Tensor, keep: Tensor | None, B: int, T: int) -> Tensor:
+    """The effective coefficient a_t * (1 - reset_t): (B, T, N), a stride-0 view when there are no resets."""
+    return a.expand(B, T, a.shape[-1]) if keep is None else a * keep[:, :, None]
+
+
 def _conj(x: Tensor) -> Tensor:
     return x.conj().resolve_conj() if x.is_complex() else x
 
 
 class _LinearScan(torch.autograd.Function):
-    """h = scan(a, b, h0) with the reverse-scan adjoint; a already has resets folded in."""
+    """h = scan(a * keep, b, h0) with the reverse-scan adjoint (see the module docstring)."""
 
     @staticmethod
-    def forward(a: Tensor, b: Tensor, h0: Tensor | None, kernel: Kernel) -> Tensor:
+    def forward(a: Tensor, b: Tensor, h0: Tensor | None, keep: Tensor | None, kernel: Kernel) -> Tensor:
         B, T, N = b.shape
         out = b.new_empty(B, T, N)  # (B, T, N)
-        _scan_into(out, a.expand(B, T, N), b, h0, reverse=False, kernel=kernel)
+        _scan_into(out, _fold_reset(a, keep, B, T), b, h0, reverse=False, kernel=kernel)
         return out
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        a, b, h0, kernel = inputs
+        a, b, h0, keep, kernel = inputs
         ctx.kernel = kernel
-        ctx.has_h0 = h0 is not None
-        ctx.save_for_backward(a, output, h0)
+        ctx.has_h0, ctx.has_keep = h0 is not None, keep is not None
+        ctx.save_for_backward(a, output, h0, keep)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
-        a, h, h0 = ctx.saved_tensors
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        a, h, h0, keep = ctx.saved_tensors
+        h0 = h0 if ctx.has_h0 else None
+        keep = keep if ctx.has_keep else None
         need_a, need_b, need_h0 = ctx.needs_input_grad[:3]
-        B, T, N = h.shape
-        a_full = a.expand(B, T, N)  # (B, T, N)
-        if torch.is_grad_enabled():  # create_graph: keep every op differentiable
-            delta = _reverse_scan_differentiable(a_full, g, ctx.kernel)
+        if torch.is_grad_enabled():  # create_graph=True: differentiable ops only (double backward)
+            grads = _backward_differentiable(a, h, h0, keep, g, ctx.kernel)
         else:
-            delta = torch.empty_like(h)  # (B, T, N)
-            delta[:, -1] = g[:, -1]
-            if T > 1:
-                a_conj = _conj(a).expand(B, T, N)  # (B, T, N), conjugated before broadcasting
-                _scan_into(delta[:, :-1], a_conj[:, 1:], g[:, :-1], delta[:, -1], True, ctx.kernel)
-        grad_a = grad_h0 = None
-        if need_a:
-            h_prev = torch.cat([h0[:, None] if ctx.has_h0 else h.new_zeros(B, 1, N), h[:, :-1]], 1)
-            grad_a = (delta * h_prev.conj()).sum_to_size(a.shape)  # (B, T, N) summed to a's shape
-        if need_h0:
-            grad_h0 = a_full[:, 0].conj() * delta[:, 0]  # (B, N)
-        return grad_a, delta if need_b else None, grad_h0, None
+            grads = _backward_fast(a, h, h0, keep, g, ctx.kernel, need_a, need_h0)
+        grad_a, delta, grad_h0 = grads
+        return grad_a, delta if need_b else None, grad_h0 if need_h0 else None, None, None
 
 
-def _reverse_scan_differentiable(a: Tensor, g: Tensor, kernel: Kernel) -> Tensor:
-    """delta_t = g_t + conj(a_{t+1}) delta_{t+1}, as a forward linear_scan in flipped time."""
+def _backward_fast(
+    a: Tensor,
+    h: Tensor,
+    h0: Tensor | None,
+    keep: Tensor | None,
+    g: Tensor,
+    kernel: Kernel,
+    need_a: bool,
+    need_h0: bool,
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """The adjoint without a graph: one reverse scan, then products; few full-size temporaries."""
+    B, T, N = h.shape
+    a_conj = _fold_reset(_conj(a), keep, B, T)  # (B, T, N): conj(a_t (1 - reset_t))
+    delta = torch.empty_like(h)  # (B, T, N)
+    delta[:, -1] = g[:, -1]
+    if T > 1:
+        _scan_into(delta[:, :-1], a_conj[:, 1:], g[:, :-1], delta[:, -1], True, kernel)
+    grad_h0 = a_conj[:, 0] * delta[:, 0] if need_h0 else None  # (B, N)
+    if not need_a:
+        return None, delta, grad_h0
+    # dL/da_eff_t = delta_t conj(h_{t-1}); dL/da = sum over broadcast dims of keep_t * dL/da_eff_t
+    grad = torch.empty_like(h)  # (B, T, N)
+    torch.mul(delta[:, 1:], h[:, :-1].conj(), out=grad[:, 1:])
+    if h0 is None:
+        grad[:, 0].zero_()
+    else:
+        torch.mul(delta[:, 0], h0.conj(), out=grad[:, 0])
+    if a.shape[0] == B and a.shape[1] == T:  # a full (B, T, N)
+        return (grad if keep is None else grad.mul_(keep[:, :, None])), delta, grad_h0
+    if keep is None:
+        return grad.sum_to_size(a.shape), delta, grad_h0
+    # a broadcast over batch and time: a keep-weighted sum over (B, T) as one matrix-vector product
+    flat = torch.view_as_real(grad) if grad.is_complex() else grad  # (B, T, N[, 2])
+    summed = keep.reshape(1, B * T) @ flat.reshape(B * T, -1)  # (1, N) or (1, 2N)
+    if grad.is_complex():
+        summed = torch.view_as_complex(summed.reshape(N, 2))
+    return summed.reshape(a.shape), delta, grad_h0
+
+
+def _backward_differentiable(
+    a: Tensor, h: Tensor, h0: Tensor | None, keep: Tensor | None, g: Tensor, kernel: Kernel
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The same adjoint with autograd-tracked ops, so that it can itself be differentiated."""
+    B, T, N = h.shape
+    a_eff = _fold_reset(a, keep, B, T)  # (B, T, N)
     # in reversed time r = T-1-t the coefficient multiplying delta_{r-1} is conj(a_{T-r}); r = 0 has none
-    a_rev = a.flip(1)[:, :-1]  # (B, T-1, N)
-    coef = torch.cat([torch.zeros_like(a[:, :1]), a_rev], 1).conj()  # (B, T, N)
-    return linear_scan(coef, g.flip(1), kernel=kernel).flip(1)  # (B, T, N)
+    coef = torch.cat([torch.zeros_like(a_eff[:, :1]), a_eff.flip(1)[:, :-1]], 1).conj()  # (B, T, N)
+    delta = linear_scan(coef, g.flip(1), kernel=kernel).flip(1)  # (B, T, N)
+    h_prev = torch.cat([h.new_zeros(B, 1, N) if h0 is None else h0[:, None], h[:, :-1]], 1)  # (B, T, N)
+    grad_a_eff = delta * h_prev.conj()  # (B, T, N)
+    grad_a = (grad_a_eff if keep is None else grad_a_eff * keep[:, :, None]).sum_to_size(a.shape)
+    return grad_a, delta, a_eff[:, 0].conj() * delta[:, 0]

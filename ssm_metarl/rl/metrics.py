@@ -27,7 +27,9 @@ class MetricsLogger:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
                 except ImportError as e:  # an explicit request must not be dropped silently
-                    raise RuntimeError("tensorboard=True needs the tensorboard package: pip install tensorboard") from e
+                    raise RuntimeError(
+                        "tensorboard=True needs the tensorboard package: pip install tensorboard"
+                    ) from e
                 self.writer = SummaryWriter(str(out / "tb"))
 
     def log(self, row: dict[str, Any]) -> None:

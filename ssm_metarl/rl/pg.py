@@ -9,8 +9,9 @@ each whole episode from the initial state, so the gradient flows through the ful
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -66,7 +67,10 @@ def train_pg(
             rollout.reward, rollout.terminated, rollout.truncated, rollout.final_value, None, cfg.gamma
         )
         log_prob, entropy, value, _ = policy.evaluate(
-            rollout.obs.transpose(0, 1), rollout.state0, rollout.reset.transpose(0, 1), rollout.action.transpose(0, 1)
+            rollout.obs.transpose(0, 1),
+            rollout.state0,
+            rollout.reset.transpose(0, 1),
+            rollout.action.transpose(0, 1),
         )
         mask, ret = valid.T, ret.T  # (B, T)
         loss, stats = pg_loss(
@@ -109,7 +113,12 @@ def train_pg(
     metrics.log({"global_step": global_step, "final": True, **result.final_eval})
     result.metrics = metrics.rows
     if cfg.out_dir is not None:
-        meta = {"algo": "pg", "env_id": cfg.env_id, "global_step": global_step, "evaluation": result.final_eval}
+        meta = {
+            "algo": "pg",
+            "env_id": cfg.env_id,
+            "global_step": global_step,
+            "evaluation": result.final_eval,
+        }
         save_policy(Path(cfg.out_dir) / "final", policy, meta)
     metrics.close()
     envs.close()

@@ -186,7 +186,11 @@ def collect_episodes(
                 length[b] += done.shape[0]
         chunks.append(chunk)
     T = int(length.max())
-    cat = {f: torch.cat([getattr(c, f) for c in chunks])[:T] for f in Rollout._fields if f not in ("last_value", "state0")}
+    cat = {
+        f: torch.cat([getattr(c, f) for c in chunks])[:T]
+        for f in Rollout._fields
+        if f not in ("last_value", "state0")
+    }
     rollout = Rollout(**cat, last_value=torch.zeros_like(chunks[0].last_value), state0=chunks[0].state0)
     steps = torch.arange(T, device=rollout.reward.device)[:, None]  # (T, 1)
     valid = steps < torch.as_tensor(length, device=steps.device)[None, :]  # (T, B)

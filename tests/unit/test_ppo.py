@@ -87,7 +87,13 @@ def test_out_of_range_hyperparameter_rejected():
 def test_resume_continues_from_checkpoint(tmp_path):
     cfg = tiny(out_dir=str(tmp_path / "a"))
     first = train_ppo(cfg)
-    resumed = train_ppo(dataclasses.replace(cfg, total_steps=cfg.total_steps * 2, resume=str(tmp_path / "a" / "final"),
-                                            out_dir=str(tmp_path / "b")))
+    resumed = train_ppo(
+        dataclasses.replace(
+            cfg,
+            total_steps=cfg.total_steps * 2,
+            resume=str(tmp_path / "a" / "final"),
+            out_dir=str(tmp_path / "b"),
+        )
+    )
     assert resumed.metrics[0]["update"] == first.metrics[-2]["update"] + 1
     assert (tmp_path / "a" / "best" / "model.safetensors").exists()

@@ -1,0 +1,130 @@
+"""Shared helpers for benchmark scripts: machine description, provenance, fair timing, result files.
+
+Every benchmark writes ``benchmarks/results/<name>.json`` (the numbers, with machine, command, commit,
+seeds and date) and ``<name>.md`` (the same numbers as a table), through :func:`write_results`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, core count, library versions and platform: what a reader needs to compare numbers."""
+    import numpy
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1m_at_start"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def git_commit() -> str | None:
+    """HEAD's hash, with ``-dirty`` when the working tree has uncommitted changes; None outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def interleaved_timings(
+    fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1, inner: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, measured round-robin so that machine noise hits all alike.
+
+    Each of the ``reps`` rounds runs every function once (``inner`` calls, averaged), in turn.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            out[name].append((time.perf_counter() - t0) / inner)
+    return out
+
+
+def summarize(seconds: Sequence[float], scale: float = 1e3) -> dict[str, float]:
+    """Median, quartiles and minimum of timings, multiplied by ``scale`` (1e3: milliseconds)."""
+    xs = sorted(seconds)
+    q = statistics.quantiles(xs, n=4) if len(xs) >= 2 else [xs[0]] * 3
+    return {
+        "median": xs[len(xs) // 2] * scale if len(xs) % 2 else statistics.median(xs) * scale,
+        "p25": q[0] * scale,
+        "p75": q[2] * scale,
+        "min": xs[0] * scale,
+        "reps": len(xs),
+    }
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``results/<name>.json`` and ``results/<name>.md`` (atomically: temp file, then rename)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    paths = (RESULTS_DIR / f"{name}.json", RESULTS_DIR / f"{name}.md")
+    for path, text in zip(paths, (json.dumps(payload, indent=2) + "\n", markdown.rstrip() + "\n")):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return paths

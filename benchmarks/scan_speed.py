@@ -1,0 +1,423 @@
+"""How fast is the structured SSM on a CPU? Scan, acting step and whole layer against the baselines.
+
+    python benchmarks/scan_speed.py            # full run -> results/scan_speed.json and .md
+    python benchmarks/scan_speed.py --quick    # < 60 s subset -> results/scan_speed_quick.json and .md
+
+All timings use one thread, interleave the methods round-robin (so that machine noise hits all alike) and
+report medians. Sections:
+
+1. scan: forward + backward of the reset-aware recurrence h_t = lambda (1 - reset_t) h_{t-1} + b_t,
+   lambda (N,) and b (B, T, N) requiring grad, 1% random resets. ``linear_scan`` (auto kernel, and each
+   kernel forced) against the step-by-step autograd loop of the same recurrence, ``nn.GRU`` with hidden
+   size N (one fused call; cannot reset mid-sequence) and an ``nn.GRUCell`` loop with resets.
+2. step: acting latency of ``SSM.step`` under ``torch.no_grad`` against an ``nn.GRUCell`` and a
+   GRUCell inside a tiny module of comparable work (Linear encoder -> GRUCell -> LayerNorm).
+3. layer: forward + backward at T=1024, B=8, width 64 of one SSM block (``SSM(num_layers=1)``: encoder,
+   norm, LRU, GELU, GLU, norm; with resets) against one ``nn.GRU`` and one ``nn.LSTM`` layer.
+4. crossover (full run only): forward + backward of each scan kernel over widths B*N, which sets the
+   ``kernel="auto"`` rule in ssm_metarl/models/scan.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+try:
+    from benchmarks._common import (
+        command_line,
+        git_commit,
+        interleaved_timings,
+        machine_info,
+        markdown_table,
+        now_iso,
+        summarize,
+        write_results,
+    )
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    from _common import (  # type: ignore[no-redef]
+        command_line,
+        git_commit,
+        interleaved_timings,
+        machine_info,
+        markdown_table,
+        now_iso,
+        summarize,
+        write_results,
+    )
+
+from ssm_metarl.models.scan import linear_scan, linear_scan_reference
+from ssm_metarl.models.ssm import SSM
+
+SEED = 0
+HEADLINE = {"T": 1024, "B": 8, "N": 64}
+TARGETS = {
+    "scan_vs_autograd_loop": ">= 50",
+    "scan_vs_grucell_resets": ">= 50",
+    "ssm_block_vs_nn_gru": ">= 4",
+    "ssm_block_vs_nn_lstm": ">= 1",
+    "step_latency_vs_grucell": "<= 1",
+}
+
+
+def backward_of(fn: Callable[[], torch.Tensor], params: list[torch.Tensor]) -> Callable[[], None]:
+    """One forward + backward of ``fn``'s output sum; gradients cleared before each run."""
+
+    def run() -> None:
+        for p in params:
+            p.grad = None
+        fn().sum().backward()
+
+    return run
+
+
+def random_resets(B: int, T: int, gen: torch.Generator, p: float = 0.01) -> torch.Tensor:
+    reset = torch.rand(B, T, generator=gen) < p  # (B, T)
+    reset[:, 0] = True
+    return reset
+
+
+# ----------------------------------------------------------------------------------------------- scan
+def scan_methods(T: int, B: int, N: int, dtype: torch.dtype, heavy: bool) -> dict[str, Callable[[], None]]:
+    gen = torch.Generator().manual_seed(SEED)
+    real = torch.float32
+    lam = (torch.rand(N, generator=gen, dtype=real) * 0.5 + 0.49).to(dtype).requires_grad_(True)  # (N,)
+    b = torch.randn(B, T, N, generator=gen, dtype=real).to(dtype).requires_grad_(True)  # (B, T, N)
+    reset = random_resets(B, T, gen)  # (B, T)
+
+    def loss_of(h: torch.Tensor) -> torch.Tensor:
+        return h.real if h.is_complex() else h
+
+    fns = {
+        f"linear_scan[{k}]": backward_of(
+            lambda k=k: loss_of(linear_scan(lam, b, None, reset, kernel=k)), [lam, b]
+        )
+        for k in ("auto", "loop", "chunked")
+    }
+    if heavy:
+        fns["autograd_loop"] = backward_of(
+            lambda: loss_of(linear_scan_reference(lam, b, None, reset)), [lam, b]
+        )
+    if dtype.is_complex or not heavy:
+        return fns
+    x = torch.randn(B, T, N, generator=gen)  # (B, T, N): a GRU's input of the same width
+    gru = nn.GRU(N, N, batch_first=True)
+    fns["nn.GRU (no resets)"] = backward_of(lambda: gru(x)[0], list(gru.parameters()))
+    cell = nn.GRUCell(N, N)
+    keep = (~reset).float()[:, :, None]  # (B, T, 1)
+
+    def gru_cell_loop() -> torch.Tensor:
+        h, hs = x.new_zeros(B, N), []
+        for t in range(T):
+            h = cell(x[:, t], h * keep[:, t])  # (B, N)
+            hs.append(h)
+        return torch.stack(hs, 1)  # (B, T, N)
+
+    fns["GRUCell loop (resets)"] = backward_of(gru_cell_loop, list(cell.parameters()))
+    return fns
+
+
+def bench_scan(grid: list[tuple[int, int, int]], reps: int, heavy_reps: int) -> list[dict[str, Any]]:
+    rows = []
+    for T, B, N in grid:
+        for dtype in (torch.float32, torch.complex64):
+            if dtype.is_complex and (T, B, N) != tuple(HEADLINE.values()):
+                continue
+            fns = scan_methods(T, B, N, dtype, heavy=True)
+            fast = {k: v for k, v in fns.items() if k.startswith("linear_scan")}
+            timings = interleaved_timings(fns, reps=heavy_reps)
+            if reps > heavy_reps:  # the fast kernels get extra rounds among themselves
+                for k, v in interleaved_timings(fast, reps=reps - heavy_reps, warmup=0).items():
+                    timings[k] += v
+            base = statistics.median(timings["linear_scan[auto]"])
+            for name, secs in timings.items():
+                s = summarize(secs)
+                rows.append(
+                    {"section": "scan", "method": name, "T": T, "B": B, "N": N, "dtype": str(dtype)[6:]}
+                    | {f"{k}_ms": v for k, v in s.items() if k != "reps"}
+                    | {"reps": s["reps"], "speedup_of_linear_scan": statistics.median(secs) / base}
+                )
+            print(
+                f"scan T={T} B={B} N={N} {dtype}: "
+                + ", ".join(
+                    f"{r['method']} {r['median_ms']:.2f} ms"
+                    for r in rows
+                    if (r["T"], r["B"], r["N"], r["dtype"]) == (T, B, N, str(dtype)[6:])
+                )
+            )
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- step
+class GRUCellModule(nn.Module):
+    """A GRUCell with the same surroundings as an SSM step: Linear encoder -> GRUCell -> LayerNorm."""
+
+    def __init__(self, input_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(input_dim, hidden_dim)
+        self.cell = nn.GRUCell(hidden_dim, hidden_dim)
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def step(
+        self, x: torch.Tensor, h: torch.Tensor, reset: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.cell(self.encoder(x), h.masked_fill(reset[:, None], 0.0))  # (B, H)
+        return self.norm(h), h
+
+
+def bench_step(batches: list[int], reps: int, inner: int, D: int = 8, H: int = 64) -> list[dict[str, Any]]:
+    rows = []
+    for B in batches:
+        torch.manual_seed(SEED)
+        x, reset = torch.randn(B, D), torch.zeros(B, dtype=torch.bool)
+        cell, module = nn.GRUCell(D, H), GRUCellModule(D, H)
+        h = torch.zeros(B, H)
+        fns: dict[str, Callable[[], Any]] = {
+            "nn.GRUCell": lambda cell=cell, x=x, h=h: cell(x, h),
+            "GRUCell module (Linear+GRUCell+LayerNorm)": lambda m=module, x=x, h=h, r=reset: m.step(x, h, r),
+        }
+        for layers in (1, 2):
+            for cplx in (False, True):
+                model = SSM(D, H, state_dim=64, num_layers=layers, complex=cplx)
+                state = model.initial_state(B)
+                name = (
+                    f"SSM step ({'complex' if cplx else 'real'}, {layers} layer{'s' if layers > 1 else ''})"
+                )
+                fns[name] = lambda m=model, x=x, s=state, r=reset: m.step(x, s, r)
+        with torch.no_grad():
+            timings = interleaved_timings(fns, reps=reps, warmup=20, inner=inner)
+        base = statistics.median(timings["nn.GRUCell"])
+        for name, secs in timings.items():
+            s = summarize(secs, scale=1e6)
+            rows.append(
+                {"section": "step", "method": name, "B": B, "H": H, "N": 64, "D": D}
+                | {f"{k}_us": v for k, v in s.items() if k != "reps"}
+                | {
+                    "reps": s["reps"],
+                    "calls_per_rep": inner,
+                    "latency_vs_grucell": statistics.median(secs) / base,
+                }
+            )
+        print(
+            f"step B={B}: " + ", ".join(f"{r['method']} {r['median_us']:.1f} us" for r in rows if r["B"] == B)
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- layer
+def bench_layer(reps: int, T: int = 1024, B: int = 8, H: int = 64) -> list[dict[str, Any]]:
+    gen = torch.Generator().manual_seed(SEED)
+    torch.manual_seed(SEED)
+    x = torch.randn(B, T, H, generator=gen)  # (B, T, H)
+    reset = random_resets(B, T, gen)  # (B, T)
+    fns = {}
+    for cplx in (False, True):
+        model = SSM(H, H, state_dim=H, num_layers=1, complex=cplx)
+        state = model.initial_state(B)
+        name = f"SSM block ({'complex' if cplx else 'real'}, with resets)"
+        fns[name] = backward_of(lambda m=model, s=state: m(x, s, reset)[0], list(model.parameters()))
+    gru, lstm = nn.GRU(H, H, batch_first=True), nn.LSTM(H, H, batch_first=True)
+    fns["nn.GRU (no resets)"] = backward_of(lambda: gru(x)[0], list(gru.parameters()))
+    fns["nn.LSTM (no resets)"] = backward_of(lambda: lstm(x)[0], list(lstm.parameters()))
+    timings = interleaved_timings(fns, reps=reps)
+    base = statistics.median(timings["SSM block (real, with resets)"])
+    rows = []
+    for name, secs in timings.items():
+        s = summarize(secs)
+        rows.append(
+            {"section": "layer", "method": name, "T": T, "B": B, "H": H}
+            | {f"{k}_ms": v for k, v in s.items() if k != "reps"}
+            | {"reps": s["reps"], "time_vs_ssm_block": statistics.median(secs) / base}
+        )
+    print("layer: " + ", ".join(f"{r['method']} {r['median_ms']:.2f} ms" for r in rows))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ crossover
+def bench_crossover(reps: int) -> list[dict[str, Any]]:
+    rows = []
+    for T in (64, 256, 1024):
+        for dtype in (torch.float32, torch.complex64):
+            for width in (256, 512, 1024, 2048, 4096, 8192, 16384):
+                B = 8
+                fns = scan_methods(T, B, width // B, dtype, heavy=False)
+                fns = {k: v for k, v in fns.items() if k != "linear_scan[auto]"}
+                timings = interleaved_timings(fns, reps=reps)
+                loop, chunked = (statistics.median(timings[f"linear_scan[{k}]"]) for k in ("loop", "chunked"))
+                rows.append(
+                    {"section": "crossover", "T": T, "B": B, "N": width // B, "width": width}
+                    | {"dtype": str(dtype)[6:], "loop_ms": loop * 1e3, "chunked_ms": chunked * 1e3}
+                    | {"loop_over_chunked": loop / chunked}
+                )
+            print(
+                f"crossover T={T} {dtype}: "
+                + ", ".join(
+                    f"{r['width']}: {r['loop_over_chunked']:.2f}"
+                    for r in rows
+                    if (r["T"], r["dtype"]) == (T, str(dtype)[6:])
+                )
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- report
+def headline(rows: list[dict[str, Any]]) -> dict[str, float]:
+    def pick(section: str, method: str, **where: Any) -> float:
+        for r in rows:
+            if (
+                r["section"] == section
+                and r["method"] == method
+                and all(r.get(k) == v for k, v in where.items())
+            ):
+                return r["median_ms"] if "median_ms" in r else r["median_us"]
+        raise KeyError(f"no row for {section} {method} {where}")
+
+    cfg = dict(HEADLINE, dtype="float32")
+    scan = pick("scan", "linear_scan[auto]", **cfg)
+    block = pick("layer", "SSM block (real, with resets)")
+    step = pick("step", "SSM step (real, 1 layer)", B=1)
+    return {
+        "scan_vs_autograd_loop": round(pick("scan", "autograd_loop", **cfg) / scan, 2),
+        "scan_vs_grucell_resets": round(pick("scan", "GRUCell loop (resets)", **cfg) / scan, 2),
+        "ssm_block_vs_nn_gru": round(pick("layer", "nn.GRU (no resets)") / block, 2),
+        "ssm_block_vs_nn_lstm": round(pick("layer", "nn.LSTM (no resets)") / block, 2),
+        "step_latency_vs_grucell": round(
+            step / pick("step", "GRUCell module (Linear+GRUCell+LayerNorm)", B=1), 2
+        ),
+        "step_latency_vs_bare_grucell": round(step / pick("step", "nn.GRUCell", B=1), 2),
+    }
+
+
+def to_markdown(payload: dict[str, Any]) -> str:
+    rows, head = payload["rows"], payload["headline"]
+    out = [
+        f"# Scan speed ({'quick' if payload['config']['quick'] else 'full'} run)",
+        "",
+        f"`{payload['command']}` at commit `{payload['commit']}`, {payload['date']}, "
+        f"{payload['machine']['cpu']}, {payload['machine']['cores']} cores, 1 torch thread, "
+        f"torch {payload['machine']['torch']}. Medians of round-robin repetitions.",
+        "",
+        "## Headline (T=1024, B=8, N=64, float32; speed-ups > 1 and latency ratios < 1 favour the SSM)",
+        "",
+        markdown_table(["metric", "value", "target"], [[k, v, TARGETS.get(k, "")] for k, v in head.items()]),
+        "",
+        "step_latency_vs_grucell compares `SSM(num_layers=1).step` with a GRUCell inside a Linear encoder and a "
+        "LayerNorm (comparable work); step_latency_vs_bare_grucell with a bare `nn.GRUCell`; both at B=1.",
+        "",
+        "## Scan: forward + backward (ms)",
+        "",
+        markdown_table(
+            ["T", "B", "N", "dtype", "method", "median ms", "p25", "p75", "x linear_scan"],
+            [
+                [
+                    r["T"],
+                    r["B"],
+                    r["N"],
+                    r["dtype"],
+                    r["method"],
+                    r["median_ms"],
+                    r["p25_ms"],
+                    r["p75_ms"],
+                    r["speedup_of_linear_scan"],
+                ]
+                for r in rows
+                if r["section"] == "scan"
+            ],
+        ),
+        "",
+        "## Acting step latency under no_grad (us per call)",
+        "",
+        markdown_table(
+            ["B", "method", "median us", "p25", "p75", "x nn.GRUCell"],
+            [
+                [r["B"], r["method"], r["median_us"], r["p25_us"], r["p75_us"], r["latency_vs_grucell"]]
+                for r in rows
+                if r["section"] == "step"
+            ],
+        ),
+        "",
+        "## One layer, forward + backward, T=1024, B=8, width 64 (ms)",
+        "",
+        markdown_table(
+            ["method", "median ms", "p25", "p75", "time / SSM block"],
+            [
+                [r["method"], r["median_ms"], r["p25_ms"], r["p75_ms"], r["time_vs_ssm_block"]]
+                for r in rows
+                if r["section"] == "layer"
+            ],
+        ),
+    ]
+    cross = [r for r in rows if r["section"] == "crossover"]
+    if cross:
+        out += [
+            "",
+            "## Kernel crossover: forward + backward, B=8 (loop ms / chunked ms; > 1: chunked faster)",
+            "",
+            markdown_table(
+                ["T", "dtype", "width B*N", "loop ms", "chunked ms", "loop / chunked"],
+                [
+                    [r["T"], r["dtype"], r["width"], r["loop_ms"], r["chunked_ms"], r["loop_over_chunked"]]
+                    for r in cross
+                ],
+            ),
+        ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fast subset (< 60 s), written to *_quick.*")
+    parser.add_argument("--no-crossover", action="store_true", help="skip the kernel crossover sweep")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    machine = machine_info()
+    if args.quick:
+        grid, reps, heavy_reps, step_reps, inner, layer_reps = [tuple(HEADLINE.values())], 9, 3, 9, 100, 5
+    else:
+        grid = [(T, B, N) for T in (128, 1024) for B in (8, 64) for N in (64, 256)]
+        reps, heavy_reps, step_reps, inner, layer_reps = 21, 5, 31, 200, 15
+    rows = bench_scan(grid, reps, heavy_reps)
+    rows += bench_step([1] if args.quick else [1, 8], step_reps, inner)
+    rows += bench_layer(layer_reps)
+    if not (args.quick or args.no_crossover):
+        rows += bench_crossover(reps=7)
+    payload = {
+        "name": "scan_speed",
+        "headline": headline(rows),
+        "targets": TARGETS,
+        "config": {
+            "quick": args.quick,
+            "headline_config": HEADLINE,
+            "scan_grid_T_B_N": grid,
+            "reps": reps,
+            "reps_slow_methods": heavy_reps,
+            "step_reps": step_reps,
+            "step_calls_per_rep": inner,
+            "layer_reps": layer_reps,
+            "reset_probability": 0.01,
+            "threads": 1,
+        },
+        "rows": rows,
+        "machine": machine,
+        "command": command_line(),
+        "commit": git_commit(),
+        "seeds": [SEED],
+        "date": now_iso(),
+    }
+    payload["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    json_path, md_path = write_results(
+        "scan_speed_quick" if args.quick else "scan_speed", payload, to_markdown(payload)
+    )
+    print("headline:", payload["headline"])
+    print(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ report medians. Sections:
 2. step: acting latency of ``SSM.step`` under ``torch.no_grad`` against an ``nn.GRUCell`` and a
    GRUCell inside a tiny module of comparable work (Linear encoder -> GRUCell -> LayerNorm).
 3. layer: forward + backward at T=1024, B=8, width 64 of one SSM block (``SSM(num_layers=1)``: encoder,
-   norm, LRU, GELU, GLU, norm; with resets) against one ``nn.GRU`` and one ``nn.LSTM`` layer.
+   norm, LRU, SiLU, GLU, norm; with resets) against one ``nn.GRU`` and one ``nn.LSTM`` layer.
 4. crossover (full run only): forward + backward of each scan kernel over widths B*N, which sets the
    ``kernel="auto"`` rule in ssm_metarl/models/scan.py.
 """
@@ -125,9 +125,10 @@ def scan_methods(T: int, B: int, N: int, dtype: torch.dtype, heavy: bool) -> dic
 
 def bench_scan(grid: list[tuple[int, int, int]], reps: int, heavy_reps: int) -> list[dict[str, Any]]:
     rows = []
+    headline_tbn = (HEADLINE["T"], HEADLINE["B"], HEADLINE["N"])
     for T, B, N in grid:
         for dtype in (torch.float32, torch.complex64):
-            if dtype.is_complex and (T, B, N) != tuple(HEADLINE.values()):
+            if dtype.is_complex and headline_tbn != (T, B, N):  # complex: the headline shape only
                 continue
             fns = scan_methods(T, B, N, dtype, heavy=True)
             fast = {k: v for k, v in fns.items() if k.startswith("linear_scan")}

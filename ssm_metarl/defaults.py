@@ -24,17 +24,19 @@ def is_discrete(env_id: str) -> bool:
         env.close()
 
 
+# Measured on CartPole-v1 (3 seeds, ssm): a shared actor-critic trunk solved it at ~45k steps and then
+# collapsed; a separate critic with these settings kept the last-100 mean >= 475 from 77k-112k steps on.
 DISCRETE_PPO = PPOConfig(
     total_steps=150_000,
     num_envs=8,
     num_steps=64,
-    lr=2.5e-3,
-    update_epochs=4,
-    num_minibatches=1,
-    gamma=0.99,
-    gae_lambda=0.95,
+    lr=1e-3,
+    update_epochs=10,
+    num_minibatches=2,
+    gamma=0.98,
+    gae_lambda=0.8,
     ent_coef=0.0,
-    model=ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1),
+    model=ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True),
 )
 
 CONTINUOUS_PPO = PPOConfig(

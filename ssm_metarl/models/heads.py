@@ -204,10 +204,7 @@ class ActorCritic(nn.Module):
                 action = (logp_all + gumbel).argmax(-1)
             log_prob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
             return action, log_prob, value, s_actor + s_critic
-        if deterministic:
-            action = params
-        else:
-            action = params + torch.randn_like(params) * self.log_std.exp()
+        action = params if deterministic else params + torch.randn_like(params) * self.log_std.exp()
         log_prob, _ = self.log_prob_entropy(params, action)
         return action, log_prob, value, s_actor + s_critic
 

@@ -48,9 +48,13 @@ from torch import Tensor
 
 Kernel = Literal["auto", "loop", "chunked"]
 
-# Measured crossover (benchmarks/scan_speed.py --crossover, 1 thread): the chunked scan is faster while
-# the work per time step B*N is below about this many elements; above it the plain loop ties or wins.
-CHUNKED_MAX_WIDTH = 8192
+# Kernel rule, measured with benchmarks/scan_speed.py (section "crossover": forward + backward, B = 8, one
+# thread, 2-core AMD EPYC). loop/chunked time ratio for real widths B*N = 256 .. 16384:
+#   T = 64: 1.3, 1.5, 0.9, 1.1, 1.0, 0.9, 0.5    T = 256: 2.4, 2.3, 1.6, 1.5, 1.1, 1.3, 1.0
+#   T = 1024: 3.7, 2.8, 2.1, 1.3, 1.3, 1.0, 0.9  complex, T = 1024: 2.9, 2.2, 1.2, 0.9, 0.8, 0.9, 0.7
+# The chunked scan does about three passes over the data to the loop's one, so it wins while per-step
+# dispatch overhead dominates: up to about 4096 real elements per step, or a quarter of that complex.
+CHUNKED_MAX_WIDTH = 4096
 # Below this many steps the chunked scan has nothing to amortise.
 CHUNKED_MIN_STEPS = 32
 # A complex multiply-add costs about this many real ones in the crossover measurement.
@@ -281,9 +285,9 @@ def _backward_fast(
         grad[:, 0].zero_()
     else:
         torch.mul(delta[:, 0], h0.conj(), out=grad[:, 0])
-    if a.shape[0] == B and a.shape[1] == T:  # a full (B, T, N)
-        return (grad if keep is None else grad.mul_(keep[:, :, None])), delta, grad_h0
-    if keep is None:
+    if keep is not None and a.shape[:2] != (1, 1):  # a (B, T, N), (1, T, N) or (B, 1, N)
+        grad.mul_(keep[:, :, None])
+    if keep is None or a.shape[:2] != (1, 1):
         return grad.sum_to_size(a.shape), delta, grad_h0
     # a broadcast over batch and time: a keep-weighted sum over (B, T) as one matrix-vector product
     flat = torch.view_as_real(grad) if grad.is_complex() else grad  # (B, T, N[, 2])

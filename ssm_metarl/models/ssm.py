@@ -16,10 +16,12 @@ autograd function for all T steps), ``step`` runs one multiply-add per layer. la
 |lambda|^2 uniform in [r_min^2, r_max^2] (so |lambda| in [r_min, r_max], memory from about 1/(1-r_min)
 to 1/(1-r_max) steps) and phase uniform in [0, max_phase]. B is (N, H), C is (H, N), D is (H,).
 
-A block is pre-norm and residual, as in the LRU and S5 papers:
+A block is pre-norm and residual, as in the LRU and S5 papers (which use GELU where we use SiLU, as
+Mamba does: on this CPU exact GELU costs ~8 us per call on a single step, its tanh form is 3-4x slower
+than SiLU on whole sequences, and SiLU measured best overall for training plus acting):
 
-    x <- x + GLU(GELU(LRU(LayerNorm(x))))      GLU(v) = (W_a v) * sigmoid(W_b v)   (glu=True)
-    x <- x + W(GELU(LRU(LayerNorm(x))))                                              (glu=False)
+    x <- x + GLU(SiLU(LRU(LayerNorm(x))))      GLU(v) = (W_a v) * sigmoid(W_b v)   (glu=True)
+    x <- x + W(SiLU(LRU(LayerNorm(x))))                                              (glu=False)
 
 ``SSM``: x (B, T, D) -> Linear encoder (B, T, H) -> L blocks -> LayerNorm -> y (B, T, H). Its state is a
 tuple of L tensors (B, N), one per layer, complex for the complex variant.
@@ -28,7 +30,7 @@ tuple of L tensors (B, N), one per layer, complex for the complex variant.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +114,7 @@ class LRULayer(nn.Module):
 
 
 class SSMBlock(nn.Module):
-    """Pre-norm residual block: x <- x + GLU(GELU(LRU(LayerNorm(x)))) (or a Linear instead of the GLU)."""
+    """Pre-norm residual block: x <- x + GLU(SiLU(LRU(LayerNorm(x)))) (or a Linear instead of the GLU)."""
 
     def __init__(self, hidden_dim: int, state_dim: int, glu: bool = True, **lru_kwargs: Any) -> None:
         super().__init__()
@@ -123,7 +125,7 @@ class SSMBlock(nn.Module):
 
     def mix(self, y: Tensor) -> Tensor:
         """The position-wise part after the recurrence: (..., H) -> (..., H)."""
-        v = self.out(F.gelu(y, approximate="tanh"))  # (..., 2H) or (..., H)
+        v = self.out(F.silu(y))  # (..., 2H) or (..., H)
         return F.glu(v, dim=-1) if self.glu else v
 
     def forward(self, x: Tensor, h0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
@@ -167,7 +169,7 @@ class SSM(nn.Module):
             SSMBlock(hidden_dim, state_dim, glu=glu, **lru_kwargs) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_dim)
-        self._step_cache: tuple[tuple[Any, ...], list[tuple[Tensor, ...]]] | None = None
+        self._plan: _Plan | None = None
 
     def initial_state(self, batch_size: int) -> State:
         """L zero states (B, N); complex for the complex variant; device and dtype follow the parameters."""
@@ -188,54 +190,76 @@ class SSM(nn.Module):
     def step(self, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:
         """x (B, D), state L x (B, N), reset (B,) bool -> y (B, H), state L x (B, N). O(L (H N + H^2)).
 
-        Written with functional ops (no module calls) because acting latency at B = 1 is dominated by
-        per-op overhead; it computes exactly what ``forward`` computes for T = 1.
+        Computes what ``forward`` computes for T = 1, from a flat "acting plan" of tensors (see
+        :meth:`_acting_plan`), with functional ops only: at B = 1 the cost is per-op overhead, so every
+        module call and attribute lookup counts.
         """
-        zero = reset.bool()[:, None]  # (B, 1)
-        z = F.linear(x, self.encoder.weight, self.encoder.bias)  # (B, H)
+        plan = self._acting_plan()
+        zero = reset.bool().view(-1, 1)  # (B, 1)
+        z = F.linear(x, plan.enc_w, plan.enc_b)  # (B, H)
         new_state = []
-        for block, h, (lam, w_in_d, w_out_t) in zip(self.blocks, state, self._weights_for_step()):
-            lru, norm, out = block.lru, block.norm, block.out
-            N2 = w_out_t.shape[0]  # N, or 2N for the complex variant
-            v = F.layer_norm(z, norm.normalized_shape, norm.weight, norm.bias, norm.eps)  # (B, H)
-            u_dv = F.linear(v, w_in_d)  # (B, N2 + H): gamma B v, then D * v
-            u = torch.view_as_complex(u_dv[:, :N2].unflatten(-1, (-1, 2))) if lru.complex else u_dv[:, :N2]
+        for (norm, lam, w_in_d, w_out_t, n2, cplx, out_w, out_b, glu), h in zip(plan.layers, state):
+            v = torch.layer_norm(z, *norm)  # (B, H)
+            u_dv = F.linear(v, w_in_d)  # (B, N2 + H [+ 1]): gamma B v, then D * v
+            u = torch.view_as_complex(u_dv[:, :n2].unflatten(-1, (-1, 2))) if cplx else u_dv[:, :n2]
             h = torch.addcmul(u, lam, h.masked_fill(zero, 0))  # (B, N): a reset zeroes h first
-            h_flat = torch.view_as_real(h).flatten(-2) if lru.complex else h  # (B, N2)
-            y = torch.addmm(u_dv[:, N2:], h_flat, w_out_t)  # (B, H): Re(C h) + D * v
-            m = F.linear(F.gelu(y, approximate="tanh"), out.weight, out.bias)  # (B, 2H) or (B, H)
-            z = z + (F.glu(m, dim=-1) if block.glu else m)  # (B, H)
+            h_flat = torch.view_as_real(h).flatten(-2) if cplx else h  # (B, N2)
+            y = torch.addmm(u_dv[:, n2 : n2 + z.shape[1]], h_flat, w_out_t)  # (B, H): Re(C h) + D * v
+            m = F.linear(F.silu(y), out_w, out_b)  # (B, 2H) or (B, H)
+            z = z + (F.glu(m, dim=-1) if glu else m)  # (B, H)
             new_state.append(h)
-        norm = self.norm
-        return F.layer_norm(z, norm.normalized_shape, norm.weight, norm.bias, norm.eps), tuple(new_state)
+        return torch.layer_norm(z, *plan.final_norm), tuple(new_state)
 
-    def _weights_for_step(self) -> list[tuple[Tensor, Tensor, Tensor]]:
-        """Per layer (lambda (N,), [W_in; diag(D)] (N2 + H, H), W_out^T (N2, H)) for ``step``, where the
-        skip D * v rides along with the input projection. Cached between calls while acting without grad.
+    def _acting_plan(self) -> _Plan:
+        """Every tensor ``step`` needs, flat, with lambda and the projections precomputed.
 
-        The cache is rebuilt whenever any LRU parameter is replaced (functional_call, .to()), or modified
-        in place through autograd-visible ops (optimisers, load_state_dict, ``with no_grad: p.copy_``),
-        tracked by tensor identity, version counter and data pointer. Writes through ``p.data`` bypass
-        version counters: call ``clear_step_cache()`` after those.
+        With grad enabled it is rebuilt on each call (so gradients reach the parameters, and
+        functional_call works). Without grad it is cached, and rebuilt whenever any parameter tensor is
+        swapped (functional_call), moved or converted (.to), or modified in place by autograd-visible ops
+        (optimisers, load_state_dict, ``with no_grad: p.copy_``): the key is every parameter's identity,
+        version counter and data pointer. Writes through ``p.data`` bypass version counters: call
+        ``clear_step_cache()`` after those.
         """
         if torch.is_grad_enabled():
-            return [_step_weights(block.lru) for block in self.blocks]
-        key = [(p, p._version, p.data_ptr()) for b in self.blocks for p in b.lru._parameters.values()]
-        cache = self._step_cache
-        if (
-            cache is None
-            or len(cache[0]) != len(key)
-            or any(p is not q or v != w or d != e for (p, v, d), (q, w, e) in zip(key, cache[0]))
-        ):
-            cache = (tuple(key), [_step_weights(block.lru) for block in self.blocks])
-            self._step_cache = cache
-        return cache[1]
+            return self._build_plan(cache=False)
+        plan = self._plan
+        if plan is not None:
+            params = [d[n] for d, n in plan.slots]
+            if [(id(p), p._version, p.data_ptr()) for p in params] == plan.key:
+                return plan
+        self._plan = plan = self._build_plan(cache=True)
+        return plan
+
+    def _build_plan(self, cache: bool) -> _Plan:
+        layers = []
+        for block in self.blocks:
+            lru, norm, out = block.lru, block.norm, block.out
+            lam, w_in, w_out = lru.weights()
+            H, n2 = w_out.shape
+            # [W_in; diag(D)], plus a zero row when H is odd so complex views of each row stay aligned
+            rows = [w_in, torch.diag(lru.D)] + ([w_in.new_zeros(1, H)] if lru.complex and H % 2 else [])
+            ln = (norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            layers.append(
+                (ln, lam, torch.cat(rows), w_out.t(), n2, lru.complex, out.weight, out.bias, block.glu)
+            )
+        final = (self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+        slots = [(m._parameters, n) for m in self.modules() for n in m._parameters] if cache else []
+        params = [d[n] for d, n in slots]  # held by the plan, so no id in the key can be reused
+        key = [(id(p), p._version, p.data_ptr()) for p in params]
+        return _Plan(self.encoder.weight, self.encoder.bias, layers, final, slots, params, key)
 
     def clear_step_cache(self) -> None:
-        """Forget the cached step weights (needed only after in-place writes through ``param.data``)."""
-        self._step_cache = None
+        """Forget the cached acting plan (needed only after in-place writes through ``param.data``)."""
+        self._plan = None
 
 
-def _step_weights(lru: LRULayer) -> tuple[Tensor, Tensor, Tensor]:
-    lam, w_in, w_out = lru.weights()
-    return lam, torch.cat([w_in, torch.diag(lru.D)]), w_out.t()
+class _Plan(NamedTuple):
+    """What ``SSM.step`` reads: encoder, per-layer tuples, final norm; plus the cache key."""
+
+    enc_w: Tensor
+    enc_b: Tensor
+    layers: list[tuple[Any, ...]]
+    final_norm: tuple[Any, ...]
+    slots: list[tuple[dict[str, Any], str]]
+    params: list[Tensor]
+    key: list[tuple[int, int, int]]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ssm_metarl.config import ModelConfig, PGConfig
+from ssm_metarl.config import ModelConfig, PGConfig, replace
 from ssm_metarl.defaults import ppo_defaults
 from ssm_metarl.rl.pg import train_pg
 from ssm_metarl.rl.ppo import train_ppo
@@ -11,7 +11,7 @@ from ssm_metarl.rl.ppo import train_ppo
 def test_ppo_ssm_solves_cartpole_within_150k_steps():
     cfg = ppo_defaults("CartPole-v1")
     assert cfg.model.kind == "ssm" and cfg.total_steps <= 150_000
-    result = train_ppo(cfg.__class__(**{**cfg.__dict__, "seed": 1, "progress": False}))
+    result = train_ppo(replace(cfg, seed=1, progress=False))
     returns = np.asarray(result.episode_returns)
     # the mean of the last 20 training episodes reaches 475 at some point within the budget
     rolling = np.convolve(returns, np.ones(20) / 20, mode="valid")

@@ -161,3 +161,17 @@ def test_shape_errors_are_loud():
         linear_scan(a, b, h0, torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="kernel"):
         linear_scan(a, b, h0, kernel="magic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4), (1, 30, 4), (3, 1, 4)])
+def test_partially_broadcast_coefficient(shape):
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(shape, generator=g, dtype=torch.float64) * 0.9).requires_grad_(True)
+    b = torch.randn(3, 30, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    reset = make_resets(3, 30)
+    for kernel in ("loop", "chunked"):
+        got = grads(lambda a, b: linear_scan(a, b, None, reset, kernel=kernel), (a, b), 1.0)
+        expected = grads(lambda a, b: linear_scan_reference(a, b, None, reset), (a, b), 1.0)
+        assert got[1].shape == shape
+        for x, y in zip(got, expected):
+            torch.testing.assert_close(x, y)

@@ -163,9 +163,9 @@ def test_step_cache_follows_parameter_changes(complex_):
 
     with torch.no_grad():
         model.step(x, state, reset)  # fills the cache
-        cached = model._step_cache
+        cached = model._plan
         model.step(x, state, reset)
-        assert model._step_cache is cached  # reused while nothing changes
+        assert model._plan is cached  # reused while nothing changes
     y0 = check(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(torch.randn(B, T, D), model.initial_state(B), mid_resets())[0].sum().backward()
@@ -210,3 +210,30 @@ def test_constructor_arguments_are_json_primitives():
 def test_bad_ring_is_rejected():
     with pytest.raises(ValueError, match="r_min"):
         LRULayer(H, N, r_min=0.9, r_max=0.5)
+
+
+@pytest.mark.parametrize("complex_", VARIANTS, ids=IDS)
+def test_step_cache_follows_dtype_conversion_and_inference_mode(complex_):
+    model = build(complex_)
+    x, reset = torch.randn(B, D), torch.tensor([True, False, False])
+    with torch.inference_mode():
+        y32, _ = model.step(x, model.initial_state(B), reset)
+    model.double()  # replaces every parameter's data: the cached float32 plan must not be reused
+    with torch.no_grad():
+        y64, s64 = model.step(x.double(), model.initial_state(B), reset)
+        y_seq, _ = model(x.double()[:, None], model.initial_state(B), reset[:, None])
+    assert y64.dtype == torch.float64 and s64[0].dtype == model.initial_state(1)[0].dtype
+    torch.testing.assert_close(y64, y_seq[:, 0])
+    torch.testing.assert_close(y64.float(), y32, rtol=1e-4, atol=1e-4)
+
+
+def test_odd_width_complex_step():
+    """Complex views need even strides: an odd model width H still steps correctly."""
+    torch.manual_seed(0)
+    model = SSM(D, 7, 5, num_layers=2, complex=True).double()
+    x, reset = torch.randn(B, T, D, dtype=torch.float64), mid_resets()
+    y_seq, _ = model(x, model.initial_state(B), reset)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            y_step, _ = run_steps(model, x, model.initial_state(B), reset)
+        torch.testing.assert_close(y_step, y_seq)

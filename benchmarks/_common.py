@@ -77,22 +77,26 @@ def command_line() -> str:
 
 def interleaved_timings(
     fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1, inner: int = 1
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per call of each function, measured round-robin so that machine noise hits all alike.
 
-    Each of the ``reps`` rounds runs every function once (``inner`` calls, averaged), in turn.
+    Each of the ``reps`` rounds runs every function once (``inner`` calls, averaged), in turn. Returns
+    (wall-clock seconds, this thread's CPU seconds): on a shared machine the CPU time is the better
+    estimate of what the code costs, the wall clock what a user waits.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    out: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             for _ in range(inner):
                 fn()
-            out[name].append((time.perf_counter() - t0) / inner)
-    return out
+            wall[name].append((time.perf_counter() - t0) / inner)
+            cpu[name].append((time.thread_time() - c0) / inner)
+    return wall, cpu
 
 
 def summarize(seconds: Sequence[float], scale: float = 1e3) -> dict[str, float]:

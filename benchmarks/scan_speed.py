@@ -123,6 +123,14 @@ def scan_methods(T: int, B: int, N: int, dtype: torch.dtype, heavy: bool) -> dic
     return fns
 
 
+def timing_row(base: dict[str, Any], wall: list[float], cpu: list[float], unit: str) -> dict[str, Any]:
+    """base fields + wall-clock median/p25/p75/min and the CPU-time median, in ms or us."""
+    scale = 1e3 if unit == "ms" else 1e6
+    w, c = summarize(wall, scale), summarize(cpu, scale)
+    stats = {f"{k}_{unit}": w[k] for k in ("median", "p25", "p75", "min")}
+    return base | stats | {f"cpu_median_{unit}": c["median"], "reps": w["reps"]}
+
+
 def bench_scan(grid: list[tuple[int, int, int]], reps: int, heavy_reps: int) -> list[dict[str, Any]]:
     rows = []
     headline_tbn = (HEADLINE["T"], HEADLINE["B"], HEADLINE["N"])
@@ -132,25 +140,25 @@ def bench_scan(grid: list[tuple[int, int, int]], reps: int, heavy_reps: int) -> 
                 continue
             fns = scan_methods(T, B, N, dtype, heavy=True)
             fast = {k: v for k, v in fns.items() if k.startswith("linear_scan")}
-            timings = interleaved_timings(fns, reps=heavy_reps)
+            wall, cpu = interleaved_timings(fns, reps=heavy_reps)
             if reps > heavy_reps:  # the fast kernels get extra rounds among themselves
-                for k, v in interleaved_timings(fast, reps=reps - heavy_reps, warmup=0).items():
-                    timings[k] += v
-            base = statistics.median(timings["linear_scan[auto]"])
-            for name, secs in timings.items():
-                s = summarize(secs)
-                rows.append(
-                    {"section": "scan", "method": name, "T": T, "B": B, "N": N, "dtype": str(dtype)[6:]}
-                    | {f"{k}_ms": v for k, v in s.items() if k != "reps"}
-                    | {"reps": s["reps"], "speedup_of_linear_scan": statistics.median(secs) / base}
-                )
+                more_wall, more_cpu = interleaved_timings(fast, reps=reps - heavy_reps, warmup=0)
+                for k in fast:
+                    wall[k] += more_wall[k]
+                    cpu[k] += more_cpu[k]
+            base = statistics.median(wall["linear_scan[auto]"])
+            for name in fns:
+                info = {"section": "scan", "method": name, "T": T, "B": B, "N": N, "dtype": str(dtype)[6:]}
+                row = timing_row(info, wall[name], cpu[name], "ms")
+                rows.append(row | {"time_over_linear_scan": statistics.median(wall[name]) / base})
             print(
                 f"scan T={T} B={B} N={N} {dtype}: "
                 + ", ".join(
                     f"{r['method']} {r['median_ms']:.2f} ms"
                     for r in rows
                     if (r["T"], r["B"], r["N"], r["dtype"]) == (T, B, N, str(dtype)[6:])
-                )
+                ),
+                flush=True,
             )
     return rows
 
@@ -192,21 +200,24 @@ def bench_step(batches: list[int], reps: int, inner: int, D: int = 8, H: int = 6
                 )
                 fns[name] = lambda m=model, x=x, s=state, r=reset: m.step(x, s, r)
         with torch.no_grad():
-            timings = interleaved_timings(fns, reps=reps, warmup=20, inner=inner)
-        base = statistics.median(timings["nn.GRUCell"])
-        for name, secs in timings.items():
-            s = summarize(secs, scale=1e6)
-            rows.append(
-                {"section": "step", "method": name, "B": B, "H": H, "N": 64, "D": D}
-                | {f"{k}_us": v for k, v in s.items() if k != "reps"}
-                | {
-                    "reps": s["reps"],
-                    "calls_per_rep": inner,
-                    "latency_vs_grucell": statistics.median(secs) / base,
-                }
-            )
+            wall, cpu = interleaved_timings(fns, reps=reps, warmup=20, inner=inner)
+        base = statistics.median(wall["nn.GRUCell"])
+        for name in fns:
+            info = {
+                "section": "step",
+                "method": name,
+                "B": B,
+                "H": H,
+                "N": 64,
+                "D": D,
+                "calls_per_rep": inner,
+            }
+            row = timing_row(info, wall[name], cpu[name], "us")
+            rows.append(row | {"latency_over_grucell": statistics.median(wall[name]) / base})
         print(
-            f"step B={B}: " + ", ".join(f"{r['method']} {r['median_us']:.1f} us" for r in rows if r["B"] == B)
+            f"step B={B}: "
+            + ", ".join(f"{r['method']} {r['median_us']:.1f} us" for r in rows if r["B"] == B),
+            flush=True,
         )
     return rows
 
@@ -226,17 +237,15 @@ def bench_layer(reps: int, T: int = 1024, B: int = 8, H: int = 64) -> list[dict[
     gru, lstm = nn.GRU(H, H, batch_first=True), nn.LSTM(H, H, batch_first=True)
     fns["nn.GRU (no resets)"] = backward_of(lambda: gru(x)[0], list(gru.parameters()))
     fns["nn.LSTM (no resets)"] = backward_of(lambda: lstm(x)[0], list(lstm.parameters()))
-    timings = interleaved_timings(fns, reps=reps)
-    base = statistics.median(timings["SSM block (real, with resets)"])
+    wall, cpu = interleaved_timings(fns, reps=reps)
+    base = statistics.median(wall["SSM block (real, with resets)"])
     rows = []
-    for name, secs in timings.items():
-        s = summarize(secs)
-        rows.append(
-            {"section": "layer", "method": name, "T": T, "B": B, "H": H}
-            | {f"{k}_ms": v for k, v in s.items() if k != "reps"}
-            | {"reps": s["reps"], "time_vs_ssm_block": statistics.median(secs) / base}
+    for name in fns:
+        row = timing_row(
+            {"section": "layer", "method": name, "T": T, "B": B, "H": H}, wall[name], cpu[name], "ms"
         )
-    print("layer: " + ", ".join(f"{r['method']} {r['median_ms']:.2f} ms" for r in rows))
+        rows.append(row | {"time_over_ssm_block": statistics.median(wall[name]) / base})
+    print("layer: " + ", ".join(f"{r['method']} {r['median_ms']:.2f} ms" for r in rows), flush=True)
     return rows
 
 
@@ -249,8 +258,8 @@ def bench_crossover(reps: int) -> list[dict[str, Any]]:
                 B = 8
                 fns = scan_methods(T, B, width // B, dtype, heavy=False)
                 fns = {k: v for k, v in fns.items() if k != "linear_scan[auto]"}
-                timings = interleaved_timings(fns, reps=reps)
-                loop, chunked = (statistics.median(timings[f"linear_scan[{k}]"]) for k in ("loop", "chunked"))
+                wall, cpu = interleaved_timings(fns, reps=reps)
+                loop, chunked = (statistics.median(cpu[f"linear_scan[{k}]"]) for k in ("loop", "chunked"))
                 rows.append(
                     {"section": "crossover", "T": T, "B": B, "N": width // B, "width": width}
                     | {"dtype": str(dtype)[6:], "loop_ms": loop * 1e3, "chunked_ms": chunked * 1e3}
@@ -268,7 +277,10 @@ def bench_crossover(reps: int) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- report
-def headline(rows: list[dict[str, Any]]) -> dict[str, float]:
+def headline(rows: list[dict[str, Any]], cpu: bool = False) -> dict[str, float]:
+    """The target metrics from wall-clock medians (or, with ``cpu``, from CPU-time medians)."""
+    prefix = "cpu_median" if cpu else "median"
+
     def pick(section: str, method: str, **where: Any) -> float:
         for r in rows:
             if (
@@ -276,7 +288,7 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, float]:
                 and r["method"] == method
                 and all(r.get(k) == v for k, v in where.items())
             ):
-                return r["median_ms"] if "median_ms" in r else r["median_us"]
+                return r[f"{prefix}_ms"] if f"{prefix}_ms" in r else r[f"{prefix}_us"]
         raise KeyError(f"no row for {section} {method} {where}")
 
     cfg = dict(HEADLINE, dtype="float32")
@@ -296,75 +308,81 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def to_markdown(payload: dict[str, Any]) -> str:
-    rows, head = payload["rows"], payload["headline"]
+    rows, head, head_cpu = payload["rows"], payload["headline"], payload["headline_cpu_time"]
+    machine = payload["machine"]
+    load = (machine.get("load_average_1m_at_start"), machine.get("load_average_1m_at_end"))
+
+    def section(name: str) -> list[dict[str, Any]]:
+        return [r for r in rows if r["section"] == name]
+
     out = [
         f"# Scan speed ({'quick' if payload['config']['quick'] else 'full'} run)",
         "",
-        f"`{payload['command']}` at commit `{payload['commit']}`, {payload['date']}, "
-        f"{payload['machine']['cpu']}, {payload['machine']['cores']} cores, 1 torch thread, "
-        f"torch {payload['machine']['torch']}. Medians of round-robin repetitions.",
+        f"`{payload['command']}` at commit `{payload['commit']}`, {payload['date']}; {machine['cpu']}, "
+        f"{machine['cores']} cores, 1 torch thread, torch {machine['torch']}; 1-minute load average "
+        f"{load[0]} at start, {load[1]} at end (other jobs share the machine: wall-clock numbers are noisy, "
+        "CPU-time numbers less so). Medians of round-robin repetitions.",
         "",
         "## Headline (T=1024, B=8, N=64, float32; speed-ups > 1 and latency ratios < 1 favour the SSM)",
         "",
-        markdown_table(["metric", "value", "target"], [[k, v, TARGETS.get(k, "")] for k, v in head.items()]),
+        markdown_table(
+            ["metric", "wall clock", "CPU time", "target"],
+            [[k, v, head_cpu[k], TARGETS.get(k, "")] for k, v in head.items()],
+        ),
         "",
-        "step_latency_vs_grucell compares `SSM(num_layers=1).step` with a GRUCell inside a Linear encoder and a "
-        "LayerNorm (comparable work); step_latency_vs_bare_grucell with a bare `nn.GRUCell`; both at B=1.",
+        "step_latency_vs_grucell compares `SSM(num_layers=1).step` (real) with a GRUCell inside a Linear "
+        "encoder and a LayerNorm (comparable work); step_latency_vs_bare_grucell with a bare `nn.GRUCell`; "
+        "both at B=1 under no_grad.",
         "",
         "## Scan: forward + backward (ms)",
         "",
         markdown_table(
-            ["T", "B", "N", "dtype", "method", "median ms", "p25", "p75", "x linear_scan"],
+            ["T", "B", "N", "dtype", "method", "median", "p25", "p75", "CPU median", "/ linear_scan"],
             [
-                [
-                    r["T"],
-                    r["B"],
-                    r["N"],
-                    r["dtype"],
-                    r["method"],
-                    r["median_ms"],
-                    r["p25_ms"],
-                    r["p75_ms"],
-                    r["speedup_of_linear_scan"],
-                ]
-                for r in rows
-                if r["section"] == "scan"
+                [r["T"], r["B"], r["N"], r["dtype"], r["method"], r["median_ms"], r["p25_ms"], r["p75_ms"]]
+                + [r["cpu_median_ms"], r["time_over_linear_scan"]]
+                for r in section("scan")
             ],
         ),
         "",
         "## Acting step latency under no_grad (us per call)",
         "",
         markdown_table(
-            ["B", "method", "median us", "p25", "p75", "x nn.GRUCell"],
+            ["B", "method", "median", "p25", "p75", "CPU median", "/ nn.GRUCell"],
             [
-                [r["B"], r["method"], r["median_us"], r["p25_us"], r["p75_us"], r["latency_vs_grucell"]]
-                for r in rows
-                if r["section"] == "step"
+                [r["B"], r["method"], r["median_us"], r["p25_us"], r["p75_us"], r["cpu_median_us"]]
+                + [r["latency_over_grucell"]]
+                for r in section("step")
             ],
         ),
         "",
         "## One layer, forward + backward, T=1024, B=8, width 64 (ms)",
         "",
         markdown_table(
-            ["method", "median ms", "p25", "p75", "time / SSM block"],
+            ["method", "median", "p25", "p75", "CPU median", "/ SSM block"],
             [
-                [r["method"], r["median_ms"], r["p25_ms"], r["p75_ms"], r["time_vs_ssm_block"]]
-                for r in rows
-                if r["section"] == "layer"
+                [
+                    r["method"],
+                    r["median_ms"],
+                    r["p25_ms"],
+                    r["p75_ms"],
+                    r["cpu_median_ms"],
+                    r["time_over_ssm_block"],
+                ]
+                for r in section("layer")
             ],
         ),
     ]
-    cross = [r for r in rows if r["section"] == "crossover"]
-    if cross:
+    if section("crossover"):
         out += [
             "",
-            "## Kernel crossover: forward + backward, B=8 (loop ms / chunked ms; > 1: chunked faster)",
+            "## Kernel crossover: forward + backward CPU time, B=8 (loop / chunked > 1: chunked faster)",
             "",
             markdown_table(
                 ["T", "dtype", "width B*N", "loop ms", "chunked ms", "loop / chunked"],
                 [
                     [r["T"], r["dtype"], r["width"], r["loop_ms"], r["chunked_ms"], r["loop_over_chunked"]]
-                    for r in cross
+                    for r in section("crossover")
                 ],
             ),
         ]
@@ -392,6 +410,7 @@ def main() -> None:
     payload = {
         "name": "scan_speed",
         "headline": headline(rows),
+        "headline_cpu_time": headline(rows, cpu=True),
         "targets": TARGETS,
         "config": {
             "quick": args.quick,

@@ -63,6 +63,9 @@ def ppo_defaults(env_id: str) -> PPOConfig:
 
 def pg_defaults(env_id: str) -> PGConfig:
     """REINFORCE defaults for ``env_id``'s family."""
+    # A separate baseline network matters here too: on CartPole-v1 (seed 0, 800 episodes) a shared trunk
+    # reached a last-50 mean of 101, a separate one 374.
+    model = ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True)
     if is_discrete(env_id):
-        return PGConfig(env_id=env_id, lr=3e-3, num_envs=8)
-    return PGConfig(env_id=env_id, lr=1e-3, num_envs=8, normalize_obs=True)
+        return PGConfig(env_id=env_id, lr=3e-3, num_envs=8, model=model)
+    return PGConfig(env_id=env_id, lr=1e-3, num_envs=8, normalize_obs=True, model=model)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ssm_metarl.config import ModelConfig, PGConfig, replace
-from ssm_metarl.defaults import ppo_defaults
+from ssm_metarl.config import replace
+from ssm_metarl.defaults import pg_defaults, ppo_defaults
 from ssm_metarl.rl.pg import train_pg
 from ssm_metarl.rl.ppo import train_ppo
 
@@ -20,9 +20,7 @@ def test_ppo_ssm_solves_cartpole_within_150k_steps():
 
 
 def test_reinforce_beats_150_on_cartpole():
-    cfg = PGConfig(
-        env_id="CartPole-v1", model=ModelConfig(kind="ssm", hidden_dim=64), episodes=800, progress=False
-    )
+    cfg = replace(pg_defaults("CartPole-v1"), episodes=800, seed=0, progress=False)
     result = train_pg(cfg)
     last = float(np.mean(result.episode_returns[-50:]))
     assert last > 150, f"mean of the last 50 episodes {last:.1f}"

@@ -158,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ssm-metarl`` console script; errors a user can fix exit with status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, config=(tyro.conf.FlagConversionOff,))
+        tyro.extras.subcommand_cli_from_dict(
+            COMMANDS,
+            args=argv,
+            prog="ssm-metarl",
+            use_underscores=True,
+            config=(tyro.conf.FlagConversionOff,),
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -118,7 +118,7 @@ def linear_scan(
         out = b.new_empty(B, T, N)  # (B, T, N)
         _scan_into(out, _fold_reset(a, keep, B, T), b, h0, reverse=False, kernel=kernel)
         return out
-    return _LinearScan.apply(a, b, h0, keep, kernel)
+    return _LinearScan.apply(a, b, h0, keep, kernel)[0]
 
 
 def _as_3d(a: Tensor, N: int) -> Tensor:
@@ -228,38 +228,48 @@ def _conj(x: Tensor) -> Tensor:
 
 
 class _LinearScan(torch.autograd.Function):
-    """h = scan(a * keep, b, h0) with the reverse-scan adjoint (see the module docstring)."""
+    """h = scan(a * keep, b, h0) with the reverse-scan adjoint (see the module docstring).
+
+    Also returns the reset-folded coefficient a_eff (non-differentiable) so that the backward can reuse
+    it instead of allocating and computing it again.
+    """
 
     @staticmethod
-    def forward(a: Tensor, b: Tensor, h0: Tensor | None, keep: Tensor | None, kernel: Kernel) -> Tensor:
+    def forward(
+        a: Tensor, b: Tensor, h0: Tensor | None, keep: Tensor | None, kernel: Kernel
+    ) -> tuple[Tensor, Tensor]:
         B, T, N = b.shape
+        a_eff = _fold_reset(a, keep, B, T)  # (B, T, N)
         out = b.new_empty(B, T, N)  # (B, T, N)
-        _scan_into(out, _fold_reset(a, keep, B, T), b, h0, reverse=False, kernel=kernel)
-        return out
+        _scan_into(out, a_eff, b, h0, reverse=False, kernel=kernel)
+        return out, a_eff
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
         a, b, h0, keep, kernel = inputs
+        out, a_eff = output
+        ctx.mark_non_differentiable(a_eff)
         ctx.kernel = kernel
         ctx.has_h0, ctx.has_keep = h0 is not None, keep is not None
-        ctx.save_for_backward(a, output, h0, keep)
+        ctx.save_for_backward(a, out, h0, keep, a_eff)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        a, h, h0, keep = ctx.saved_tensors
+    def backward(ctx: Any, g: Tensor, _: Tensor | None) -> tuple[Tensor | None, ...]:
+        a, h, h0, keep, a_eff = ctx.saved_tensors
         h0 = h0 if ctx.has_h0 else None
         keep = keep if ctx.has_keep else None
         need_a, need_b, need_h0 = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: differentiable ops only (double backward)
             grads = _backward_differentiable(a, h, h0, keep, g, ctx.kernel)
         else:
-            grads = _backward_fast(a, h, h0, keep, g, ctx.kernel, need_a, need_h0)
+            grads = _backward_fast(a, a_eff, h, h0, keep, g, ctx.kernel, need_a, need_h0)
         grad_a, delta, grad_h0 = grads
         return grad_a, delta if need_b else None, grad_h0 if need_h0 else None, None, None
 
 
 def _backward_fast(
     a: Tensor,
+    a_eff: Tensor,
     h: Tensor,
     h0: Tensor | None,
     keep: Tensor | None,
@@ -270,7 +280,7 @@ def _backward_fast(
 ) -> tuple[Tensor | None, Tensor, Tensor | None]:
     """The adjoint without a graph: one reverse scan, then products; few full-size temporaries."""
     B, T, N = h.shape
-    a_conj = _fold_reset(_conj(a), keep, B, T)  # (B, T, N): conj(a_t (1 - reset_t))
+    a_conj = _conj(a_eff)  # (B, T, N): conj(a_t (1 - reset_t)); no copy when real
     delta = torch.empty_like(h)  # (B, T, N)
     delta[:, -1] = g[:, -1]
     if T > 1:

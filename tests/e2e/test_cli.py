@@ -1,0 +1,198 @@
+"""Every CLI command runs end to end on a tiny budget, in a subprocess, as a user would call it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "ssm_metarl.cli"]
+
+
+def run(args, cwd, ok=True):
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_train_ppo_then_evaluate(tmp_path):
+    out = tmp_path / "run"
+    run(
+        CLI
+        + [
+            "train",
+            "--algo",
+            "ppo",
+            "--env",
+            "CartPole-v1",
+            "--model",
+            "ssm",
+            "--total_steps",
+            "2048",
+            "--out",
+            str(out),
+            "--eval_episodes",
+            "2",
+            "--progress",
+            "False",
+        ],
+        tmp_path,
+    )
+    assert (out / "final" / "model.safetensors").exists() and (out / "best" / "config.json").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["final"] is True and rows[0]["global_step"] == 512
+    proc = run(CLI + ["evaluate", str(out / "final"), "--episodes", "3", "--json_out", "True"], tmp_path)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["env_id"] == "CartPole-v1"
+    assert result["deterministic"]["episodes"] == 3 and result["stochastic"]["episodes"] == 3
+
+
+def test_train_pg_continuous(tmp_path):
+    out = tmp_path / "pg"
+    run(
+        CLI
+        + [
+            "train",
+            "--algo",
+            "pg",
+            "--env",
+            "Pendulum-v1",
+            "--model",
+            "gru",
+            "--episodes",
+            "8",
+            "--out",
+            str(out),
+            "--eval_episodes",
+            "2",
+            "--progress",
+            "False",
+        ],
+        tmp_path,
+    )
+    assert (out / "final" / "config.json").exists()
+
+
+def test_seed_main_policy_gradient(tmp_path):
+    proc = run(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--mode",
+            "policy_gradient",
+            "--env",
+            "CartPole-v1",
+            "--episodes",
+            "16",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        tmp_path,
+    )
+    assert "eval_return_det" in proc.stdout
+    assert (tmp_path / "m" / "final" / "model.safetensors").exists()
+
+
+def test_seed_main_improved_mujoco(tmp_path):
+    # --episodes 2 on HalfCheetah-v5 = 2 x 1000 env steps of PPO with the ImprovedSSM backbone
+    proc = run(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--mode",
+            "improved",
+            "--env",
+            "HalfCheetah-v5",
+            "--episodes",
+            "2",
+            "--lr",
+            "3e-4",
+            "--out",
+            str(tmp_path / "hc"),
+        ],
+        tmp_path,
+    )
+    cfg = json.loads((tmp_path / "hc" / "final" / "config.json").read_text())
+    assert cfg["policy"]["kind"] == "improved" and cfg["metadata"]["env_id"] == "HalfCheetah-v5"
+    assert "eval_return_det" in proc.stdout
+
+
+def test_seed_main_env_name_spelling(tmp_path):
+    run(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--mode",
+            "policy_gradient",
+            "--env_name",
+            "CartPole-v1",
+            "--num_episodes",
+            "8",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--env", "CartPole-v9", "--total_steps", "512"], "CartPole-v9"),
+        (["train", "--env", "NoSuchEnv-v0", "--total_steps", "512"], "NoSuchEnv-v0"),
+        (["evaluate", "does/not/exist"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_clear_error_and_nonzero_exit(tmp_path, args, message):
+    proc = run(CLI + args, tmp_path, ok=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_checkpoint_for_another_observation_size(tmp_path):
+    out = tmp_path / "cp"
+    run(
+        CLI
+        + [
+            "train",
+            "--env",
+            "CartPole-v1",
+            "--total_steps",
+            "1024",
+            "--out",
+            str(out),
+            "--eval_episodes",
+            "1",
+            "--progress",
+            "False",
+        ],
+        tmp_path,
+    )
+    proc = run(CLI + ["evaluate", str(out / "final"), "--env", "Acrobot-v1"], tmp_path, ok=False)
+    assert proc.returncode == 2 and "observation features" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_main_py_unknown_env(tmp_path):
+    proc = run(
+        [sys.executable, str(ROOT / "main.py"), "--mode", "improved", "--env", "HalfCheetah-v99"],
+        tmp_path,
+        ok=False,
+    )
+    assert proc.returncode == 2 and "HalfCheetah-v99" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_documents_every_field():
+    proc = subprocess.run(
+        CLI + ["train", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    for flag in ("--algo", "--env", "--model", "--total_steps", "--episodes", "--resume"):
+        assert flag in proc.stdout
+    assert "Gymnasium environment id" in proc.stdout

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo lint bench-scan clean
+.PHONY: venv test demo lint bench bench-scan bench-ppo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,8 +25,18 @@ test: $(STAMP) lint
 demo: $(STAMP)
 	$(BIN)/python -m ssm_metarl.demo
 
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $(VENV)/.bench
+
 bench-scan: $(STAMP)
-	$(BIN)/python benchmarks/scan_speed.py
+	cd benchmarks && ../$(BIN)/python scan_speed.py
+
+bench-ppo: $(VENV)/.bench
+	cd benchmarks && ../$(BIN)/python ppo_cartpole.py
+	cd benchmarks && ../$(BIN)/python ppo_mujoco.py
+
+bench: bench-scan bench-ppo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -39,19 +39,23 @@ DISCRETE_PPO = PPOConfig(
     model=ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True),
 )
 
+# Measured on HalfCheetah-v5 (ssm, seed 0, 60k steps): lr 3e-4 / 10 epochs / log-std 0 reached a training
+# return of -10; lr 1e-3 alone 39; lr 1e-3 with 5 epochs and initial log-std -0.5 reached 479 (eval 1817).
 CONTINUOUS_PPO = PPOConfig(
     total_steps=1_000_000,
     num_envs=8,
     num_steps=256,
-    lr=3e-4,
-    update_epochs=10,
+    lr=1e-3,
+    update_epochs=5,
     num_minibatches=8,
     gamma=0.99,
     gae_lambda=0.95,
     ent_coef=0.0,
     normalize_obs=True,
     normalize_reward=True,
-    model=ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True),
+    model=ModelConfig(
+        kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True, init_log_std=-0.5
+    ),
 )
 
 

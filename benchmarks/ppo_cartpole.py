@@ -32,7 +32,9 @@ MODELS = ["ssm", "gru", "lstm", "transformer", "mlp"]
 
 
 def run_ours(kind: str, seed: int, max_steps: int) -> dict[str, Any]:
-    cfg = replace(ppo_defaults("CartPole-v1"), model__kind=kind, seed=seed, total_steps=max_steps, progress=False)
+    cfg = replace(
+        ppo_defaults("CartPole-v1"), model__kind=kind, seed=seed, total_steps=max_steps, progress=False
+    )
     hit: dict[str, float] = {}
 
     def stop(row: dict[str, Any]) -> bool:
@@ -189,7 +191,9 @@ def main() -> None:
             sb3 = by["sb3-ppo-mlp"]
             headline["sb3_ppo_steps_to_475"] = sb3["steps_to_475_median"]
             if ssm["seconds_to_475_median"] and sb3["seconds_to_475_median"]:
-                headline["ssm_seconds_over_sb3_seconds"] = ssm["seconds_to_475_median"] / sb3["seconds_to_475_median"]
+                headline["ssm_seconds_over_sb3_seconds"] = (
+                    ssm["seconds_to_475_median"] / sb3["seconds_to_475_median"]
+                )
     payload = {
         "headline": headline,
         "rows": rows,

@@ -17,7 +17,15 @@ import statistics
 import time
 from typing import Any
 
-from _common import RESULTS_DIR, command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    git_commit,
+    machine_info,
+    markdown_table,
+    now_iso,
+    write_results,
+)
 
 CHECKPOINTS = (300_000, 1_000_000)
 
@@ -95,7 +103,11 @@ def main() -> None:
         "headline": headline,
         "rows": rows,
         "runs": runs,
-        "config": {"env": args.env, "steps": args.steps, "definition": "mean of the last 20 training episodes"},
+        "config": {
+            "env": args.env,
+            "steps": args.steps,
+            "definition": "mean of the last 20 training episodes",
+        },
         "machine": machine_info(),
         "command": command_line(),
         "commit": git_commit(),

@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(ppo_defaults(env_id), seed=0, out_dir=args.out)
     if args.steps is not None:
         cfg = replace(cfg, total_steps=args.steps)
-    print(f"Training a structured-SSM policy with recurrent PPO on {env_id} for {cfg.total_steps} env steps ...")
+    print(
+        f"Training a structured-SSM policy with recurrent PPO on {env_id} for {cfg.total_steps} env steps ..."
+    )
     result = train_ppo(cfg)
     policy = result.policy
     seed = 12_345
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         ("SSM policy, deterministic", evaluate_policy(policy, env_id, args.episodes, seed, True).returns),
         ("SSM policy, stochastic", evaluate_policy(policy, env_id, args.episodes, seed, False).returns),
     ]
-    print(f"\n{env_id}: return over {args.episodes} seeded episodes (seed {seed}); trained in {result.seconds:.0f} s")
+    print(
+        f"\n{env_id}: return over {args.episodes} seeded episodes (seed {seed}); trained in {result.seconds:.0f} s"
+    )
     print(f"{'policy':<30} {'mean':>8} {'std':>7}")
     for name, rets in rows:
         print(f"{name:<30} {np.mean(rets):>8.1f} {np.std(rets):>7.1f}")

@@ -337,7 +337,9 @@ def get_family(name: str) -> TaskDistribution:
         return TASK_FAMILIES[name]
     close = difflib.get_close_matches(name, list(TASK_FAMILIES), n=3)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"unknown task family {name!r}.{hint} Known families: {', '.join(sorted(TASK_FAMILIES))}")
+    raise ValueError(
+        f"unknown task family {name!r}.{hint} Known families: {', '.join(sorted(TASK_FAMILIES))}"
+    )
 
 
 def family_for_env_id(env_id: str) -> str:

@@ -144,3 +144,48 @@ class ImprovedSSMBackbone(nn.Module):
             z, h = layer.step(z, h, r)  # (B, H), (B, N)
             new.append(h)
         return self._final(z), tuple(new)
+
+
+def ImprovedSSM(  # noqa: N802 - the seed's class name, kept as the public constructor
+    input_dim: int,
+    action_dim: int,
+    state_dim: int = 64,
+    hidden_dim: int = 128,
+    num_layers: int = 2,
+    use_layer_norm: bool = True,
+    use_residual: bool = True,
+    discrete: bool = False,
+    action_low: float = -1.0,
+    action_high: float = 1.0,
+    separate_critic: bool = False,
+    init_log_std: float = 0.0,
+):
+    """The seed's ``ImprovedSSM`` actor-critic: an :class:`ImprovedSSMBackbone` with policy and value heads.
+
+    Continuous actions (default) get a Gaussian policy (mean + learned log-std) squashed into
+    ``[action_low, action_high]``; ``discrete=True`` gives a categorical over ``action_dim`` actions.
+    Returns an :class:`~ssm_metarl.models.heads.ActorCritic`, so it trains with ``train_ppo`` and saves
+    with ``save_policy`` like every other policy.
+    """
+    import gymnasium as gym
+    import numpy as np
+
+    from ssm_metarl.models import make_policy
+
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (input_dim,), np.float32)
+    if discrete:
+        act_space: gym.Space = gym.spaces.Discrete(action_dim)
+    else:
+        act_space = gym.spaces.Box(action_low, action_high, (action_dim,), np.float32)
+    return make_policy(
+        "improved",
+        obs_space,
+        act_space,
+        hidden_dim=hidden_dim,
+        separate_critic=separate_critic,
+        init_log_std=init_log_std,
+        state_dim=state_dim,
+        num_layers=num_layers,
+        use_layer_norm=use_layer_norm,
+        use_residual=use_residual,
+    )

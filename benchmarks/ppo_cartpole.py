@@ -236,7 +236,6 @@ def _plot(rows: list[dict[str, Any]], name: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from _common import RESULTS_DIR
 
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -2,4 +2,19 @@
 
 :mod:`ssm_metarl.envs.make` builds envs by Gymnasium id and fails loudly on an unknown id; vector envs
 use same-step autoreset, so a truncated episode's true final observation is in ``info["final_obs"]``.
+:mod:`ssm_metarl.envs.tasks` defines ``Task`` and ``TaskDistribution``; importing this package registers
+every task family (:data:`TASK_FAMILIES`) and its Gymnasium id (``ssm_metarl/...``). MuJoCo itself is
+imported only when a MuJoCo task env is built.
 """
+
+from ssm_metarl.envs import classic, mujoco  # noqa: F401  (register the task families and env ids)
+from ssm_metarl.envs.tasks import (
+    TASK_FAMILIES,
+    Task,
+    TaskDistribution,
+    family_for_env_id,
+    get_family,
+    set_tasks,
+)
+
+__all__ = ["TASK_FAMILIES", "Task", "TaskDistribution", "family_for_env_id", "get_family", "set_tasks"]

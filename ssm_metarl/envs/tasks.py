@@ -44,8 +44,10 @@ __all__ = [
     "FiniteTaskDistribution",
     "Task",
     "TaskDistribution",
+    "check_task",
     "family_for_env_id",
     "get_family",
+    "register_env",
     "register_family",
     "set_tasks",
 ]
@@ -363,7 +365,7 @@ def family_for_env_id(env_id: str) -> str:
 
 
 def set_tasks(vec_env: VectorEnv, tasks: Sequence[Task]) -> None:
-    """Give sub-env ``i`` of ``vec_env`` the task ``tasks[i]`` (takes effect at its next reset).
+    """Give sub-env ``i`` of ``vec_env`` the task ``tasks[i]`` (at once: reset to start clean episodes).
 
     Works on the ``SyncVectorEnv`` from :meth:`TaskDistribution.make_vec_env` and on batched envs with a
     ``set_tasks`` method (``Navigation2DVec``). Call ``vec_env.reset()`` afterwards to start new episodes.

@@ -170,7 +170,7 @@ def test_partially_broadcast_coefficient(shape):
     b = torch.randn(3, 30, 4, generator=g, dtype=torch.float64, requires_grad=True)
     reset = make_resets(3, 30)
     for kernel in ("loop", "chunked"):
-        got = grads(lambda a, b: linear_scan(a, b, None, reset, kernel=kernel), (a, b), 1.0)
+        got = grads(lambda a, b, k=kernel: linear_scan(a, b, None, reset, kernel=k), (a, b), 1.0)
         expected = grads(lambda a, b: linear_scan_reference(a, b, None, reset), (a, b), 1.0)
         assert got[1].shape == shape
         for x, y in zip(got, expected):

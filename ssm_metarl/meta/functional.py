@@ -1,0 +1,73 @@
+"""Parameters as dicts: call any module's method with substituted (e.g. adapted) parameters.
+
+MAML (Finn et al. 2017) needs the loss of a policy under *adapted* parameters
+``theta' = theta - alpha * grad L_support(theta)`` as a differentiable function of ``theta``. We never copy
+or patch modules: :func:`call` runs a method of the module through ``torch.func.functional_call`` with a
+``{name: tensor}`` dict standing in for its parameters (buffers such as observation statistics are the
+module's own), and :func:`inner_update` takes one gradient step on such a dict, keeping the graph
+(second order) or cutting it (first order).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+Params = dict[str, Tensor]
+
+
+class _MethodCall(nn.Module):
+    """Routes ``forward(method, *args)`` to ``inner.method(*args)`` so functional_call can reach any method."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.inner, method)(*args, **kwargs)
+
+
+def params_of(module: nn.Module) -> Params:
+    """The module's own parameters as a dict (the meta-parameters, graph-connected)."""
+    return dict(module.named_parameters())
+
+
+def call(module: nn.Module, params: Params, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``module.method(*args, **kwargs)`` computed with ``params`` in place of the module's parameters."""
+    wrapper = _MethodCall(module)
+    named = {f"inner.{k}": v for k, v in params.items()}
+    return functional_call(wrapper, named, (method, *args), kwargs, strict=False)
+
+
+def inner_update(params: Params, loss: Tensor, lr: float, first_order: bool = False) -> Params:
+    """One SGD step on ``params``: ``p - lr * dloss/dp``.
+
+    Second order (``first_order=False``) keeps the graph of the gradient so the meta-gradient flows
+    through it (Hessian-vector products); first order treats the gradient as a constant (FOMAML).
+    Parameters the loss does not reach are returned unchanged.
+    """
+    if lr <= 0:
+        raise ValueError(f"inner learning rate must be > 0, got {lr}")
+    names = [k for k, p in params.items() if p.requires_grad]
+    grads = torch.autograd.grad(
+        loss, [params[k] for k in names], create_graph=not first_order, allow_unused=True
+    )
+    new = dict(params)
+    for k, g in zip(names, grads):
+        if g is not None:
+            new[k] = params[k] - lr * (g.detach() if first_order else g)
+    return new
+
+
+def snapshot(module: nn.Module, params: Params) -> nn.Module:
+    """A detached copy of ``module`` holding ``params`` (for acting: no graph, plain method calls)."""
+    clone = copy.deepcopy(module)
+    with torch.no_grad():
+        for name, p in clone.named_parameters():
+            if name in params:
+                p.copy_(params[name].detach())
+    return clone

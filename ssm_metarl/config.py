@@ -189,6 +189,74 @@ class PGConfig:
         _in_range(gamma=(self.gamma, 0.0, 1.0))
 
 
+@dataclass(frozen=True)
+class MAMLConfig:
+    """MAML for RL (Finn et al. 2017): policy-gradient inner loop, PPO-clip (or PG) outer loop.
+
+    Each inner step collects fresh support trajectories from the current adapted parameters (unlike
+    pytorch-maml-rl, which reuses one batch); the query trajectories come from the final adapted ones.
+    """
+
+    family: str = "navigation-2d"
+    """task family (see ssm_metarl.envs.TASK_FAMILIES)"""
+    model: ModelConfig = ModelConfig(kind="mlp", hidden_dim=64, num_layers=2)
+    meta_iterations: int = 100
+    """outer (meta) updates"""
+    meta_batch_size: int = 20
+    """tasks per meta-update"""
+    num_trajectories: int = 20
+    """episodes per task per inner step (and for the query set)"""
+    inner_steps: int = 1
+    """policy-gradient steps of adaptation per task"""
+    inner_lr: float = 0.1
+    """inner-loop SGD step size"""
+    first_order: bool = False
+    """first-order MAML (no second derivatives)"""
+    outer_lr: float = 1e-3
+    """Adam step size of the meta-update"""
+    outer_algo: Literal["ppo", "pg"] = "ppo"
+    """outer loss: PPO-clip surrogate (several epochs) or vanilla policy gradient (one step)"""
+    outer_epochs: int = 3
+    """PPO epochs per meta-batch (adapted parameters are recomputed from the stored support data)"""
+    clip_coef: float = 0.2
+    """PPO clip coefficient of the outer loss"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 1.0
+    """GAE lambda of the outer advantage"""
+    vf_coef: float = 0.5
+    """value loss coefficient (outer loss)"""
+    ent_coef: float = 0.0
+    """entropy bonus (outer loss)"""
+    max_grad_norm: float = 1.0
+    """meta-gradient norm clip"""
+    seed: int = 0
+    """seed for torch, NumPy, task sampling and envs"""
+    out_dir: str | None = None
+    """where metrics.jsonl and the checkpoint go"""
+    threads: int = 1
+    """torch intra-op threads"""
+    device: str = "cpu"
+    """torch device"""
+    progress: bool = True
+    """show a progress bar"""
+
+    def validate(self) -> None:
+        self.model.validate()
+        _positive(
+            meta_iterations=self.meta_iterations,
+            meta_batch_size=self.meta_batch_size,
+            num_trajectories=self.num_trajectories,
+            inner_lr=self.inner_lr,
+            outer_lr=self.outer_lr,
+            outer_epochs=self.outer_epochs,
+            threads=self.threads,
+        )
+        if self.inner_steps < 0:
+            raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
+        _in_range(gamma=(self.gamma, 0.0, 1.0), gae_lambda=(self.gae_lambda, 0.0, 1.0))
+
+
 def replace(cfg: Any, **changes: Any) -> Any:
     """dataclasses.replace that also accepts ``model__field=value`` for the nested ModelConfig."""
     model_changes = {k.split("__", 1)[1]: changes.pop(k) for k in list(changes) if k.startswith("model__")}

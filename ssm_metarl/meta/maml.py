@@ -1,0 +1,208 @@
+"""MAML for reinforcement learning with any ActorCritic, recurrent policies included (Finn et al. 2017).
+
+Per meta-iteration, for each of K tasks sampled from the training distribution:
+
+    params_0 = theta                                             the meta-parameters, as a dict
+    for i in 1..inner_steps:                                     fresh support data at every step
+        D_i = num_trajectories whole episodes acting with params_{i-1}
+        params_i = params_{i-1} - inner_lr * grad L_pg(params_{i-1}; D_i)
+    Q = num_trajectories episodes acting with params_N           the query set
+    L_outer = PPO-clip (or PG) loss of params_N on Q             differentiable in theta through the steps
+
+and Adam takes a step on the mean outer loss over tasks. Second order keeps the graph of each inner
+gradient; first order cuts it. With ``outer_algo="ppo"`` the outer loss is optimised for
+``outer_epochs`` epochs, recomputing params_N from the *stored* support data each time (so the first
+epoch's ratio is exactly 1). Recurrent policies are unrolled over whole episodes from the initial state.
+The inner loss is REINFORCE with the critic as a (detached) baseline, so the inner step adapts the
+policy; the critic learns only in the outer loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ssm_metarl.checkpoint import save_policy
+from ssm_metarl.config import MAMLConfig
+from ssm_metarl.envs.tasks import Task, TaskDistribution, get_family, set_tasks
+from ssm_metarl.meta.functional import Params, call, inner_update, params_of, snapshot
+from ssm_metarl.models import ActorCritic, make_policy
+from ssm_metarl.rl.gae import discounted_returns, gae
+from ssm_metarl.rl.losses import pg_loss, ppo_loss
+from ssm_metarl.rl.metrics import MetricsLogger
+from ssm_metarl.rl.rollout import collect_episodes
+from ssm_metarl.seeding import make_rng, seed_everything, set_training_threads
+from ssm_metarl.types import Rollout
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Whole episodes from B envs, padded: the rollout (time-major) and the valid mask (T, B)."""
+
+    rollout: Rollout
+    valid: Tensor
+
+    @property
+    def mean_return(self) -> float:
+        return float((self.rollout.reward * self.valid).sum(0).mean())
+
+
+def sample_episodes(
+    envs, policy: ActorCritic, params: Params, tasks: list[Task], seed: int | None
+) -> Episodes:
+    """Act with ``params`` (no graph) for one whole episode per sub-env, each sub-env on its task."""
+    set_tasks(envs, tasks)
+    rollout, valid = collect_episodes(envs, snapshot(policy, params), seed=seed)
+    return Episodes(rollout, valid)
+
+
+def _evaluate(policy: ActorCritic, params: Params, ep: Episodes) -> tuple[Tensor, Tensor, Tensor]:
+    r = ep.rollout
+    log_prob, entropy, value, _ = call(
+        policy,
+        params,
+        "evaluate",
+        r.obs.transpose(0, 1),
+        r.state0,
+        r.reset.transpose(0, 1),
+        r.action.transpose(0, 1),
+    )
+    return log_prob, entropy, value  # (B, T) each
+
+
+def inner_loss(policy: ActorCritic, params: Params, ep: Episodes, gamma: float) -> Tensor:
+    """REINFORCE with the critic as a detached baseline, over the valid steps of whole episodes."""
+    r = ep.rollout
+    ret = discounted_returns(r.reward, r.terminated, r.truncated, None, None, gamma).T  # (B, T) no bootstrap
+    log_prob, _, value = _evaluate(policy, params, ep)
+    loss, _ = pg_loss(log_prob, ret - value.detach(), None, 0.0, mask=ep.valid.T, norm_adv=True)
+    return loss
+
+
+def adapt(
+    policy: ActorCritic,
+    params: Params,
+    support: list[Episodes],
+    inner_lr: float,
+    gamma: float,
+    first_order: bool,
+) -> Params:
+    """Replay the inner loop on stored support sets: one gradient step per set."""
+    for ep in support:
+        params = inner_update(params, inner_loss(policy, params, ep, gamma), inner_lr, first_order)
+    return params
+
+
+def outer_loss(
+    policy: ActorCritic, params: Params, query: Episodes, cfg: MAMLConfig
+) -> tuple[Tensor, dict[str, float]]:
+    """PPO-clip (or PG) loss of the adapted ``params`` on the query episodes, plus the value loss."""
+    r = query.rollout
+    zeros = torch.zeros_like(r.last_value)
+    advantage, ret = gae(r.reward, r.value, r.terminated, r.truncated, torch.zeros_like(r.reward), zeros,
+                         cfg.gamma, cfg.gae_lambda)  # fmt: skip
+    log_prob, entropy, value = _evaluate(policy, params, query)
+    mask = query.valid.T
+    if cfg.outer_algo == "pg":
+        return pg_loss(log_prob, advantage.T, entropy, cfg.ent_coef, value=value, ret=ret.T, vf_coef=cfg.vf_coef,
+                       mask=mask, norm_adv=True)  # fmt: skip
+    return ppo_loss(log_prob, r.log_prob.T, advantage.T, value, r.value.T, ret.T, entropy, clip_coef=cfg.clip_coef,
+                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, clip_vloss=False, norm_adv=True, mask=mask)  # fmt: skip
+
+
+@dataclass
+class MetaTrainResult:
+    policy: ActorCritic
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    env_steps: int = 0
+
+
+def build_meta_policy(cfg: MAMLConfig, dist: TaskDistribution) -> ActorCritic:
+    env = dist.make_env(dist.train[0])
+    try:
+        return make_policy(cfg.model.kind, env.observation_space, env.action_space, hidden_dim=cfg.model.hidden_dim,
+                           separate_critic=cfg.model.separate_critic, init_log_std=cfg.model.init_log_std,
+                           **cfg.model.model_kwargs())  # fmt: skip
+    finally:
+        env.close()
+
+
+def train_maml(
+    cfg: MAMLConfig,
+    policy: ActorCritic | None = None,
+    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> MetaTrainResult:
+    """Meta-train ``policy`` (or a new one) with MAML on ``cfg.family``'s training distribution."""
+    cfg.validate()
+    set_training_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    rng = make_rng(cfg.seed)
+    dist = get_family(cfg.family)
+    policy = (policy or build_meta_policy(cfg, dist)).to(cfg.device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.outer_lr)
+    envs = dist.make_vec_env(dist.train[:1] * cfg.num_trajectories, seed=cfg.seed, fast=True)
+    metrics = MetricsLogger(cfg.out_dir)
+    result = MetaTrainResult(policy)
+    t0 = time.perf_counter()
+
+    for it in tqdm(range(cfg.meta_iterations), disable=not cfg.progress, unit="meta-it", leave=False):
+        tasks = dist.sample(rng, cfg.meta_batch_size)
+        batches: list[tuple[list[Episodes], Episodes]] = []
+        pre, post = [], []
+        for task in tasks:  # collect: support sets step by step, then the query set
+            same = [task] * cfg.num_trajectories
+            params = {k: v.detach() for k, v in params_of(policy).items()}
+            support: list[Episodes] = []
+            for _ in range(cfg.inner_steps):
+                ep = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
+                support.append(ep)
+                params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+                params = inner_update(params, inner_loss(policy, params, ep, cfg.gamma), cfg.inner_lr, True)
+            query = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
+            pre.append(support[0].mean_return if support else query.mean_return)
+            post.append(query.mean_return)
+            result.env_steps += sum(int(e.valid.sum()) for e in [*support, query])
+            batches.append((support, query))
+
+        epochs = 1 if cfg.outer_algo == "pg" else cfg.outer_epochs
+        for _ in range(epochs):
+            optimizer.zero_grad(set_to_none=True)
+            stats_sum: dict[str, float] = {}
+            for support, query in batches:
+                adapted = adapt(policy, params_of(policy), support, cfg.inner_lr, cfg.gamma, cfg.first_order)
+                loss, stats = outer_loss(policy, adapted, query, cfg)
+                (loss / len(batches)).backward()
+                for k, v in stats.items():
+                    stats_sum[k] = stats_sum.get(k, 0.0) + float(v) / len(batches)
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+
+        row = {
+            "iteration": it + 1,
+            "env_steps": result.env_steps,
+            "seconds": time.perf_counter() - t0,
+            "return_before": float(np.mean(pre)),
+            "return_after": float(np.mean(post)),
+            **stats_sum,
+        }
+        metrics.log(row)
+        if callback is not None and callback(row):
+            break
+
+    result.seconds = time.perf_counter() - t0
+    result.metrics = metrics.rows
+    if cfg.out_dir is not None:
+        meta = {"algo": "maml", "family": cfg.family, "config": asdict(cfg), "env_steps": result.env_steps}
+        save_policy(Path(cfg.out_dir) / "final", policy, meta)
+    metrics.close()
+    envs.close()
+    return result

@@ -4,12 +4,15 @@
     python benchmarks/scan_speed.py --quick    # < 60 s subset -> results/scan_speed_quick.json and .md
 
 All timings use one thread, interleave the methods round-robin (so that machine noise hits all alike) and
-report medians. Sections:
+report medians of wall-clock time and of this thread's CPU time (the better estimate on a shared machine).
+Sections:
 
 1. scan: forward + backward of the reset-aware recurrence h_t = lambda (1 - reset_t) h_{t-1} + b_t,
    lambda (N,) and b (B, T, N) requiring grad, 1% random resets. ``linear_scan`` (auto kernel, and each
-   kernel forced) against the step-by-step autograd loop of the same recurrence, ``nn.GRU`` with hidden
-   size N (one fused call; cannot reset mid-sequence) and an ``nn.GRUCell`` loop with resets.
+   kernel forced) against the step-by-step autograd loop of the same recurrence (``linear_scan_reference``,
+   stepping with ``unbind``; and, where affordable, the common ``b[:, t]``-indexing loop whose backward is
+   O(T^2)), ``nn.GRU`` with hidden size N (one fused call; cannot reset mid-sequence) and an
+   ``nn.GRUCell`` loop with resets.
 2. step: acting latency of ``SSM.step`` under ``torch.no_grad`` against an ``nn.GRUCell`` and a
    GRUCell inside a tiny module of comparable work (Linear encoder -> GRUCell -> LayerNorm).
 3. layer: forward + backward at T=1024, B=8, width 64 of one SSM block (``SSM(num_layers=1)``: encoder,
@@ -84,6 +87,22 @@ def random_resets(B: int, T: int, gen: torch.Generator, p: float = 0.01) -> torc
 
 
 # ----------------------------------------------------------------------------------------------- scan
+# The indexing loop's backward is O(T^2 B N) (every b[:, t] backward writes a zero (B, T, N) tensor);
+# it is timed only where that stays affordable (T=1024, B=8, N=64 is 5.4e8).
+NAIVE_MAX_WORK = 6e8
+
+
+def naive_autograd_loop(lam: torch.Tensor, b: torch.Tensor, reset: torch.Tensor) -> torch.Tensor:
+    """The same recurrence written the most common way, indexing b[:, t] (the ANCHORS.md baseline)."""
+    B, T, N = b.shape
+    keep = (~reset).to(b.real.dtype)  # (B, T)
+    h, hs = b.new_zeros(B, N), []
+    for t in range(T):
+        h = lam * (h * keep[:, t, None]) + b[:, t]  # (B, N)
+        hs.append(h)
+    return torch.stack(hs, 1)  # (B, T, N)
+
+
 def scan_methods(T: int, B: int, N: int, dtype: torch.dtype, heavy: bool) -> dict[str, Callable[[], None]]:
     gen = torch.Generator().manual_seed(SEED)
     real = torch.float32
@@ -101,9 +120,13 @@ def scan_methods(T: int, B: int, N: int, dtype: torch.dtype, heavy: bool) -> dic
         for k in ("auto", "loop", "chunked")
     }
     if heavy:
-        fns["autograd_loop"] = backward_of(
+        fns["autograd loop"] = backward_of(
             lambda: loss_of(linear_scan_reference(lam, b, None, reset)), [lam, b]
         )
+        if T * T * B * N <= NAIVE_MAX_WORK:
+            fns["autograd loop, b[:, t] indexing"] = backward_of(
+                lambda: loss_of(naive_autograd_loop(lam, b, reset)), [lam, b]
+            )
     if dtype.is_complex or not heavy:
         return fns
     x = torch.randn(B, T, N, generator=gen)  # (B, T, N): a GRU's input of the same width
@@ -296,7 +319,10 @@ def headline(rows: list[dict[str, Any]], cpu: bool = False) -> dict[str, float]:
     block = pick("layer", "SSM block (real, with resets)")
     step = pick("step", "SSM step (real, 1 layer)", B=1)
     return {
-        "scan_vs_autograd_loop": round(pick("scan", "autograd_loop", **cfg) / scan, 2),
+        "scan_vs_autograd_loop": round(pick("scan", "autograd loop", **cfg) / scan, 2),
+        "scan_vs_indexing_autograd_loop": round(
+            pick("scan", "autograd loop, b[:, t] indexing", **cfg) / scan, 2
+        ),
         "scan_vs_grucell_resets": round(pick("scan", "GRUCell loop (resets)", **cfg) / scan, 2),
         "ssm_block_vs_nn_gru": round(pick("layer", "nn.GRU (no resets)") / block, 2),
         "ssm_block_vs_nn_lstm": round(pick("layer", "nn.LSTM (no resets)") / block, 2),

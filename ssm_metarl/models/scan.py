@@ -10,9 +10,11 @@ with a, b, h real or complex. A reset is folded into the coefficient as an exact
 before a reset reaches anything after it (no log-space cumulative sums: they lose about 1e-3 relative
 accuracy in float32 and cannot represent a zero coefficient).
 
-Why a custom autograd function. On a CPU the loop itself is cheap (a few microseconds per step); what
-is slow is building an autograd graph step by step. ``linear_scan`` therefore runs the forward without a
-graph and supplies the backward by hand. The adjoint of a linear recurrence is the same recurrence run
+Why a custom autograd function. On a CPU every small op costs a few microseconds of dispatch, and a
+step-by-step autograd loop records several ops per step and replays as many backwards (about 40 us per
+step at B*N = 512; written with ``b[:, t]`` indexing its backward is even O(T^2), see
+``linear_scan_reference``). ``linear_scan`` runs the forward without a graph, in O(sqrt(T)) vectorised
+ops, and supplies the backward by hand. The adjoint of a linear recurrence is the same recurrence run
 backwards in time. PyTorch's complex gradients are conjugate Wirtinger derivatives (the gradient it
 stores for z is dL/d(conj z) up to a factor), so with g_t = dL/dh_t:
 
@@ -48,12 +50,15 @@ from torch import Tensor
 
 Kernel = Literal["auto", "loop", "chunked"]
 
-# Kernel rule, measured with benchmarks/scan_speed.py (section "crossover": forward + backward, B = 8, one
-# thread, 2-core AMD EPYC). loop/chunked time ratio for real widths B*N = 256 .. 16384:
-#   T = 64: 1.3, 1.5, 0.9, 1.1, 1.0, 0.9, 0.5    T = 256: 2.4, 2.3, 1.6, 1.5, 1.1, 1.3, 1.0
-#   T = 1024: 3.7, 2.8, 2.1, 1.3, 1.3, 1.0, 0.9  complex, T = 1024: 2.9, 2.2, 1.2, 0.9, 0.8, 0.9, 0.7
-# The chunked scan does about three passes over the data to the loop's one, so it wins while per-step
-# dispatch overhead dominates: up to about 4096 real elements per step, or a quarter of that complex.
+# Kernel rule, measured with benchmarks/scan_speed.py (section "crossover": forward + backward CPU time,
+# B = 8, one thread, 2-core AMD EPYC). loop / chunked time for widths B*N = 256 .. 16384 (doubling):
+#   real,    T = 64:   1.33 1.29 1.17 1.12 0.96 0.83 0.76
+#   real,    T = 256:  2.20 2.28 1.93 1.34 1.07 0.92 0.77
+#   real,    T = 1024: 4.00 3.58 2.58 1.67 1.08 0.87 0.82
+#   complex, T = 1024: 2.46 1.62 1.15 0.97 0.86 0.96 0.77
+# The chunked scan makes about three passes over the data to the loop's one, so it wins while per-step
+# dispatch overhead dominates: below about 4096 real elements per step (a tie there), or a quarter of that
+# complex. The loop also wins at equal width when N is small and B large (shorter contiguous rows).
 CHUNKED_MAX_WIDTH = 4096
 # Below this many steps the chunked scan has nothing to amortise.
 CHUNKED_MIN_STEPS = 32
@@ -66,17 +71,19 @@ def linear_scan_reference(
 ) -> Tensor:
     """The obvious loop with autograd: h_t = a_t * (1 - reset_t) * h_{t-1} + b_t.
 
-    a: (B, T, N) or broadcastable to it, e.g. (N,); b: (B, T, N); h0: (B, N) or None (zeros);
-    reset: (B, T) bool or None. Returns h: (B, T, N).
+    a: (B, T, N), (1, 1, N) or (N,); b: (B, T, N); h0: (B, N) or None (zeros); reset: (B, T) bool or None.
+    Returns h: (B, T, N). Steps are taken with ``unbind`` rather than ``b[:, t]``: the backward of each
+    ``b[:, t]`` writes a zero-filled (B, T, N) tensor, which makes a loop of them O(T^2) in memory traffic.
     """
     B, T, N = b.shape
-    a = a.expand(B, T, N)  # (B, T, N)
+    a_t = a.unbind(1) if a.dim() == 3 and a.shape[1] == T else [a.reshape(-1, N)] * T  # T x (B or 1, N)
+    keep = (~reset.bool()).to(b.real.dtype)[:, :, None].unbind(1) if reset is not None else None
     h = b.new_zeros(B, N) if h0 is None else h0  # (B, N)
     hs = []
-    for t in range(T):
-        if reset is not None:
-            h = h * (~reset[:, t, None]).to(b.real.dtype)  # (B, N)
-        h = a[:, t] * h + b[:, t]  # (B, N)
+    for t, b_t in enumerate(b.unbind(1)):
+        if keep is not None:
+            h = h * keep[t]  # (B, N)
+        h = a_t[t] * h + b_t  # (B, N)
         hs.append(h)
     return torch.stack(hs, dim=1)  # (B, T, N)
 
@@ -146,7 +153,7 @@ def _pick_kernel(width: int, T: int, is_complex: bool) -> Literal["loop", "chunk
     width = B*N elements per step; a complex element costs about COMPLEX_COST real ones.
     """
     cost = width * (COMPLEX_COST if is_complex else 1)
-    return "chunked" if T >= CHUNKED_MIN_STEPS and cost <= CHUNKED_MAX_WIDTH else "loop"
+    return "chunked" if T >= CHUNKED_MIN_STEPS and cost < CHUNKED_MAX_WIDTH else "loop"
 
 
 def _scan_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool, kernel: Kernel) -> None:
@@ -289,22 +296,39 @@ def _backward_fast(
     if not need_a:
         return None, delta, grad_h0
     # dL/da_eff_t = delta_t conj(h_{t-1}); dL/da = sum over broadcast dims of keep_t * dL/da_eff_t
+    if a.shape[:2] == (1, 1):  # one coefficient per channel (the SSM's lambda): never materialise (B, T, N)
+        return _coefficient_grad_sum(delta, h, h0, keep).reshape(a.shape), delta, grad_h0
     grad = torch.empty_like(h)  # (B, T, N)
     torch.mul(delta[:, 1:], h[:, :-1].conj(), out=grad[:, 1:])
     if h0 is None:
         grad[:, 0].zero_()
     else:
         torch.mul(delta[:, 0], h0.conj(), out=grad[:, 0])
-    if keep is not None and a.shape[:2] != (1, 1):  # a (B, T, N), (1, T, N) or (B, 1, N)
+    if keep is not None:
         grad.mul_(keep[:, :, None])
-    if keep is None or a.shape[:2] != (1, 1):
-        return grad.sum_to_size(a.shape), delta, grad_h0
-    # a broadcast over batch and time: a keep-weighted sum over (B, T) as one matrix-vector product
-    flat = torch.view_as_real(grad) if grad.is_complex() else grad  # (B, T, N[, 2])
-    summed = keep.reshape(1, B * T) @ flat.reshape(B * T, -1)  # (1, N) or (1, 2N)
-    if grad.is_complex():
-        summed = torch.view_as_complex(summed.reshape(N, 2))
-    return summed.reshape(a.shape), delta, grad_h0
+    return grad.sum_to_size(a.shape), delta, grad_h0
+
+
+def _coefficient_grad_sum(delta: Tensor, h: Tensor, h0: Tensor | None, keep: Tensor | None) -> Tensor:
+    """sum over (B, T) of keep_t * delta_t * conj(h_{t-1}): (N,).
+
+    Computed in blocks of time steps small enough to stay in cache: a full (B, T, N) temporary is a fresh
+    allocation whose page faults cost more than the arithmetic.
+    """
+    B, T, N = h.shape
+    acc = delta[:, 0] * h0.conj() if h0 is not None else delta.new_zeros(B, N)  # (B, N), t = 0
+    acc = (acc * keep[:, :1] if keep is not None else acc).sum(0)  # (N,)
+    block = max(1, (1 << 16) // (B * N))  # time steps per block: <= 64k elements
+    for s in range(1, T, block):
+        e = min(T, s + block)
+        prod = delta[:, s:e] * h[:, s - 1 : e - 1].conj()  # (B, e - s, N)
+        if keep is None:
+            acc += prod.sum((0, 1))
+            continue
+        flat = (torch.view_as_real(prod) if prod.is_complex() else prod).reshape(B * (e - s), -1)
+        summed = keep[:, s:e].reshape(1, -1) @ flat  # (1, N) or (1, 2N)
+        acc += torch.view_as_complex(summed.reshape(N, 2)) if prod.is_complex() else summed[0]
+    return acc
 
 
 def _backward_differentiable(

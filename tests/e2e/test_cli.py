@@ -196,3 +196,12 @@ def test_help_documents_every_field():
     for flag in ("--algo", "--env", "--model", "--total_steps", "--episodes", "--resume"):
         assert flag in proc.stdout
     assert "Gymnasium environment id" in proc.stdout
+
+
+def test_discrete_checkpoint_on_continuous_env(tmp_path):
+    """CartPole and InvertedPendulum both have 4 observation features; the action spaces differ."""
+    out = tmp_path / "cp"
+    run(CLI + ["train", "--env", "CartPole-v1", "--total_steps", "512", "--out", str(out), "--eval_episodes", "1",
+               "--progress", "False"], tmp_path)  # fmt: skip
+    proc = run(CLI + ["evaluate", str(out / "final"), "--env", "InvertedPendulum-v5"], tmp_path, ok=False)
+    assert proc.returncode == 2 and "Discrete(2)" in proc.stderr and "Traceback" not in proc.stderr

@@ -135,7 +135,7 @@ def check_and_load_state(module: torch.nn.Module, tensors: dict[str, torch.Tenso
     module.load_state_dict(tensors, strict=True)
 
 
-def policy_from_config(desc: dict[str, Any]) -> ActorCritic:
+def policy_from_description(desc: dict[str, Any]) -> ActorCritic:
     """Rebuild an untrained policy from the ``policy`` section of a config."""
     try:
         return make_policy(
@@ -157,7 +157,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> ActorCr
     config = read_config(path)
     if "policy" not in config:
         raise CheckpointError(f"{Path(path) / CONFIG} has no 'policy' section")
-    policy = policy_from_config(config["policy"])
+    policy = policy_from_description(config["policy"])
     check_and_load_state(policy, read_tensors(path), str(path))
     return policy.to(device)
 

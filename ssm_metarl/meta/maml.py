@@ -34,7 +34,7 @@ from ssm_metarl.checkpoint import save_policy
 from ssm_metarl.config import MAMLConfig
 from ssm_metarl.envs.tasks import Task, TaskDistribution, get_family, set_tasks
 from ssm_metarl.meta.functional import Params, call, inner_update, params_of, snapshot
-from ssm_metarl.models import ActorCritic, make_policy
+from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.gae import discounted_returns, gae
 from ssm_metarl.rl.losses import pg_loss, ppo_loss
 from ssm_metarl.rl.metrics import MetricsLogger
@@ -129,9 +129,7 @@ class MetaTrainResult:
 def build_meta_policy(cfg: MAMLConfig, dist: TaskDistribution) -> ActorCritic:
     env = dist.make_env(dist.train[0])
     try:
-        return make_policy(cfg.model.kind, env.observation_space, env.action_space, hidden_dim=cfg.model.hidden_dim,
-                           separate_critic=cfg.model.separate_critic, init_log_std=cfg.model.init_log_std,
-                           **cfg.model.model_kwargs())  # fmt: skip
+        return policy_from_config(cfg.model, env.observation_space, env.action_space)
     finally:
         env.close()
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import gymnasium as gym
 from torch import nn
 
+from ssm_metarl.config import ModelConfig
 from ssm_metarl.models.base import SequenceModel, State
 from ssm_metarl.models.heads import ActorCritic, RunningNorm
 from ssm_metarl.models.improved import ImprovedSSMBackbone
@@ -70,6 +71,22 @@ def make_policy(
     )
 
 
+def policy_from_config(
+    model: ModelConfig, observation_space: gym.Space, action_space: gym.Space, normalize_obs: bool = False
+) -> ActorCritic:
+    """The ActorCritic a :class:`~ssm_metarl.config.ModelConfig` describes, for the given spaces."""
+    return make_policy(
+        model.kind,
+        observation_space,
+        action_space,
+        hidden_dim=model.hidden_dim,
+        separate_critic=model.separate_critic,
+        normalize_obs=normalize_obs,
+        init_log_std=model.init_log_std,
+        **model.model_kwargs(),
+    )
+
+
 __all__ = [
     "MODELS",
     "GRU",
@@ -86,4 +103,5 @@ __all__ = [
     "Transformer",
     "make_model",
     "make_policy",
+    "policy_from_config",
 ]

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ssm_metarl.checkpoint import save_policy
 from ssm_metarl.config import PGConfig
 from ssm_metarl.envs.make import make_vec_env
-from ssm_metarl.models import ActorCritic, make_policy
+from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.evaluate import evaluate_policy
 from ssm_metarl.rl.gae import discounted_returns
 from ssm_metarl.rl.losses import pg_loss
@@ -40,15 +40,8 @@ def train_pg(
     seed_everything(cfg.seed)
     envs = make_vec_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
     if policy is None:
-        policy = make_policy(
-            cfg.model.kind,
-            envs.single_observation_space,
-            envs.single_action_space,
-            hidden_dim=cfg.model.hidden_dim,
-            separate_critic=cfg.model.separate_critic,
-            normalize_obs=cfg.normalize_obs,
-            init_log_std=cfg.model.init_log_std,
-            **cfg.model.model_kwargs(),
+        policy = policy_from_config(
+            cfg.model, envs.single_observation_space, envs.single_action_space, cfg.normalize_obs
         )
     policy = policy.to(cfg.device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)

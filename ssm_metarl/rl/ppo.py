@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ssm_metarl.checkpoint import load_policy, save_policy
 from ssm_metarl.config import PPOConfig
 from ssm_metarl.envs.make import make_vec_env
-from ssm_metarl.models import ActorCritic, make_policy
+from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.models.base import index_state
 from ssm_metarl.rl.evaluate import evaluate_policy
 from ssm_metarl.rl.gae import gae
@@ -52,15 +52,8 @@ class TrainResult:
 
 def build_policy(cfg: PPOConfig, envs) -> ActorCritic:
     """The policy a config describes, for the spaces of ``envs``."""
-    return make_policy(
-        cfg.model.kind,
-        envs.single_observation_space,
-        envs.single_action_space,
-        hidden_dim=cfg.model.hidden_dim,
-        separate_critic=cfg.model.separate_critic,
-        normalize_obs=cfg.normalize_obs,
-        init_log_std=cfg.model.init_log_std,
-        **cfg.model.model_kwargs(),
+    return policy_from_config(
+        cfg.model, envs.single_observation_space, envs.single_action_space, cfg.normalize_obs
     )
 
 

@@ -38,6 +38,7 @@ from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.gae import discounted_returns, gae
 from ssm_metarl.rl.losses import pg_loss, ppo_loss
 from ssm_metarl.rl.metrics import MetricsLogger
+from ssm_metarl.rl.optim import make_adam
 from ssm_metarl.rl.rollout import collect_episodes
 from ssm_metarl.seeding import make_rng, seed_everything, set_training_threads
 from ssm_metarl.types import Rollout
@@ -146,7 +147,7 @@ def train_maml(
     rng = make_rng(cfg.seed)
     dist = get_family(cfg.family)
     policy = (policy or build_meta_policy(cfg, dist)).to(cfg.device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.outer_lr)
+    optimizer = make_adam(policy.parameters(), lr=cfg.outer_lr)
     envs = dist.make_vec_env(dist.train[:1] * cfg.num_trajectories, seed=cfg.seed, fast=True)
     metrics = MetricsLogger(cfg.out_dir)
     result = MetaTrainResult(policy)

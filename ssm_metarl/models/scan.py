@@ -52,18 +52,18 @@ Kernel = Literal["auto", "loop", "chunked"]
 
 # Kernel rule, measured with benchmarks/scan_speed.py (section "crossover": forward + backward CPU time,
 # B = 8, one thread, 2-core AMD EPYC). loop / chunked time for widths B*N = 256 .. 16384 (doubling):
-#   real,    T = 64:   1.33 1.29 1.17 1.12 0.96 0.83 0.76
-#   real,    T = 256:  2.20 2.28 1.93 1.34 1.07 0.92 0.77
-#   real,    T = 1024: 4.00 3.58 2.58 1.67 1.08 0.87 0.82
-#   complex, T = 1024: 2.46 1.62 1.15 0.97 0.86 0.96 0.77
+#   real,    T = 64:   1.43 1.39 1.27 1.19 1.08 0.93 0.86
+#   real,    T = 256:  2.43 2.15 1.76 1.46 1.13 0.88 0.80
+#   real,    T = 1024: 4.30 3.21 2.35 1.69 1.22 0.81 0.83
+#   complex, T = 1024: 2.54 1.61 1.23 0.89 0.78 0.98 0.87
 # The chunked scan makes about three passes over the data to the loop's one, so it wins while per-step
-# dispatch overhead dominates: below about 4096 real elements per step (a tie there), or a quarter of that
-# complex. The loop also wins at equal width when N is small and B large (shorter contiguous rows).
+# dispatch overhead dominates: below about 4096 real elements per step (near a tie there; at B=64, N=64
+# the loop wins: shorter contiguous rows), or about a third of that complex.
 CHUNKED_MAX_WIDTH = 4096
 # Below this many steps the chunked scan has nothing to amortise.
 CHUNKED_MIN_STEPS = 32
 # A complex multiply-add costs about this many real ones in the crossover measurement.
-COMPLEX_COST = 4
+COMPLEX_COST = 3
 
 
 def linear_scan_reference(

@@ -24,6 +24,7 @@ from ssm_metarl.rl.evaluate import evaluate_policy
 from ssm_metarl.rl.gae import discounted_returns
 from ssm_metarl.rl.losses import pg_loss
 from ssm_metarl.rl.metrics import MetricsLogger
+from ssm_metarl.rl.optim import make_adam
 from ssm_metarl.rl.ppo import TrainResult
 from ssm_metarl.rl.rollout import collect_episodes
 from ssm_metarl.seeding import seed_everything, set_training_threads
@@ -44,7 +45,7 @@ def train_pg(
             cfg.model, envs.single_observation_space, envs.single_action_space, cfg.normalize_obs
         )
     policy = policy.to(cfg.device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    optimizer = make_adam(policy.parameters(), lr=cfg.lr)
     metrics = MetricsLogger(cfg.out_dir)
     result = TrainResult(policy)
     num_updates = max(1, cfg.episodes // cfg.num_envs)

@@ -30,6 +30,7 @@ from ssm_metarl.rl.evaluate import evaluate_policy
 from ssm_metarl.rl.gae import gae
 from ssm_metarl.rl.losses import ppo_loss
 from ssm_metarl.rl.metrics import MetricsLogger
+from ssm_metarl.rl.optim import make_adam
 from ssm_metarl.rl.rollout import RewardScaler, RolloutCollector
 from ssm_metarl.seeding import seed_everything, set_training_threads
 from ssm_metarl.types import Rollout
@@ -118,7 +119,7 @@ def train_ppo(
         policy = build_policy(cfg, envs)
     _check_spaces(policy, envs, cfg.env_id)
     policy = policy.to(cfg.device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    optimizer = make_adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     if cfg.resume is not None:
         _load_optimizer(optimizer, cfg.resume)
     scaler = RewardScaler(cfg.num_envs, cfg.gamma) if cfg.normalize_reward else None

@@ -42,6 +42,16 @@ def param_like(module: torch.nn.Module) -> Tensor:
     return next(module.parameters())
 
 
+def clear_step_caches(module: torch.nn.Module) -> None:
+    """Drop every cached acting plan in ``module`` (models that cache precomputed step weights define
+    ``clear_step_cache``). Call after parameters change in a way autograd version counters miss: fused
+    optimisers on CPU, writes through ``param.data``. Rollout and evaluation loops call it per segment."""
+    for m in module.modules():
+        clear = getattr(m, "clear_step_cache", None)
+        if callable(clear):
+            clear()
+
+
 def mask_state(state: State, reset: Tensor) -> State:
     """Zero the rows of every state tensor where ``reset`` (B,) is True."""
     if not state:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ssm_metarl.envs.make import make_vec_env
+from ssm_metarl.models.base import clear_step_caches
 from ssm_metarl.models.heads import ActorCritic
 
 
@@ -29,6 +30,7 @@ class EvalResult:
 def run_episodes(policy: ActorCritic, envs, seed: int | None, deterministic: bool) -> EvalResult:
     """One episode in each env of ``envs`` (a vector env), acting with the policy's step path."""
     B = envs.num_envs
+    clear_step_caches(policy)
     p = next(policy.parameters())
     obs, _ = envs.reset(seed=seed)
     state = policy.initial_state(B)

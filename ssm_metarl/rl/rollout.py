@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssm_metarl.models.base import mask_state
+from ssm_metarl.models.base import clear_step_caches
 from ssm_metarl.models.heads import ActorCritic, RunningNorm
 from ssm_metarl.types import Rollout, State
 
@@ -89,6 +89,7 @@ class RolloutCollector:
     @torch.no_grad()
     def collect(self, policy: ActorCritic, num_steps: int) -> Rollout:
         T, B = num_steps, self.num_envs
+        clear_step_caches(policy)  # parameters changed since the last segment; never act with stale weights
         kw = {"device": self.device}
         obs_buf = torch.zeros(T, B, policy.backbone.input_dim, dtype=self.dtype, **kw)
         act_shape = (T, B) if policy.discrete else (T, B, policy.action_dim)
@@ -157,7 +158,7 @@ class RolloutCollector:
         return value * torch.as_tensor(mask, device=self.device, dtype=value.dtype)
 
 
-__all__ = ["EpisodeStats", "RewardScaler", "RolloutCollector", "mask_state"]
+__all__ = ["EpisodeStats", "RewardScaler", "RolloutCollector", "collect_episodes"]
 
 
 @torch.no_grad()

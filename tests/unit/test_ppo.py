@@ -97,3 +97,24 @@ def test_resume_continues_from_checkpoint(tmp_path):
     )
     assert resumed.metrics[0]["update"] == first.metrics[-2]["update"] + 1
     assert (tmp_path / "a" / "best" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_acting_sees_parameter_updates_that_bypass_version_counters(kind):
+    """A fused CPU Adam step does not bump autograd version counters; acting must still use new weights."""
+    torch.manual_seed(0)
+    cfg = tiny("CartPole-v1", kind, max_episode_steps=20)
+    envs = make_vec_env("CartPole-v1", cfg.num_envs, seed=0, max_episode_steps=20)
+    policy = build_policy(cfg, envs)
+    collector = RolloutCollector(envs, policy, seed=0)
+    collector.collect(policy, 8)  # acting builds any step caches
+    opt = torch.optim.Adam(policy.parameters(), lr=0.05, fused=True)
+    for p in policy.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    rollout = collector.collect(policy, 16)
+    with torch.no_grad():
+        new_lp, _, _, _ = policy.evaluate(rollout.obs.transpose(0, 1), rollout.state0,
+                                          rollout.reset.transpose(0, 1), rollout.action.transpose(0, 1))  # fmt: skip
+    torch.testing.assert_close(new_lp, rollout.log_prob.T, rtol=1e-5, atol=1e-5)
+    envs.close()

@@ -139,8 +139,13 @@ def train_maml(
     cfg: MAMLConfig,
     policy: ActorCritic | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    task_source: Any = None,
 ) -> MetaTrainResult:
-    """Meta-train ``policy`` (or a new one) with MAML on ``cfg.family``'s training distribution."""
+    """Meta-train ``policy`` (or a new one) with MAML on ``cfg.family``'s training distribution.
+
+    ``task_source`` (anything with ``sample(rng, n) -> list[Task]``, e.g. a ``TaskBatch``) replaces the
+    family's own sampler; its tasks must belong to ``cfg.family``.
+    """
     cfg.validate()
     set_training_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -154,7 +159,7 @@ def train_maml(
     t0 = time.perf_counter()
 
     for it in tqdm(range(cfg.meta_iterations), disable=not cfg.progress, unit="meta-it", leave=False):
-        tasks = dist.sample(rng, cfg.meta_batch_size)
+        tasks = (task_source or dist).sample(rng, cfg.meta_batch_size)
         batches: list[tuple[list[Episodes], Episodes]] = []
         pre, post = [], []
         for task in tasks:  # collect: support sets step by step, then the query set

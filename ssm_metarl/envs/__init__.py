@@ -7,7 +7,11 @@ every task family (:data:`TASK_FAMILIES`) and its Gymnasium id (``ssm_metarl/...
 imported only when a MuJoCo task env is built.
 """
 
-from ssm_metarl.envs import classic, mujoco  # noqa: F401  (register the task families and env ids)
+from ssm_metarl.envs import (  # noqa: F401  (register the task families and env ids)
+    classic,
+    mujoco,
+    trial,  # noqa: F401,I001  (RL² trial ids, one per family: after the families)
+)
 from ssm_metarl.envs.tasks import (
     TASK_FAMILIES,
     Task,

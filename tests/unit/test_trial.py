@@ -1,0 +1,42 @@
+"""RL² trials: K episodes of one task back to back, state-carrying inputs, one task per trial."""
+
+import gymnasium as gym
+import numpy as np
+
+from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.envs.trial import TrialEnv, trial_env_id
+
+
+def test_trial_runs_k_episodes_of_one_task_and_encodes_previous_step():
+    env = TrialEnv("bandit", episodes_per_trial=3)
+    obs, info = env.reset(seed=0)
+    task = env.get_task()
+    assert obs.shape == env.observation_space.shape and obs[-2:].tolist() == [0.0, 0.0]
+    steps, done_flags, episode_idx = 0, [], []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(1)
+        steps += 1
+        done_flags.append(obs[-1])
+        episode_idx.append(info["episode_in_trial"])
+        assert obs[1 + 1] == 1.0 and obs[-2] == reward  # one-hot of action 1 after the 1-dim obs; prev reward
+        assert env.get_task() == task
+    assert len(info["inner_episode_returns"]) == 3
+    assert sum(done_flags) == 3  # the flag marks the first step after each inner episode end (and trial end)
+    assert sorted(set(episode_idx)) == [0, 1, 2]
+    assert steps == 3 * env.inner.unwrapped.n  # N pulls per inner episode
+    env.reset(seed=1)
+    assert env.get_task() != task  # a new trial draws a new task
+
+
+def test_fixed_task_for_evaluation_and_registered_ids():
+    dist = get_family("navigation-2d")
+    env = gym.make(trial_env_id("navigation-2d"), episodes_per_trial=2, task=dist.test[0])
+    env.reset(seed=0)
+    assert env.unwrapped.get_task() == dist.test[0]
+    env.reset(seed=5)
+    assert env.unwrapped.get_task() == dist.test[0]
+    a = np.zeros(2, dtype=np.float32)
+    obs, *_ = env.step(a)
+    assert obs.shape == (2 + 2 + 2,)
+    env.close()

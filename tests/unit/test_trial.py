@@ -40,3 +40,20 @@ def test_fixed_task_for_evaluation_and_registered_ids():
     obs, *_ = env.step(a)
     assert obs.shape == (2 + 2 + 2,)
     env.close()
+
+
+def test_rl2_training_and_per_episode_evaluation_run():
+    import torch
+
+    from ssm_metarl.config import ModelConfig, PPOConfig
+    from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+
+    torch.manual_seed(0)
+    cfg = PPOConfig(model=ModelConfig(kind="ssm", hidden_dim=16, state_dim=8), total_steps=512, num_envs=2,
+                    num_steps=64, eval_episodes=1, progress=False)  # fmt: skip
+    result = train_rl2("bandit", 2, cfg)
+    tasks = get_family("bandit").test[:3]
+    returns = evaluate_in_context(result.policy, "bandit", tasks, episodes_per_trial=2, seed=0)
+    assert returns.shape == (3, 2)
+    # every pull pays 0 or 1, and each inner episode has N pulls
+    assert ((returns >= 0) & (returns <= TrialEnv("bandit").inner.unwrapped.n)).all()

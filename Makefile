@@ -34,7 +34,8 @@ bench-scan: $(STAMP)
 
 bench-ppo: $(VENV)/.bench
 	cd benchmarks && ../$(BIN)/python ppo_cartpole.py
-	cd benchmarks && ../$(BIN)/python ppo_mujoco.py
+	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 300000
+	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 1000000 --models ssm --name ppo_mujoco_1m
 
 bench: bench-scan bench-ppo
 

@@ -18,16 +18,14 @@ from tqdm import tqdm
 
 from ssm_metarl.checkpoint import save_policy
 from ssm_metarl.config import PGConfig
-from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.evaluate import evaluate_policy
 from ssm_metarl.rl.gae import discounted_returns
 from ssm_metarl.rl.losses import pg_loss
 from ssm_metarl.rl.metrics import MetricsLogger
 from ssm_metarl.rl.optim import make_adam
-from ssm_metarl.rl.ppo import TrainResult
+from ssm_metarl.rl.ppo import TrainResult, prepare_run
 from ssm_metarl.rl.rollout import collect_episodes
-from ssm_metarl.seeding import seed_everything, set_training_threads
 
 
 def train_pg(
@@ -36,10 +34,7 @@ def train_pg(
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
     """Train with REINFORCE + baseline for ``cfg.episodes`` episodes (``cfg.num_envs`` per update)."""
-    cfg.validate()
-    set_training_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
+    envs = prepare_run(cfg)
     if policy is None:
         policy = policy_from_config(
             cfg.model, envs.single_observation_space, envs.single_action_space, cfg.normalize_obs

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ssm_metarl.checkpoint import load_policy, save_policy
-from ssm_metarl.config import PPOConfig
+from ssm_metarl.config import PGConfig, PPOConfig
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.models.base import index_state
@@ -101,16 +101,21 @@ def ppo_update(
     return {k: v / max(n, 1) for k, v in stats_sum.items()}
 
 
+def prepare_run(cfg: PPOConfig | PGConfig):
+    """What every training entry point does first: validate, one thread, seed, build the vector env."""
+    cfg.validate()
+    set_training_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    return make_vec_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
+
+
 def train_ppo(
     cfg: PPOConfig,
     policy: ActorCritic | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
     """Train with PPO as ``cfg`` says. ``callback(row)`` sees each metrics row; returning True stops."""
-    cfg.validate()
-    set_training_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    envs = make_vec_env(cfg.env_id, cfg.num_envs, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
+    envs = prepare_run(cfg)
     start_update = 0
     if cfg.resume is not None:
         policy = load_policy(cfg.resume)

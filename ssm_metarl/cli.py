@@ -151,7 +151,90 @@ def evaluate(
         print(f"{mode:<14} {r['mean']:>12.2f} {r['std']:>8.2f} {r['episodes']:>9d}")
 
 
-COMMANDS = {"train": train, "evaluate": evaluate}
+def meta_train(
+    method: Literal["maml", "rl2"] = "maml",
+    tasks: str = "navigation-2d",
+    model: ModelKind = "mlp",
+    iterations: int = 100,
+    meta_batch: int = 20,
+    trajectories: int = 20,
+    inner_steps: int = 1,
+    inner_lr: float = 0.1,
+    outer_lr: float = 1e-3,
+    first_order: bool = False,
+    hidden_dim: int = 64,
+    episodes_per_trial: int = 2,
+    total_steps: int = 200_000,
+    eval_tasks: int = 10,
+    eval_steps: int = 3,
+    seed: int = 0,
+    out: str | None = None,
+    progress: bool = True,
+) -> None:
+    """Meta-train over a task family (MAML or in-context RL²), then evaluate on held-out tasks.
+
+    Args:
+        method: maml (gradient-based adaptation) or rl2 (in-context: the recurrent state adapts).
+        tasks: task family (cartpole-physics, pendulum-physics, navigation-2d, bandit, tabular-mdp, ...).
+        model: policy backbone.
+        iterations: MAML meta-updates.
+        meta_batch: MAML tasks per meta-update.
+        trajectories: MAML episodes per task per inner step (and for the query set).
+        inner_steps: MAML inner policy-gradient steps.
+        inner_lr: MAML inner step size.
+        outer_lr: MAML meta (Adam) step size.
+        first_order: first-order MAML.
+        hidden_dim: backbone width.
+        episodes_per_trial: RL²: episodes of one task per trial.
+        total_steps: RL²: PPO env steps.
+        eval_tasks: held-out (test split) tasks to evaluate on.
+        eval_steps: MAML: adaptation steps to evaluate.
+        seed: seed for everything.
+        out: output folder (default runs/meta-<method>-<tasks>-<model>-s<seed>).
+        progress: show a progress bar.
+    """
+    from ssm_metarl.config import MAMLConfig, ModelConfig, PPOConfig
+    from ssm_metarl.envs.tasks import get_family
+
+    out = out or f"runs/meta-{method}-{tasks}-{model}-s{seed}"
+    dist = get_family(tasks)
+    test = dist.test[:eval_tasks]
+    model_cfg = ModelConfig(kind=model, hidden_dim=hidden_dim, num_layers=2 if model == "mlp" else 1)
+    if method == "maml":
+        from ssm_metarl.meta.evaluate import evaluate_adaptation, random_policy_returns
+        from ssm_metarl.meta.maml import train_maml
+
+        cfg = MAMLConfig(family=tasks, model=model_cfg, meta_iterations=iterations, meta_batch_size=meta_batch,
+                         num_trajectories=trajectories, inner_steps=inner_steps, inner_lr=inner_lr,
+                         outer_lr=outer_lr, first_order=first_order, seed=seed, out_dir=out,
+                         progress=progress)  # fmt: skip
+        result = train_maml(cfg)
+        curve = evaluate_adaptation(
+            result.policy, tasks, test, eval_steps, trajectories, inner_lr, seeds=(seed,)
+        )
+        print(
+            f"MAML on {tasks}: {result.env_steps} env steps in {result.seconds:.0f} s; held-out tasks: {len(test)}"
+        )
+        print(f"{'policy':<28} {'mean return':>12} {'95% CI +-':>10}")
+        print(f"{'random':<28} {random_policy_returns(tasks, test, trajectories, seed):>12.2f} {'':>10}")
+        for k, (m, h) in enumerate(curve.summary()):
+            print(f"{f'after {k} adaptation steps':<28} {m:>12.2f} {h:>10.2f}")
+    else:
+        from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+
+        cfg = PPOConfig(model=model_cfg, total_steps=total_steps, seed=seed, out_dir=out, progress=progress,
+                        eval_episodes=2)  # fmt: skip
+        result = train_rl2(tasks, episodes_per_trial, cfg)
+        returns = evaluate_in_context(result.policy, tasks, test, episodes_per_trial, seed=seed)
+        print(
+            f"RL² on {tasks}: {total_steps} env steps in {result.seconds:.0f} s; held-out tasks: {len(test)}"
+        )
+        for i, m in enumerate(returns.mean(0)):
+            print(f"episode {i + 1} of the trial: mean return {m:.2f}")
+    print(f"checkpoint: {Path(out) / 'final'}")
+
+
+COMMANDS = {"train": train, "evaluate": evaluate, "meta-train": meta_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-MODES = ("policy_gradient", "improved", "ppo")
+MODES = ("policy_gradient", "improved", "ppo", "meta_rl")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training episodes (improved/ppo: episodes x the env's time limit = env steps)",
     )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: tuned per env family)")
+    p.add_argument(
+        "--epochs", "--num_epochs", dest="epochs", type=int, default=100, help="meta_rl: meta-updates"
+    )
+    p.add_argument("--tasks_per_epoch", type=int, default=5, help="meta_rl: tasks per meta-update")
+    p.add_argument("--inner_lr", type=float, default=0.01, help="meta_rl: inner-loop step size")
+    p.add_argument("--outer_lr", type=float, default=0.001, help="meta_rl: meta step size")
+    p.add_argument("--trajectories", type=int, default=10, help="meta_rl: episodes per task per step")
     p.add_argument("--model", default=None, help="policy backbone (default: ssm; improved mode: improved)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder")
@@ -40,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ssm_metarl.cli import main as cli_main
 
+    if args.mode == "meta_rl":  # an env id maps to its physics family (CartPole-v1 -> cartpole-physics)
+        from ssm_metarl.envs.tasks import family_for_env_id
+
+        cmd = ["meta-train", "--method", "maml", "--tasks", family_for_env_id(args.env), "--model", args.model or "ssm",
+               "--iterations", str(args.epochs), "--meta_batch", str(args.tasks_per_epoch), "--inner_lr",
+               str(args.inner_lr), "--outer_lr", str(args.outer_lr), "--trajectories", str(args.trajectories),
+               "--seed", str(args.seed)]  # fmt: skip
+        if args.out is not None:
+            cmd += ["--out", args.out]
+        return cli_main(cmd)
     if args.mode == "policy_gradient":
         cmd = ["train", "--algo", "pg", "--episodes", str(args.episodes), "--model", args.model or "ssm"]
     else:

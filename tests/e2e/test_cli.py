@@ -205,3 +205,35 @@ def test_discrete_checkpoint_on_continuous_env(tmp_path):
                "--progress", "False"], tmp_path)  # fmt: skip
     proc = run(CLI + ["evaluate", str(out / "final"), "--env", "InvertedPendulum-v5"], tmp_path, ok=False)
     assert proc.returncode == 2 and "Discrete(2)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_meta_train_maml_and_rl2(tmp_path):
+    proc = run(CLI + ["meta-train", "--method", "maml", "--tasks", "navigation-2d", "--model", "ssm", "--iterations",
+                      "2", "--meta_batch", "2", "--trajectories", "3", "--eval_tasks", "2", "--eval_steps", "1",
+                      "--out", str(tmp_path / "maml"), "--progress", "False"], tmp_path)  # fmt: skip
+    assert "after 1 adaptation steps" in proc.stdout and "random" in proc.stdout
+    cfg = json.loads((tmp_path / "maml" / "final" / "config.json").read_text())
+    assert cfg["metadata"]["family"] == "navigation-2d"
+    proc = run(CLI + ["meta-train", "--method", "rl2", "--tasks", "bandit", "--model", "gru", "--total_steps", "512",
+                      "--eval_tasks", "2", "--out", str(tmp_path / "rl2"), "--progress", "False"], tmp_path)  # fmt: skip
+    assert "episode 2 of the trial" in proc.stdout
+
+
+def test_seed_main_meta_rl(tmp_path):
+    proc = run([sys.executable, str(ROOT / "main.py"), "--mode", "meta_rl", "--env", "CartPole-v1", "--epochs", "1",
+                "--tasks_per_epoch", "2", "--inner_lr", "0.01", "--outer_lr", "0.001", "--trajectories", "2",
+                "--out", str(tmp_path / "mr")], tmp_path)  # fmt: skip
+    assert "cartpole-physics" in proc.stdout
+    assert (
+        json.loads((tmp_path / "mr" / "final" / "config.json").read_text())["metadata"]["family"]
+        == "cartpole-physics"
+    )
+
+
+def test_meta_rl_unknown_env(tmp_path):
+    proc = run(
+        [sys.executable, str(ROOT / "main.py"), "--mode", "meta_rl", "--env", "Humanoid-v5"],
+        tmp_path,
+        ok=False,
+    )
+    assert proc.returncode == 2 and "no task family" in proc.stderr and "Traceback" not in proc.stderr

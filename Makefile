@@ -23,7 +23,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m ssm_metarl.demo
+	$(BIN)/ssm-metarl demo
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"

@@ -62,3 +62,28 @@ def evaluate_policy(
         return run_episodes(policy, envs, seed, deterministic)
     finally:
         envs.close()
+
+
+def baseline_returns(
+    env_id: str, num_episodes: int = 10, seed: int = 10_000, constant_action: int | None = None
+) -> EvalResult:
+    """Seeded episodes of a uniform-random policy (``constant_action=None``) or one that always takes
+    ``constant_action`` (discrete envs): the baseline rows of every results table."""
+    envs = make_vec_env(env_id, num_episodes, seed=seed)
+    try:
+        envs.action_space.seed(seed)
+        envs.reset(seed=seed)
+        returns, lengths = np.zeros(num_episodes), np.zeros(num_episodes, dtype=np.int64)
+        running = np.ones(num_episodes, dtype=bool)
+        while running.any():
+            if constant_action is None:
+                action = envs.action_space.sample()
+            else:
+                action = np.full(num_episodes, constant_action)
+            _, reward, terminated, truncated, _ = envs.step(action)
+            returns += reward * running
+            lengths += running
+            running &= ~(terminated | truncated)
+        return EvalResult(returns.tolist(), lengths.tolist())
+    finally:
+        envs.close()

@@ -237,3 +237,17 @@ def test_meta_rl_unknown_env(tmp_path):
         ok=False,
     )
     assert proc.returncode == 2 and "no task family" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_command_prints_the_table(tmp_path):
+    proc = run(
+        CLI + ["demo", "--steps", "1024", "--episodes", "3", "--out", str(tmp_path / "demo")], tmp_path
+    )
+    for row in (
+        "random policy",
+        "constant action (push left)",
+        "SSM policy, deterministic",
+        "SSM policy, stochastic",
+    ):
+        assert row in proc.stdout
+    assert (tmp_path / "demo" / "final" / "model.safetensors").exists()

@@ -132,12 +132,6 @@ def evaluate(
     env_id = env or load_metadata(checkpoint).get("env_id")
     if env_id is None:
         raise ValueError(f"{checkpoint} does not record its env; pass --env")
-    from ssm_metarl.envs.make import make_vec_env
-    from ssm_metarl.rl.ppo import _check_spaces
-
-    probe = make_vec_env(env_id, 1, seed=seed)
-    _check_spaces(policy, probe, env_id)
-    probe.close()
     rows = {}
     for mode, det in (("deterministic", True), ("stochastic", False)):
         r = evaluate_policy(policy, env_id, episodes, seed=seed, deterministic=det)

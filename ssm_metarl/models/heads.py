@@ -223,7 +223,8 @@ class ActorCritic(nn.Module):
     ) -> tuple[np.ndarray, State]:
         """Convenience for users: raw observations (B, D) -> env actions (numpy), next state."""
         p = next(self.parameters())
-        obs_t = torch.as_tensor(np.asarray(obs), dtype=p.dtype, device=p.device).reshape(obs.shape[0], -1)
+        obs_np = np.asarray(obs)
+        obs_t = torch.as_tensor(obs_np, dtype=p.dtype, device=p.device).reshape(obs_np.shape[0], -1)
         reset_t = torch.as_tensor(np.asarray(reset), dtype=torch.bool, device=p.device)
         action, _, _, state = self.act(self.normalize(obs_t), state, reset_t, deterministic)
         return self.env_action(action), state

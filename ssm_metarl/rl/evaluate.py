@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,26 +27,49 @@ class EvalResult:
         return float(np.std(self.returns))
 
 
-@torch.no_grad()
-def run_episodes(policy: ActorCritic, envs, seed: int | None, deterministic: bool) -> EvalResult:
-    """One episode in each env of ``envs`` (a vector env), acting with the policy's step path."""
-    B = envs.num_envs
-    clear_step_caches(policy)
-    p = next(policy.parameters())
+def check_spaces(policy: ActorCritic, envs, env_id: str) -> None:
+    """Fail loudly when ``policy`` was built for other observation or action spaces than ``envs`` has."""
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    if policy.backbone.input_dim != obs_dim:
+        raise ValueError(
+            f"policy expects {policy.backbone.input_dim} observation features, {env_id} gives {obs_dim}"
+        )
+    if policy.action_space != envs.single_action_space:
+        raise ValueError(f"policy acts in {policy.action_space}, {env_id} expects {envs.single_action_space}")
+
+
+def _episode_loop(envs, seed: int | None, act: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> EvalResult:
+    """One episode in each sub-env of ``envs``; ``act(obs, reset)`` maps (B, ...) observations and the
+    (B,) episode-start flags to env actions. Steps after an env's episode ended are not counted."""
     obs, _ = envs.reset(seed=seed)
-    state = policy.initial_state(B)
-    reset = torch.ones(B, dtype=torch.bool, device=p.device)
+    B = envs.num_envs
+    reset = np.ones(B, dtype=bool)
     returns, lengths = np.zeros(B), np.zeros(B, dtype=np.int64)
     running = np.ones(B, dtype=bool)
     while running.any():
-        x = policy.normalize(torch.as_tensor(obs, device=p.device).to(p.dtype).reshape(B, -1))
-        action, _, _, state = policy.act(x, state, reset, deterministic=deterministic)
-        obs, reward, terminated, truncated, _ = envs.step(policy.env_action(action))
+        obs, reward, terminated, truncated, _ = envs.step(act(obs, reset))
         returns += reward * running
         lengths += running
-        running &= ~(terminated | truncated)
-        reset = torch.as_tensor(terminated | truncated, device=p.device)
+        reset = terminated | truncated
+        running &= ~reset
     return EvalResult(returns.tolist(), lengths.tolist())
+
+
+@torch.no_grad()
+def run_episodes(policy: ActorCritic, envs, seed: int | None, deterministic: bool) -> EvalResult:
+    """One episode in each env of ``envs`` (a vector env), acting with the policy's step path."""
+    clear_step_caches(policy)
+    p = next(policy.parameters())
+    state = policy.initial_state(envs.num_envs)
+
+    def act(obs: np.ndarray, reset: np.ndarray) -> np.ndarray:
+        nonlocal state
+        x = policy.normalize(torch.as_tensor(obs, device=p.device).to(p.dtype).reshape(envs.num_envs, -1))
+        reset_t = torch.as_tensor(reset, device=p.device)
+        action, _, _, state = policy.act(x, state, reset_t, deterministic=deterministic)
+        return policy.env_action(action)
+
+    return _episode_loop(envs, seed, act)
 
 
 def evaluate_policy(
@@ -56,9 +80,11 @@ def evaluate_policy(
     deterministic: bool = True,
     max_episode_steps: int | None = None,
 ) -> EvalResult:
-    """Mean return over ``num_episodes`` seeded episodes of ``env_id`` (all run side by side)."""
+    """Mean return over ``num_episodes`` seeded episodes of ``env_id`` (all run side by side); raises if the
+    policy was built for other spaces than the env has."""
     envs = make_vec_env(env_id, num_episodes, seed=seed, max_episode_steps=max_episode_steps)
     try:
+        check_spaces(policy, envs, env_id)
         return run_episodes(policy, envs, seed, deterministic)
     finally:
         envs.close()
@@ -72,18 +98,8 @@ def baseline_returns(
     envs = make_vec_env(env_id, num_episodes, seed=seed)
     try:
         envs.action_space.seed(seed)
-        envs.reset(seed=seed)
-        returns, lengths = np.zeros(num_episodes), np.zeros(num_episodes, dtype=np.int64)
-        running = np.ones(num_episodes, dtype=bool)
-        while running.any():
-            if constant_action is None:
-                action = envs.action_space.sample()
-            else:
-                action = np.full(num_episodes, constant_action)
-            _, reward, terminated, truncated, _ = envs.step(action)
-            returns += reward * running
-            lengths += running
-            running &= ~(terminated | truncated)
-        return EvalResult(returns.tolist(), lengths.tolist())
+        if constant_action is None:
+            return _episode_loop(envs, seed, lambda obs, reset: envs.action_space.sample())
+        return _episode_loop(envs, seed, lambda obs, reset: np.full(num_episodes, constant_action))
     finally:
         envs.close()

@@ -16,17 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from ssm_metarl.checkpoint import load_policy, save_policy
+from ssm_metarl.checkpoint import load_metadata, load_policy, save_policy
 from ssm_metarl.config import PGConfig, PPOConfig
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.models.base import index_state
-from ssm_metarl.rl.evaluate import evaluate_policy
+from ssm_metarl.rl.evaluate import check_spaces, evaluate_policy
 from ssm_metarl.rl.gae import gae
 from ssm_metarl.rl.losses import ppo_loss
 from ssm_metarl.rl.metrics import MetricsLogger
@@ -119,10 +118,10 @@ def train_ppo(
     start_update = 0
     if cfg.resume is not None:
         policy = load_policy(cfg.resume)
-        start_update = int(_resume_meta(cfg.resume).get("update", 0))
+        start_update = int(load_metadata(cfg.resume).get("update", 0))
     if policy is None:
         policy = build_policy(cfg, envs)
-    _check_spaces(policy, envs, cfg.env_id)
+    check_spaces(policy, envs, cfg.env_id)
     policy = policy.to(cfg.device)
     optimizer = make_adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     if cfg.resume is not None:
@@ -247,19 +246,3 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, path: str) -> None:
         keys = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(i)}
         if keys:
             optimizer.state[p] = {k: v.to(p.device) for k, v in keys.items()}
-
-
-def _resume_meta(path: str) -> dict[str, Any]:
-    from ssm_metarl.checkpoint import load_metadata
-
-    return load_metadata(path)
-
-
-def _check_spaces(policy: ActorCritic, envs, env_id: str) -> None:
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    if policy.backbone.input_dim != obs_dim:
-        raise ValueError(
-            f"policy expects {policy.backbone.input_dim} observation features, {env_id} gives {obs_dim}"
-        )
-    if policy.action_space != envs.single_action_space:
-        raise ValueError(f"policy acts in {policy.action_space}, {env_id} expects {envs.single_action_space}")

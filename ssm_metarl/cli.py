@@ -265,7 +265,52 @@ def demo(out: str = "runs/demo", steps: int | None = None, episodes: int = 20) -
     print(f"evaluate again with: .venv/bin/ssm-metarl evaluate {Path(out) / 'final'}")
 
 
-COMMANDS = {"train": train, "evaluate": evaluate, "meta-train": meta_train, "demo": demo}
+def adapt(
+    checkpoint: str,
+    mode: Literal["standard", "hybrid", "both"] = "both",
+    tasks: Literal["train", "test", "out_of_range"] = "test",
+    steps: int = 3,
+    num_tasks: int = 10,
+    seeds: int = 3,
+    trajectories: int = 20,
+    lr: float | None = None,
+    experience_weight: float = 0.1,
+    buffer: str | None = None,
+    out: str | None = None,
+) -> None:
+    """Adapt a meta-trained checkpoint to tasks of its family (standard vs hybrid) and print the table.
+
+    Args:
+        checkpoint: checkpoint folder (or a shipped model's name, see ssm_metarl.list_pretrained()).
+        mode: standard (current-task data), hybrid (plus experience replay) or both; hybrid also runs standard
+            so the table carries the paired difference.
+        tasks: which split of the checkpoint's task family to adapt to.
+        steps: adaptation (gradient) steps.
+        num_tasks: tasks from the split.
+        seeds: seeds per task (0..seeds-1).
+        trajectories: episodes per adaptation step.
+        lr: adaptation step size (default: the checkpoint's inner_lr).
+        experience_weight: weight of the replay loss (hybrid).
+        buffer: a saved ExperienceBuffer folder (default: filled from training tasks).
+        out: write <out>.json and <out>.md as well.
+    """
+    from ssm_metarl.adapt import adapt_checkpoint
+    from ssm_metarl.pretrained import PRETRAINED_DIR, list_pretrained
+
+    if not Path(checkpoint).exists() and checkpoint in list_pretrained():
+        checkpoint = str(PRETRAINED_DIR / checkpoint)
+    comparison = adapt_checkpoint(checkpoint, mode, tasks, steps, num_tasks, tuple(range(seeds)), trajectories,
+                                  lr, experience_weight, buffer, out=out)  # fmt: skip
+    print(comparison.table())
+
+
+COMMANDS = {
+    "train": train,
+    "evaluate": evaluate,
+    "meta-train": meta_train,
+    "adapt": adapt,
+    "demo": demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

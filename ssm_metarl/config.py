@@ -199,7 +199,7 @@ class MAMLConfig:
 
     family: str = "navigation-2d"
     """task family (see ssm_metarl.envs.TASK_FAMILIES)"""
-    model: ModelConfig = ModelConfig(kind="mlp", hidden_dim=64, num_layers=2)
+    model: ModelConfig = ModelConfig(kind="mlp", hidden_dim=64, num_layers=2, separate_critic=True)
     meta_iterations: int = 100
     """outer (meta) updates"""
     meta_batch_size: int = 20

@@ -10,7 +10,7 @@ import dataclasses
 
 import gymnasium as gym
 
-from ssm_metarl.config import ModelConfig, PGConfig, PPOConfig
+from ssm_metarl.config import MAMLConfig, ModelConfig, PGConfig, PPOConfig
 
 
 def is_discrete(env_id: str) -> bool:
@@ -73,3 +73,39 @@ def pg_defaults(env_id: str) -> PGConfig:
     if is_discrete(env_id):
         return PGConfig(env_id=env_id, lr=3e-3, num_envs=8, model=model)
     return PGConfig(env_id=env_id, lr=1e-3, num_envs=8, normalize_obs=True, model=model)
+
+
+def _family_is_discrete(family: str) -> bool:
+    from ssm_metarl.envs.tasks import get_family
+
+    dist = get_family(family)
+    env = dist.make_env(dist.train[0])
+    try:
+        return isinstance(env.action_space, gym.spaces.Discrete)
+    finally:
+        env.close()
+
+
+def rl2_defaults(family: str) -> PPOConfig:
+    """PPO settings for in-context RL² on ``family`` (the env id is set by ``train_rl2``).
+
+    Measured on navigation-2d (ssm, 4 episodes per trial, seed 0): 16 envs x 200 steps without reward
+    normalisation reached -8.9 in the second episode after 800k steps (172 s).
+    """
+    if _family_is_discrete(family):
+        return dataclasses.replace(DISCRETE_PPO, num_envs=16, num_steps=128, gamma=0.99, gae_lambda=0.95)
+    return dataclasses.replace(CONTINUOUS_PPO, num_envs=16, num_steps=200, normalize_reward=False)
+
+
+def maml_defaults(family: str) -> MAMLConfig:
+    """MAML settings for ``family``.
+
+    The inner step size is larger than the MAML paper's 0.1 because our Gaussian is tanh-squashed into the
+    action bounds: on navigation-2d (mlp, 20 tasks x 20 trajectories, 30 meta-iterations, seed 0) the
+    one-step gain on held-out tasks was 0.6 with inner lr 0.1, 0.2 with 0.4 and 6.8 with 1.0; Adam at 1e-3
+    moved the policy by an approx-KL of 2e-4 per meta-update, 3e-3 by 5e-3.
+    """
+    base = MAMLConfig(family=family, inner_lr=1.0, outer_lr=3e-3)
+    if _family_is_discrete(family):
+        return dataclasses.replace(base, inner_lr=0.1, outer_lr=1e-3)
+    return base

@@ -228,41 +228,36 @@ def meta_train(
     print(f"checkpoint: {Path(out) / 'final'}")
 
 
-def demo(out: str = "runs/demo", steps: int | None = None, episodes: int = 20) -> None:
-    """The main job (``make demo``): train an SSM policy with recurrent PPO on CartPole-v1, then compare it
-    with a random and a constant-action policy on the same seeded episodes.
+def demo(
+    model: str = "cartpole-ssm",
+    steps: int = 3,
+    tasks: int = 5,
+    seeds: int = 2,
+    trajectories: int = 10,
+    scratch: bool = True,
+    out: str = "runs/demo",
+) -> None:
+    """The main job (``make demo``): the shipped meta-trained SSM policy on CartPole physics it has never
+    seen, zero-shot and after standard and hybrid test-time adaptation, against a random policy, a constant
+    action and PPO from scratch given the same env steps.
 
     Args:
-        out: where the checkpoint and metrics go.
-        steps: env steps (default: the tuned budget).
-        episodes: evaluation episodes per row.
+        model: a shipped model (ssm_metarl.list_pretrained()).
+        steps: adaptation steps.
+        tasks: tasks per split (held-out and out-of-range).
+        seeds: seeds per task (0..seeds-1).
+        trajectories: episodes per evaluation and per adaptation step.
+        scratch: also train PPO from scratch on every task with the adaptation's env steps.
+        out: where the adaptation-curve PNG goes.
     """
-    from ssm_metarl.config import replace
-    from ssm_metarl.rl.evaluate import baseline_returns, evaluate_policy
-    from ssm_metarl.rl.ppo import train_ppo
+    from ssm_metarl.demo import run_demo
 
-    env_id, seed = "CartPole-v1", 12_345
-    cfg = replace(ppo_defaults(env_id), seed=0, out_dir=out)
-    if steps is not None:
-        cfg = replace(cfg, total_steps=steps)
-    print(
-        f"Training a structured-SSM policy with recurrent PPO on {env_id} for {cfg.total_steps} env steps ..."
-    )
-    result = train_ppo(cfg)
-    rows = [
-        ("random policy", baseline_returns(env_id, episodes, seed)),
-        ("constant action (push left)", baseline_returns(env_id, episodes, seed, constant_action=0)),
-        ("SSM policy, deterministic", evaluate_policy(result.policy, env_id, episodes, seed, True)),
-        ("SSM policy, stochastic", evaluate_policy(result.policy, env_id, episodes, seed, False)),
-    ]
-    print(
-        f"\n{env_id}: return over {episodes} seeded episodes (seed {seed}); trained in {result.seconds:.0f} s"
-    )
-    print(f"{'policy':<30} {'mean':>8} {'std':>7}")
-    for name, r in rows:
-        print(f"{name:<30} {r.mean:>8.1f} {r.std:>7.1f}")
-    print(f"\ncheckpoint: {Path(out) / 'final'}   metrics: {Path(out) / 'metrics.jsonl'}")
-    print(f"evaluate again with: .venv/bin/ssm-metarl evaluate {Path(out) / 'final'}")
+    result = run_demo(model, steps, tasks, tuple(range(seeds)), trajectories, scratch=scratch, out=out,
+                      progress=lambda line: print(line, flush=True))  # fmt: skip
+    print(f"\n{result.model} on {result.family}: mean return over {tasks} tasks per split x {seeds} seeds "
+          f"x {trajectories} episodes (± 95% CI over seeds)\n")  # fmt: skip
+    print(result.table())
+    print(f"\nadaptation curves: {result.plot}  ({result.seconds:.0f} s in all)")
 
 
 def adapt(

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import json
 import math
 import zlib
 from abc import ABC, abstractmethod
@@ -212,6 +214,28 @@ class TaskDistribution(ABC):
             raise ValueError(f"family {self.name!r} cannot run a {task.family!r} task: {task}")
         return _make.make_env(self.env_id, seed, task=task, **{**self.env_kwargs, **kwargs})
 
+    def task_env_id(self, task: Task) -> str:
+        """A registered Gymnasium id whose env always runs ``task`` (so any env-id API, e.g. ``train_ppo``,
+        can train on one task); registered on first use as ``ssm_metarl/<family>-task-<hash>-v0``."""
+        if task.family != self.name:
+            raise ValueError(f"family {self.name!r} cannot run a {task.family!r} task: {task}")
+        digest = hashlib.sha1(json.dumps(task.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        env_id = f"ssm_metarl/{self.name}-task-{digest}-v0"
+        if env_id not in gym.registry:
+            spec = gym.spec(self.env_id)
+            gym.register(id=env_id, entry_point=spec.entry_point, max_episode_steps=spec.max_episode_steps,
+                         kwargs={**spec.kwargs, **self.env_kwargs, "task": task})  # fmt: skip
+        return env_id
+
+    def multitask_env_id(self) -> str:
+        """A registered Gymnasium id whose env draws a new training task at every reset: plain RL on it is
+        multi-task training (the policy never sees which task it is in); ``ssm_metarl/<family>-multitask-v0``."""
+        env_id = f"ssm_metarl/{self.name}-multitask-v0"
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="ssm_metarl.envs.tasks:MultiTaskEnv", kwargs={"family": self.name},
+                         disable_env_checker=True)  # fmt: skip
+        return env_id
+
     def make_vec_env(
         self, tasks: Sequence[Task], seed: int | None, fast: bool = False, **kwargs: Any
     ) -> VectorEnv:
@@ -305,6 +329,23 @@ class FiniteTaskDistribution(TaskDistribution):
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
         return [self._tasks[i] for i in rng.integers(len(self._tasks), size=n)]
+
+
+class MultiTaskEnv(gym.Wrapper):
+    """The family's env with a new task from the training distribution at every reset (drawn with the env's
+    own seeded generator, so a seeded reset gives the same task sequence)."""
+
+    def __init__(self, family: str) -> None:
+        self.dist = get_family(family)
+        super().__init__(self.dist.make_env(self.dist.train[0]))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._task_rng = np.random.default_rng(seed)
+        elif not hasattr(self, "_task_rng"):
+            self._task_rng = np.random.default_rng()
+        self.env.unwrapped.set_task(self.dist.sample(self._task_rng, 1)[0])
+        return self.env.reset(seed=seed, options=options)
 
 
 TASK_FAMILIES: dict[str, TaskDistribution] = {}

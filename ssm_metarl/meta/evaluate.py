@@ -87,15 +87,32 @@ def evaluate_adaptation(
 
 def random_policy_returns(family: str, tasks: list[Task], episodes: int = 20, seed: int = 0) -> float:
     """Mean return of uniformly random actions on ``tasks`` (the random-policy row of every table)."""
+    return baseline_policy_returns(family, tasks, "random", episodes, seed)
+
+
+def baseline_policy_returns(
+    family: str, tasks: list[Task], kind: str = "random", episodes: int = 20, seed: int = 0
+) -> float:
+    """Mean return on ``tasks`` of uniformly random actions (``kind="random"``) or of a constant action
+    (``"constant"``: action 0 for discrete spaces, the middle of the box for continuous ones)."""
+    if kind not in ("random", "constant"):
+        raise ValueError(f"kind must be 'random' or 'constant', got {kind!r}")
     dist = get_family(family)
     totals = []
     for i, task in enumerate(tasks):
         envs = dist.make_vec_env([task] * episodes, seed=seed + 1000 * i, fast=True)
         envs.action_space.seed(seed + i)
         envs.reset(seed=seed + 1000 * i)
+        space = envs.action_space
+        if kind == "constant":
+            if hasattr(space, "nvec"):
+                const = np.zeros(space.shape, dtype=space.dtype)
+            else:
+                const = ((np.asarray(space.low) + np.asarray(space.high)) / 2).astype(space.dtype)
         ret, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
         while running.any():
-            _, r, term, trunc, _ = envs.step(envs.action_space.sample())
+            action = space.sample() if kind == "random" else const
+            _, r, term, trunc, _ = envs.step(action)
             ret += r * running
             running &= ~(term | trunc)
         totals.append(ret.mean())

@@ -312,3 +312,50 @@ def test_tabular_mdp_starts_in_state_0_and_lasts_10_steps() -> None:
     assert all(
         abs(sum(p[f"P{s}_{a}_{s2}"] for s2 in range(10)) - 1) < 1e-9 for s in range(10) for a in range(5)
     )
+
+
+def test_task_env_id_runs_exactly_that_task():
+    from ssm_metarl.envs.make import make_env
+
+    dist = get_family("cartpole-physics")
+    task = dist.test[3]
+    env_id = dist.task_env_id(task)
+    assert env_id == dist.task_env_id(task)  # registered once, stable
+    env = make_env(env_id, seed=0)
+    assert env.unwrapped.get_task() == task
+    assert env.spec.max_episode_steps == 500
+    with pytest.raises(ValueError, match="cannot run"):
+        dist.task_env_id(get_family("navigation-2d").test[0])
+
+
+def test_multitask_env_draws_a_training_task_per_reset_reproducibly():
+    from ssm_metarl.envs.make import make_env
+
+    dist = get_family("cartpole-physics")
+    env = make_env(dist.multitask_env_id())
+    seen = []
+    for _ in range(2):
+        env.reset(seed=5)
+        tasks = [env.unwrapped.get_task()]
+        for _ in range(3):
+            env.reset()
+            tasks.append(env.unwrapped.get_task())
+        seen.append(tasks)
+    assert seen[0] == seen[1]
+    assert len(set(seen[0])) == 4
+    lo, hi = dist.ranges["length"]
+    assert all(lo <= t["length"] <= hi for t in seen[0])
+
+
+def test_constant_and_random_baselines_differ_and_are_seeded():
+    from ssm_metarl.meta.evaluate import baseline_policy_returns
+
+    tasks = get_family("navigation-2d").test[:2]
+    const = baseline_policy_returns("navigation-2d", tasks, "constant", episodes=3)
+    # the constant (zero) action stays at the origin: the return is -100 x the mean goal distance
+    expected = -100 * np.mean([np.hypot(t["goal_x"], t["goal_y"]) for t in tasks])
+    assert const == pytest.approx(expected, rel=1e-4)
+    rand = baseline_policy_returns("navigation-2d", tasks, "random", episodes=3, seed=1)
+    assert rand == baseline_policy_returns("navigation-2d", tasks, "random", episodes=3, seed=1)
+    with pytest.raises(ValueError, match="kind"):
+        baseline_policy_returns("navigation-2d", tasks, "greedy")

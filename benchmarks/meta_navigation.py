@@ -1,0 +1,235 @@
+"""Meta-RL on 2D navigation (the MAML paper's task): MAML vs multi-task PPO vs in-context RL².
+
+    python benchmarks/meta_navigation.py                                 # the full protocol, 3 seeds
+    python benchmarks/meta_navigation.py --maml-iterations 60 --rl2-steps 600000 --jobs 2
+
+MAML (mlp and ssm) and the multi-task baseline (same loop, no inner step) are trained with
+``maml_defaults("navigation-2d")`` and evaluated on the 20 held-out test goals with the paper's test
+protocol: 40 trajectories per step, step size ``inner_lr`` then half of it, returns after 0..3 steps.
+RL² agents (ssm, gru, lstm, transformer) are trained with ``rl2_defaults`` on trials of 4 episodes and
+report the return of each episode of a trial on the same held-out goals, with no gradient step.
+Intervals are 95% t-intervals over seeds. Writes results/meta_navigation.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    git_commit,
+    machine_info,
+    markdown_table,
+    now_iso,
+    write_results,
+)
+
+FAMILY = "navigation-2d"
+EPISODES_PER_TRIAL = 4
+PAPER = {"after_1": -11.68, "after_3": -3.3}
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from ssm_metarl.config import replace
+    from ssm_metarl.defaults import maml_defaults, rl2_defaults
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.evaluate import evaluate_adaptation
+    from ssm_metarl.meta.maml import train_maml, train_multitask
+    from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+
+    torch.set_num_threads(1)
+    dist = get_family(FAMILY)
+    kind, model, seed = job["kind"], job["model"], job["seed"]
+    layers = 2 if model == "mlp" else 1
+    t0 = time.perf_counter()
+    if kind in ("maml", "multitask"):
+        cfg = replace(maml_defaults(FAMILY), model__kind=model, model__num_layers=layers, seed=seed,
+                      meta_iterations=job["iterations"], progress=False)  # fmt: skip
+        result = (train_maml if kind == "maml" else train_multitask)(cfg)
+        train_s = time.perf_counter() - t0
+        torch.manual_seed(10_000 + seed)
+        curve = evaluate_adaptation(result.policy, FAMILY, dist.test, inner_steps=3, num_trajectories=40,
+                                    inner_lr=cfg.inner_lr, later_lr=cfg.inner_lr / 2, gamma=cfg.gamma,
+                                    seeds=(seed,))  # fmt: skip
+        returns = curve.returns[0].mean(axis=0).tolist()  # after k = 0..3 steps, mean over tasks
+        curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
+        return {**job, "returns": returns, "train_seconds": train_s, "env_steps": result.env_steps,
+                "curve": curve_rows}  # fmt: skip
+    cfg = replace(
+        rl2_defaults(FAMILY), model__kind=model, seed=seed, total_steps=job["steps"], progress=False
+    )
+    result = train_rl2(FAMILY, EPISODES_PER_TRIAL, cfg)
+    train_s = time.perf_counter() - t0
+    torch.manual_seed(10_000 + seed)
+    per_episode = evaluate_in_context(
+        result.policy, FAMILY, dist.test, EPISODES_PER_TRIAL, seed=10_000 + seed
+    )
+    rows = [r for r in result.metrics if "sps" in r]
+    return {**job, "returns": per_episode.mean(axis=0).tolist(), "train_seconds": train_s,
+            "env_steps": cfg.total_steps, "sps": rows[-1]["sps"] if rows else None,
+            "curve": [[r["global_step"], r["return_mean20"]] for r in rows[::2]]}  # fmt: skip
+
+
+def _ci(values: list[float]) -> tuple[float, float]:
+    from ssm_metarl.meta.evaluate import mean_ci
+
+    return mean_ci(np.asarray(values))
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["kind"], r["model"]), []).append(r)
+    rows = []
+    for (kind, model), rs in groups.items():
+        n = len(rs[0]["returns"])
+        rows.append({
+            "method": kind,
+            "model": model,
+            "seeds": [r["seed"] for r in rs],
+            "returns_mean": [_ci([r["returns"][k] for r in rs])[0] for k in range(n)],
+            "returns_ci95": [_ci([r["returns"][k] for r in rs])[1] for k in range(n)],
+            "returns_per_seed": [r["returns"] for r in rs],
+            "train_minutes_median": statistics.median(r["train_seconds"] for r in rs) / 60,
+            "env_steps": statistics.median(r["env_steps"] for r in rs),
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--maml-models", nargs="*", default=["mlp", "ssm"])
+    parser.add_argument("--rl2-models", nargs="*", default=["ssm", "gru", "lstm", "transformer"])
+    parser.add_argument("--maml-iterations", type=int, default=150)
+    parser.add_argument("--rl2-steps", type=int, default=1_500_000)
+    parser.add_argument("--no-multitask", action="store_true", help="skip the multi-task baseline")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (one torch thread each)")
+    parser.add_argument("--name", default="meta_navigation")
+    args = parser.parse_args()
+
+    jobs = [{"kind": "rl2", "model": m, "seed": s, "steps": args.rl2_steps} for m in args.rl2_models
+            for s in args.seeds]  # fmt: skip
+    jobs += [{"kind": "maml", "model": m, "seed": s, "iterations": args.maml_iterations}
+             for m in args.maml_models for s in args.seeds]  # fmt: skip
+    if not args.no_multitask:
+        jobs += [{"kind": "multitask", "model": "mlp", "seed": s, "iterations": args.maml_iterations}
+                 for s in args.seeds]  # fmt: skip
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        runs = pool.map(run_one, jobs, chunksize=1)
+    minutes_total = (time.perf_counter() - t0) / 60
+
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.evaluate import random_policy_returns
+
+    random_return = random_policy_returns(FAMILY, get_family(FAMILY).test, episodes=40, seed=0)
+    rows = summarize(runs)
+    maml = [r for r in rows if r["method"] == "maml"]
+    best = max(maml, key=lambda r: r["returns_mean"][1]) if maml else None
+    rl2 = {r["model"]: r for r in rows if r["method"] == "rl2"}
+    ssm, gru = rl2.get("ssm"), rl2.get("gru")
+    headline = {
+        "maml_model": best["model"] if best else None,
+        "maml_return_after_1": best["returns_mean"][1] if best else None,
+        "maml_return_after_3": best["returns_mean"][3] if best else None,
+        "rl2_ssm_return_episode_2": ssm["returns_mean"][1] if ssm else None,
+        "rl2_ssm_return_episode_4": ssm["returns_mean"][3] if ssm else None,
+        "rl2_ssm_speedup_vs_gru": (gru["train_minutes_median"] / ssm["train_minutes_median"])
+        if ssm and gru
+        else None,  # fmt: skip
+        "minutes": best["train_minutes_median"] if best else None,
+    }
+    payload = {
+        "headline": headline,
+        "targets": {
+            "maml_return_after_1": PAPER["after_1"],
+            "maml_return_after_3": PAPER["after_3"],
+            "rl2_ssm_return_episode_2": PAPER["after_1"],
+            "rl2_ssm_return_episode_4": PAPER["after_3"],
+            "rl2_ssm_speedup_vs_gru": 3.0,
+            "minutes": 30.0,
+        },  # fmt: skip
+        "random_policy_return": random_return,
+        "rows": rows,
+        "runs": runs,
+        "config": {
+            "family": FAMILY,
+            "held_out_tasks": 20,
+            "eval_trajectories": 40,
+            "episodes_per_trial": EPISODES_PER_TRIAL,
+            "maml_iterations": args.maml_iterations,
+            "rl2_steps": args.rl2_steps,
+            "parallel_jobs": args.jobs,
+        },  # fmt: skip
+        "minutes_total": minutes_total,
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "seeds": args.seeds,
+        "date": now_iso(),
+    }
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        return [f"{m:.2f} ± {h:.2f}" for m, h in zip(r["returns_mean"], r["returns_ci95"])]
+
+    maml_rows = [[f"{r['method']} ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
+                  f"{r['train_minutes_median']:.1f}"] for r in rows if r["method"] != "rl2"]  # fmt: skip
+    maml_rows.append(["random policy", f"{random_return:.2f}", "", "", "", "", ""])
+    maml_rows.append(["MAML paper (TRPO), Table 4", "-40.41", "-11.68", "-3.33", "-3.23", "", ""])
+    rl2_rows = [[f"RL² ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
+                 f"{r['train_minutes_median']:.1f}"] for r in rows if r["method"] == "rl2"]  # fmt: skip
+    md = (
+        f"## Meta-RL on 2D navigation ({len(args.seeds)} seeds, 20 held-out goals, mean ± 95% CI)\n\n"
+        "Gradient-based adaptation (return after k policy-gradient steps, 40 trajectories per step):\n\n"
+        + markdown_table(
+            ["method", "0 steps", "1 step", "2 steps", "3 steps", "env steps", "train min"], maml_rows
+        )  # fmt: skip
+        + "\n\nIn-context adaptation (return of episode i of a trial, no gradient step):\n\n"
+        + markdown_table(
+            ["method", "episode 1", "episode 2", "episode 3", "episode 4", "env steps", "train min"], rl2_rows
+        )  # fmt: skip
+        + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {args.jobs} parallel processes; "
+        f"{machine_info()['cpu']}; {minutes_total:.0f} minutes in all."
+    )
+    write_results(args.name, payload, md)
+    _plot(rows, random_return, args.name)
+    print(md)
+
+
+def _plot(rows: list[dict[str, Any]], random_return: float, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, title, xlabel, pick in (
+        (axes[0], "gradient steps (MAML)", "adaptation steps", lambda r: r["method"] != "rl2"),
+        (axes[1], "in context (RL²)", "episode of the trial", lambda r: r["method"] == "rl2"),
+    ):
+        for i, r in enumerate(x for x in rows if pick(x)):
+            xs = np.arange(len(r["returns_mean"])) + (1 if r["method"] == "rl2" else 0)
+            m, h = np.asarray(r["returns_mean"]), np.asarray(r["returns_ci95"])
+            ax.plot(xs, m, marker="o", color=f"C{i}", label=f"{r['method']} ({r['model']})")
+            ax.fill_between(xs, m - h, m + h, color=f"C{i}", alpha=0.2)
+        ax.axhline(random_return, color="grey", ls=":", label="random")
+        ax.axhline(PAPER["after_1"], color="k", ls="--", lw=0.8, label="MAML paper, 1 step")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("return on held-out goals")
+    fig.tight_layout()
+    fig.savefig(RESULTS_DIR / f"{name}.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ssm_metarl.models.base import clear_step_caches
+
 Params = dict[str, Tensor]
 
 
@@ -65,6 +67,7 @@ def inner_update(params: Params, loss: Tensor, lr: float, first_order: bool = Fa
 
 def snapshot(module: nn.Module, params: Params) -> nn.Module:
     """A detached copy of ``module`` holding ``params`` (for acting: no graph, plain method calls)."""
+    clear_step_caches(module)  # acting caches hold views of the parameters; never copy them
     clone = copy.deepcopy(module)
     with torch.no_grad():
         for name, p in clone.named_parameters():

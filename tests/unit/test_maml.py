@@ -82,3 +82,23 @@ def test_call_with_own_parameters_equals_plain_call(setup):
     b = call(policy, params_of(policy), "evaluate", *args)
     for x, y in zip(a[:3], b[:3]):
         torch.testing.assert_close(x, y)
+
+
+def test_snapshot_of_a_policy_that_has_acted_and_been_updated():
+    # regression: the ssm's cached acting plan (views of the parameters) made deepcopy fail after an update
+    from ssm_metarl.meta.functional import snapshot
+
+    torch.manual_seed(0)
+    cfg = MAMLConfig(model=ModelConfig(kind="ssm", hidden_dim=16, state_dim=8, num_layers=1))
+    policy = build_meta_policy(cfg, get_family("navigation-2d"))
+    obs, reset = torch.zeros(3, 2), torch.ones(3, dtype=torch.bool)
+    with torch.no_grad():
+        policy.act(obs, policy.initial_state(3), reset)
+    opt = torch.optim.Adam(policy.parameters(), lr=0.1)
+    policy.evaluate(obs[:, None], policy.initial_state(3), reset[:, None], torch.zeros(3, 1, 2))[0].sum().backward()
+    opt.step()
+    clone = snapshot(policy, params_of(policy))
+    with torch.no_grad():
+        a = policy.act(obs, policy.initial_state(3), reset, deterministic=True)[0]
+        b = clone.act(obs, policy.initial_state(3), reset, deterministic=True)[0]
+    torch.testing.assert_close(a, b)

@@ -66,11 +66,17 @@ def inner_update(params: Params, loss: Tensor, lr: float, first_order: bool = Fa
 
 
 def snapshot(module: nn.Module, params: Params) -> nn.Module:
-    """A detached copy of ``module`` holding ``params`` (for acting: no graph, plain method calls)."""
+    """A detached copy of ``module`` holding ``params`` (for acting: no graph, plain method calls).
+
+    Parameters and buffers are copied from their data only (never their ``.grad`` or autograd history, which
+    after an optimiser step can be views that ``deepcopy`` refuses to touch), and acting caches are dropped.
+    """
     clear_step_caches(module)  # acting caches hold views of the parameters; never copy them
-    clone = copy.deepcopy(module)
+    memo: dict[int, Any] = {}
     with torch.no_grad():
-        for name, p in clone.named_parameters():
-            if name in params:
-                p.copy_(params[name].detach())
-    return clone
+        for name, p in module.named_parameters():
+            value = params.get(name, p)
+            memo[id(p)] = nn.Parameter(value.detach().clone(), requires_grad=p.requires_grad)
+        for b in module.buffers():
+            memo[id(b)] = b.detach().clone()
+    return copy.deepcopy(module, memo)

@@ -1,0 +1,159 @@
+"""RL² on Bernoulli bandits (Duan et al. 2016, sec. 4.1): ssm and gru agents vs UCB1 and Thompson sampling.
+
+    python benchmarks/meta_bandits.py                                  # K in {5, 10}, N in {10, 100}
+    python benchmarks/meta_bandits.py --cells k5-n10 --steps 300000 --seeds 0
+
+Each agent is trained with PPO (``rl2_defaults``) on one-episode trials of N pulls of a bandit drawn from
+U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times; the classic
+algorithms play the same bandits (``ssm_metarl.meta.bandits``). The figure of merit is the mean total reward;
+``ssm_over_thompson_worst`` is the lowest ratio of the ssm agent to Thompson sampling over the cells.
+Writes results/meta_bandits.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from typing import Any
+
+import numpy as np
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    git_commit,
+    machine_info,
+    markdown_table,
+    now_iso,
+    write_results,
+)
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from ssm_metarl.config import replace
+    from ssm_metarl.defaults import rl2_defaults
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+
+    torch.set_num_threads(1)
+    family = f"bandit-{job['cell']}"
+    cfg = replace(rl2_defaults(family), model__kind=job["model"], seed=job["seed"], total_steps=job["steps"],
+                  progress=False)  # fmt: skip
+    t0 = time.perf_counter()
+    policy = train_rl2(family, 1, cfg).policy
+    seconds = time.perf_counter() - t0
+    tasks = get_family(family).test
+    totals = np.stack([evaluate_in_context(policy, family, tasks, 1, seed=1000 * r)[:, 0]
+                       for r in range(job["eval_runs"])])  # fmt: skip
+    return {
+        **job,
+        "mean_total": float(totals.mean()),
+        "per_task": totals.mean(0).tolist(),
+        "train_seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", nargs="+", default=["k5-n10", "k10-n10", "k5-n100", "k10-n100"])
+    parser.add_argument("--models", nargs="+", default=["ssm", "gru"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--eval-runs", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.bandits import oracle, random_arms, task_means, thompson, ucb1
+    from ssm_metarl.meta.evaluate import mean_ci
+
+    jobs = [{"cell": c, "model": m, "seed": s, "steps": args.steps, "eval_runs": args.eval_runs}
+            for c in args.cells for m in args.models for s in args.seeds]  # fmt: skip
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        runs = pool.map(run_one, jobs, chunksize=1)
+    minutes = (time.perf_counter() - t0) / 60
+
+    cells: dict[str, dict[str, Any]] = {}
+    for cell in args.cells:
+        dist = get_family(f"bandit-{cell}")
+        means, n = task_means(dist.test), dist.n
+        row: dict[str, Any] = {
+            "random": float(random_arms(means, n).mean()),
+            "ucb1": float(ucb1(means, n, runs=200, seed=0).mean()),
+            "thompson": float(thompson(means, n, runs=200, seed=0).mean()),
+            "oracle": float(oracle(means, n).mean()),
+        }
+        for m in args.models:
+            vals = np.array([r["mean_total"] for r in runs if r["cell"] == cell and r["model"] == m])
+            row[m], row[f"{m}_ci95"] = mean_ci(vals)
+            row[f"{m}_per_seed"] = vals.tolist()
+            row[f"{m}_train_minutes"] = float(np.mean([r["train_seconds"] for r in runs
+                                                       if r["cell"] == cell and r["model"] == m]) / 60)  # fmt: skip
+        cells[cell] = row
+    ratios = {c: r["ssm"] / r["thompson"] for c, r in cells.items() if "ssm" in r}
+    headline = {
+        "ssm_over_thompson_worst": min(ratios.values()) if ratios else None,
+        "ssm_over_thompson": ratios,
+        "gru_over_thompson": {c: r["gru"] / r["thompson"] for c, r in cells.items() if "gru" in r},
+    }
+    payload = {
+        "headline": headline,
+        "targets": {"ssm_over_thompson_worst": 0.9},
+        "cells": cells,
+        "runs": runs,
+        "config": vars(args),
+        "minutes_total": minutes,
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "seeds": args.seeds,
+        "date": now_iso(),
+    }
+    headers = [
+        "cell",
+        "random",
+        "UCB1",
+        "Thompson",
+        *[f"RL² {m}" for m in args.models],
+        "ssm / Thompson",
+        "oracle",
+    ]
+    rows = [[c, f"{r['random']:.2f}", f"{r['ucb1']:.2f}", f"{r['thompson']:.2f}",
+             *[f"{r[m]:.2f} ± {r[m + '_ci95']:.2f}" for m in args.models],
+             f"{ratios.get(c, float('nan')):.3f}", f"{r['oracle']:.2f}"] for c, r in cells.items()]  # fmt: skip
+    md = (
+        f"## RL² on Bernoulli bandits: mean total reward on held-out bandits ({len(args.seeds)} seeds, "
+        f"{args.steps} training steps per agent)\n\n"
+        + markdown_table(headers, rows)
+        + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; {minutes:.0f} min."
+    )
+    write_results("meta_bandits", payload, md)
+    _plot(cells, args.models)
+    print(md)
+
+
+def _plot(cells: dict[str, dict[str, Any]], models: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["random", "ucb1", "thompson", *models, "oracle"]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        xs = np.arange(len(cells)) + j * width
+        ys = [r[name] / r["oracle"] for r in cells.values()]
+        ax.bar(xs, ys, width, label=name)
+    ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2, list(cells))
+    ax.set_ylabel("total reward / oracle")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(RESULTS_DIR / "meta_bandits.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

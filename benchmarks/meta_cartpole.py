@@ -1,0 +1,198 @@
+"""Meta-RL on CartPole physics: held-out and out-of-range pole lengths, masses, gravity and force.
+
+    python benchmarks/meta_cartpole.py                   # 3 seeds, 2 processes
+
+Three agents, all with the ``ssm`` backbone, per seed:
+- multi-task PPO: recurrent PPO on ``cartpole-physics``'s multi-task env (a new training task at every
+  reset), no meta-learning;
+- MAML: the multi-task policy meta-trained further with MAML (the recipe of the shipped ``cartpole-ssm``),
+  evaluated before and after 1 and 3 policy-gradient steps on each task (10 episodes per step);
+- RL²: PPO over trials of 2 episodes of one task; the return of each episode of a trial, no gradient step.
+All on the first 10 tasks of the test and out-of-range splits. Writes results/meta_cartpole.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from typing import Any
+
+import numpy as np
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    git_commit,
+    machine_info,
+    markdown_table,
+    now_iso,
+    write_results,
+)
+
+FAMILY = "cartpole-physics"
+SPLITS = ("test", "out_of_range")
+TASKS = 10
+TRAJ = 10
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from ssm_metarl.config import replace
+    from ssm_metarl.defaults import maml_defaults, ppo_defaults, rl2_defaults
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.evaluate import evaluate_adaptation
+    from ssm_metarl.meta.maml import train_maml
+    from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+    from ssm_metarl.rl.ppo import train_ppo
+
+    torch.set_num_threads(1)
+    dist = get_family(FAMILY)
+    seed = job["seed"]
+    out: dict[str, Any] = {**job}
+    t0 = time.perf_counter()
+    if job["kind"] == "rl2":
+        cfg = replace(rl2_defaults(FAMILY), seed=seed, total_steps=job["rl2_steps"], progress=False)
+        policy = train_rl2(FAMILY, 2, cfg).policy
+        out["train_seconds"] = time.perf_counter() - t0
+        for split in SPLITS:
+            r = evaluate_in_context(policy, FAMILY, dist.split(split)[:TASKS], 2, seed=10_000 + seed)
+            out[split] = r.mean(axis=0).tolist()
+        return out
+
+    def curve(policy, lr: float) -> dict[str, list[float]]:
+        res = {}
+        for split in SPLITS:
+            torch.manual_seed(10_000 + seed)
+            c = evaluate_adaptation(policy, FAMILY, dist.split(split)[:TASKS], inner_steps=3, num_trajectories=TRAJ,
+                                    inner_lr=lr, seeds=(seed,))  # fmt: skip
+            res[split] = c.returns[0].mean(axis=0).tolist()
+        return res
+
+    mt_cfg = replace(
+        ppo_defaults(dist.multitask_env_id()), seed=seed, total_steps=job["ppo_steps"], progress=False
+    )
+    mt = train_ppo(mt_cfg).policy
+    out["multitask_seconds"] = time.perf_counter() - t0
+    maml_cfg = replace(maml_defaults(FAMILY), seed=seed, meta_iterations=job["maml_iterations"], meta_batch_size=8,
+                       num_trajectories=8, outer_epochs=10, outer_lr=3e-4, gamma=0.99, gae_lambda=0.95,
+                       progress=False)  # fmt: skip
+    out["multitask"] = curve(mt, maml_cfg.inner_lr)
+    t1 = time.perf_counter()
+    maml = train_maml(maml_cfg, policy=mt).policy
+    out["maml_seconds"] = time.perf_counter() - t1
+    out["maml"] = curve(maml, maml_cfg.inner_lr)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ppo-steps", type=int, default=150_000)
+    parser.add_argument("--maml-iterations", type=int, default=10)
+    parser.add_argument("--rl2-steps", type=int, default=300_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.evaluate import baseline_policy_returns, mean_ci
+
+    jobs = [{"kind": "rl2", "seed": s, "rl2_steps": args.rl2_steps} for s in args.seeds]
+    jobs += [{"kind": "maml", "seed": s, "ppo_steps": args.ppo_steps, "maml_iterations": args.maml_iterations}
+             for s in args.seeds]  # fmt: skip
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        runs = pool.map(run_one, jobs, chunksize=1)
+    minutes = (time.perf_counter() - t0) / 60
+    dist = get_family(FAMILY)
+
+    def agg(kind: str, key: str, split: str) -> list[tuple[float, float]]:
+        vals = np.array([r[key][split] for r in runs if r["kind"] == kind and key in r])  # (S, n)
+        return [mean_ci(vals[:, k]) for k in range(vals.shape[1])]
+
+    table: dict[str, dict[str, Any]] = {}
+    for split in SPLITS:
+        tasks = dist.split(split)[:TASKS]
+        table[split] = {
+            "random": baseline_policy_returns(FAMILY, tasks, "random", TRAJ, seed=0),
+            "constant": baseline_policy_returns(FAMILY, tasks, "constant", TRAJ, seed=0),
+            "multitask_ppo": agg("maml", "multitask", split),
+            "maml": agg("maml", "maml", split),
+        }
+        rl2 = np.array([r[split] for r in runs if r["kind"] == "rl2"])
+        table[split]["rl2_ssm"] = [mean_ci(rl2[:, k]) for k in range(rl2.shape[1])]
+    headline = {
+        "heldout_return_after_2_episodes": table["test"]["rl2_ssm"][1][0],
+        "heldout_return_after_1_step": table["test"]["maml"][1][0],
+        "out_of_range_return_after_2_episodes": table["out_of_range"]["rl2_ssm"][1][0],
+        "out_of_range_return_after_1_step": table["out_of_range"]["maml"][1][0],
+        "out_of_range_return_after_3_steps": table["out_of_range"]["maml"][3][0],
+    }
+    payload = {
+        "headline": headline,
+        "targets": {"heldout_return_after_2_episodes": 475, "heldout_return_after_1_step": 475},
+        "table": table,
+        "runs": runs,
+        "config": vars(args) | {"family": FAMILY, "tasks_per_split": TASKS, "trajectories": TRAJ},
+        "minutes_total": minutes,
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "seeds": args.seeds,
+        "date": now_iso(),
+    }
+
+    def c(x: tuple[float, float]) -> str:
+        return f"{x[0]:.1f} ± {x[1]:.1f}"
+
+    rows = []
+    for split in SPLITS:
+        t = table[split]
+        rows += [
+            [split, "random policy", f"{t['random']:.1f}", "", ""],
+            [split, "constant action", f"{t['constant']:.1f}", "", ""],
+            [split, "multi-task PPO (0 / 1 / 3 steps)", c(t["multitask_ppo"][0]), c(t["multitask_ppo"][1]),
+             c(t["multitask_ppo"][3])],
+            [split, "MAML (0 / 1 / 3 steps)", c(t["maml"][0]), c(t["maml"][1]), c(t["maml"][3])],
+            [split, "RL² ssm (episode 1 / 2)", c(t["rl2_ssm"][0]), c(t["rl2_ssm"][1]), ""],
+        ]  # fmt: skip
+    md = (
+        f"## Meta-RL on cartpole-physics ({len(args.seeds)} seeds, first {TASKS} tasks per split, "
+        f"mean ± 95% CI over seeds)\n\n"
+        + markdown_table(["split", "agent", "zero-shot / episode 1", "1 step / episode 2", "3 steps"], rows)
+        + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
+        f"{minutes:.0f} minutes in all ({args.jobs} processes)."
+    )
+    write_results("meta_cartpole", payload, md)
+    _plot(table)
+    print(md)
+
+
+def _plot(table: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, split in zip(axes, SPLITS):
+        t = table[split]
+        for i, key in enumerate(("multitask_ppo", "maml")):
+            m = np.array(t[key])
+            ks = np.arange(len(m))
+            ax.errorbar(ks, m[:, 0], yerr=m[:, 1], marker="o", color=f"C{i}", capsize=3, label=key)
+        r = np.array(t["rl2_ssm"])
+        ax.errorbar(
+            [0, 1], r[:, 0], yerr=r[:, 1], marker="s", color="C2", capsize=3, label="RL² (episode 1, 2)"
+        )
+        ax.axhline(t["random"], color="grey", ls=":", label="random")
+        ax.set_title(f"{split.replace('_', '-')} tasks")
+        ax.set_xlabel("adaptation steps / episode index - 1")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("mean return")
+    fig.tight_layout()
+    fig.savefig(RESULTS_DIR / "meta_cartpole.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

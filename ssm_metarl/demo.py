@@ -18,14 +18,11 @@ from typing import Any
 import numpy as np
 
 from ssm_metarl.adapt import AdaptationComparison, compare_adaptation
+from ssm_metarl.adapt.evaluate import scratch_ppo_returns
 from ssm_metarl.adapt.hybrid import fill_buffer
-from ssm_metarl.config import replace
-from ssm_metarl.defaults import ppo_defaults
 from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.meta.evaluate import baseline_policy_returns, mean_ci
 from ssm_metarl.pretrained import load_pretrained, pretrained_info
-from ssm_metarl.rl.evaluate import evaluate_policy
-from ssm_metarl.rl.ppo import train_ppo
 
 SPLITS = ("test", "out_of_range")
 
@@ -100,19 +97,8 @@ def run_demo(
             # the adaptation data: the episodes of evaluations 0..K-1, per task and seed
             budget = int(comp.env_steps["standard"][:, :, :steps].sum(-1).mean())
             say(f"PPO from scratch on each {split} task with the same {budget} env steps")
-            scores = []
-            for seed in seeds:
-                per_task = []
-                for task in tasks:
-                    cfg = replace(ppo_defaults(dist.task_env_id(task)), total_steps=max(budget, 1), seed=seed,
-                                  progress=False, eval_every=0)  # fmt: skip
-                    trained = train_ppo(cfg).policy
-                    ev = evaluate_policy(
-                        trained, cfg.env_id, num_trajectories, seed=seed, deterministic=False
-                    )
-                    per_task.append(ev.mean)
-                scores.append(float(np.mean(per_task)))
-            m, h = mean_ci(np.asarray(scores))
+            scores = scratch_ppo_returns(family, tasks, budget, seeds, num_trajectories).mean(axis=1)
+            m, h = mean_ci(scores)
             result.rows.append(
                 {"policy": f"PPO from scratch, {budget} steps", "split": split, "mean": m, "ci95": h}
             )

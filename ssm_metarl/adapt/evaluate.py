@@ -239,6 +239,30 @@ def adapt_checkpoint(
     return comparison
 
 
+def scratch_ppo_returns(
+    family: str, tasks: Sequence[Task], env_steps: int, seeds: Sequence[int] = (0,), episodes: int = 10
+) -> np.ndarray:
+    """(S, I) mean stochastic return of ``episodes`` episodes after PPO from scratch (the family's tuned
+    ``ppo_defaults``) on task i with seed s, given ``env_steps`` env steps: the "no meta-learning at all" row,
+    at the same budget an adaptation used."""
+    from ssm_metarl.config import replace
+    from ssm_metarl.defaults import ppo_defaults
+    from ssm_metarl.rl.evaluate import evaluate_policy
+    from ssm_metarl.rl.ppo import train_ppo
+
+    if env_steps < 1:
+        raise ValueError(f"env_steps must be >= 1, got {env_steps}")
+    dist = get_family(family)
+    out = np.zeros((len(seeds), len(tasks)))
+    for s_i, seed in enumerate(seeds):
+        for t_i, task in enumerate(tasks):
+            cfg = replace(ppo_defaults(dist.task_env_id(task)), total_steps=env_steps, seed=seed, progress=False,
+                          eval_every=0)  # fmt: skip
+            policy = train_ppo(cfg).policy
+            out[s_i, t_i] = evaluate_policy(policy, cfg.env_id, episodes, seed=seed, deterministic=False).mean
+    return out
+
+
 def save_comparison(comparison: AdaptationComparison, out: str | Path) -> tuple[Path, Path]:
     """Write ``<out>.json`` (everything, plain JSON) and ``<out>.md`` (the markdown table)."""
     out = Path(out)
@@ -249,4 +273,11 @@ def save_comparison(comparison: AdaptationComparison, out: str | Path) -> tuple[
     return js, md
 
 
-__all__ = ["AdaptationComparison", "Mode", "adapt_checkpoint", "compare_adaptation", "save_comparison"]
+__all__ = [
+    "AdaptationComparison",
+    "Mode",
+    "adapt_checkpoint",
+    "compare_adaptation",
+    "save_comparison",
+    "scratch_ppo_returns",
+]

@@ -1,0 +1,56 @@
+"""The shipped pre-trained models: present, small, loadable offline, and as good as their model cards say."""
+
+import json
+
+import pytest
+import torch
+
+from ssm_metarl import list_pretrained, load_pretrained
+from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.meta.evaluate import evaluate_adaptation
+from ssm_metarl.models.heads import ActorCritic
+from ssm_metarl.pretrained import model_card, pretrained_info, pretrained_path
+
+SHIPPED = ["cartpole-ssm", "navigation-ssm"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_is_small_and_documented(name):
+    assert name in list_pretrained()
+    folder = pretrained_path(name)
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 1_000_000
+    card = model_card(name)
+    assert f"make_pretrained.py --only {name}" in card and "seed 0" in card
+    info = pretrained_info(name)
+    assert info["family"] in card and info["results"]["zero_shot_train"] == pytest.approx(
+        json.loads((folder / "results.json").read_text())["zero_shot_train"]
+    )
+    policy = load_pretrained(name)
+    assert isinstance(policy, ActorCritic) and not policy.training
+
+
+def test_unknown_model_name_lists_the_shipped_ones():
+    with pytest.raises(ValueError, match="cartpole-ssm"):
+        load_pretrained("cartpole-lstm")
+
+
+def test_cartpole_model_reproduces_its_card_and_scores_450_zero_shot():
+    policy = load_pretrained("cartpole-ssm")
+    card = pretrained_info("cartpole-ssm")["results"]
+    torch.manual_seed(0)
+    tasks = get_family("cartpole-physics").train[:5]
+    curve = evaluate_adaptation(
+        policy, "cartpole-physics", tasks, inner_steps=0, num_trajectories=5, seeds=(0,)
+    )
+    zero_shot = curve.summary()[0][0]
+    assert zero_shot >= 450, zero_shot
+    assert zero_shot == pytest.approx(card["zero_shot_train"], abs=25)
+
+
+def test_navigation_model_reproduces_its_card():
+    policy = load_pretrained("navigation-ssm")
+    card = pretrained_info("navigation-ssm")["results"]
+    torch.manual_seed(0)
+    curve = evaluate_adaptation(policy, "navigation-2d", get_family("navigation-2d").train[:10], inner_steps=0,
+                                num_trajectories=20, seeds=(0, 1))  # fmt: skip
+    assert curve.summary()[0][0] == pytest.approx(card["zero_shot_train"], abs=3.0)

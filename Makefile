@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo lint bench bench-scan bench-ppo clean
+.PHONY: venv test demo app lint pretrained bench bench-scan bench-ppo bench-meta bench-adapt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,app]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,6 +25,9 @@ test: $(STAMP) lint
 demo: $(STAMP)
 	$(BIN)/ssm-metarl demo
 
+app: $(STAMP)
+	$(BIN)/ssm-metarl app
+
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(VENV)/.bench
@@ -37,7 +40,20 @@ bench-ppo: $(VENV)/.bench
 	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 300000
 	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 1000000 --models ssm --name ppo_mujoco_1m
 
-bench: bench-scan bench-ppo
+# meta-RL benchmarks (issue "Meta-RL"); the README quotes the runs committed under benchmarks/results/
+bench-meta: $(STAMP)
+	cd benchmarks && ../$(BIN)/python meta_navigation.py
+	cd benchmarks && ../$(BIN)/python meta_bandits.py
+	cd benchmarks && ../$(BIN)/python meta_cartpole.py
+
+bench-adapt: $(STAMP)
+	cd benchmarks && ../$(BIN)/python adaptation.py
+
+# regenerate every shipped model under ssm_metarl/pretrained/ from scratch
+pretrained: $(STAMP)
+	cd benchmarks && ../$(BIN)/python make_pretrained.py
+
+bench: bench-scan bench-ppo bench-meta bench-adapt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -42,7 +42,9 @@ def learning_curve(rows: Sequence[dict[str, Any]], method: str, title: str) -> F
         y = [r["return_mean20"] for r in rows]
         ax.plot(x, y, "o-", ms=3, label="trial return (mean of last 20 trials)")
     if not rows:
-        ax.text(0.5, 0.5, "waiting for the first iteration ...", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "waiting for the first iteration ...", ha="center", va="center", transform=ax.transAxes
+        )
     else:
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ssm_metarl.adapt import seeded
 from ssm_metarl.envs.tasks import Task, get_family
@@ -34,7 +34,7 @@ class Episode:
     """Why there are no frames, when there are none."""
 
 
-def _nav_frame(goal: np.ndarray, path: np.ndarray, size: int = 180, extent: float = 1.1) -> np.ndarray:
+def _nav_frame(goal: np.ndarray, path: np.ndarray, size: int = 180, extent: float = 1.3) -> np.ndarray:
     """Draw navigation-2d: grey training-goal square [-0.5, 0.5]^2, green goal, blue path, red agent."""
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
@@ -64,7 +64,9 @@ def record_episode(policy: ActorCritic, task: Task, seed: int, max_steps: int = 
     nav = task.family == "navigation-2d"
     ep = Episode()
     try:
-        env = dist.make_env(task, seed=seed) if nav else dist.make_env(task, seed=seed, render_mode="rgb_array")
+        env = (
+            dist.make_env(task, seed=seed) if nav else dist.make_env(task, seed=seed, render_mode="rgb_array")
+        )
     except Exception as e:  # a renderer that needs a display or GL: say so, show the rest
         env, ep.note = dist.make_env(task, seed=seed), f"this environment cannot be rendered here ({e})"
     try:
@@ -105,9 +107,10 @@ def _panel(frame: np.ndarray | None, title: str, done: bool) -> Image.Image:
             img = Image.blend(img, Image.new("RGB", img.size, (255, 255, 255)), 0.5)
         out.paste(img, ((w - img.width) // 2, TITLE_H + (h - img.height) // 2))
     d = ImageDraw.Draw(out)
-    d.text((6, 4), title, fill=(20, 20, 20))
+    font = ImageFont.load_default(size=13)
+    d.text((6, 2), title, fill=(20, 20, 20), font=font)
     if done:
-        d.text((6, 16), "episode over", fill=(150, 30, 30))
+        d.text((6, 16), "episode over", fill=(150, 30, 30), font=font)
     return out
 
 

@@ -1,4 +1,4 @@
-"""What one browser session owns: the models it trained, the model it loaded, its stop flag.
+"""What one browser session owns: the models it trained and the stop flag of its running job.
 
 Each browser tab (and each ``gradio_client.Client``) gets its own :class:`AppSession` through a
 ``gr.State``, so two people using the app at once never see or overwrite each other's models: a session's
@@ -28,8 +28,6 @@ class AppSession:
     runs_dir: Path
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     trained: dict[str, Path] = field(default_factory=dict)
-    active: str | None = None
-    """The model last loaded in the "Load pre-trained model" tab."""
     stop: threading.Event = field(default_factory=threading.Event)
     """Set by the Cancel button (or when the page is closed); the running job checks it every iteration."""
     busy: bool = False

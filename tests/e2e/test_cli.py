@@ -240,14 +240,26 @@ def test_meta_rl_unknown_env(tmp_path):
 
 
 def test_demo_command_prints_the_table(tmp_path):
-    proc = run(
-        CLI + ["demo", "--steps", "1024", "--episodes", "3", "--out", str(tmp_path / "demo")], tmp_path
-    )
+    proc = run(CLI + ["demo", "--steps", "1", "--tasks", "1", "--seeds", "1", "--trajectories", "2",
+                      "--out", str(tmp_path / "demo")], tmp_path)  # fmt: skip
     for row in (
         "random policy",
-        "constant action (push left)",
-        "SSM policy, deterministic",
-        "SSM policy, stochastic",
+        "constant action",
+        "zero-shot (meta-trained)",
+        "standard, after 1 steps",
+        "hybrid, after 1 steps",
+        "PPO from scratch",
     ):
         assert row in proc.stdout
-    assert (tmp_path / "demo" / "final" / "model.safetensors").exists()
+    assert "test tasks" in proc.stdout and "out-of-range tasks" in proc.stdout
+    assert (tmp_path / "demo" / "adaptation.png").stat().st_size > 10_000
+
+
+def test_adapt_command_on_a_shipped_model(tmp_path):
+    proc = run(CLI + ["adapt", "cartpole-ssm", "--tasks", "out_of_range", "--steps", "1", "--num_tasks", "1",
+                      "--seeds", "2", "--trajectories", "2", "--out", str(tmp_path / "cmp")], tmp_path)  # fmt: skip
+    assert "standard" in proc.stdout and "hybrid" in proc.stdout and "random" in proc.stdout
+    saved = json.loads((tmp_path / "cmp.json").read_text())
+    assert saved["family"] == "cartpole-physics" and saved["split"] == "out_of_range"
+    proc = run(CLI + ["adapt", str(tmp_path / "missing")], tmp_path, ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

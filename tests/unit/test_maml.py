@@ -95,7 +95,9 @@ def test_snapshot_of_a_policy_that_has_acted_and_been_updated():
     with torch.no_grad():
         policy.act(obs, policy.initial_state(3), reset)
     opt = torch.optim.Adam(policy.parameters(), lr=0.1)
-    policy.evaluate(obs[:, None], policy.initial_state(3), reset[:, None], torch.zeros(3, 1, 2))[0].sum().backward()
+    policy.evaluate(obs[:, None], policy.initial_state(3), reset[:, None], torch.zeros(3, 1, 2))[
+        0
+    ].sum().backward()
     opt.step()
     clone = snapshot(policy, params_of(policy))
     with torch.no_grad():

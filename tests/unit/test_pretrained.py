@@ -54,3 +54,11 @@ def test_navigation_model_reproduces_its_card():
     curve = evaluate_adaptation(policy, "navigation-2d", get_family("navigation-2d").train[:10], inner_steps=0,
                                 num_trajectories=20, seeds=(0, 1))  # fmt: skip
     assert curve.summary()[0][0] == pytest.approx(card["zero_shot_train"], abs=3.0)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_card_usage_snippet_runs(name, capsys):
+    card = model_card(name)
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(snippet, f"{name}/README.md", "exec"), {})
+    assert "return on a held-out task" in capsys.readouterr().out

@@ -1,0 +1,286 @@
+"""The "Test-time adaptation" tab: standard vs hybrid adaptation from the same weights and seeds, shown.
+
+:func:`run_adaptation` calls :func:`ssm_metarl.adapt.compare_adaptation` (the protocol every surface
+shares) on held-out, out-of-range or hand-set tasks, then replays the adaptation of the first task with the
+first seed (the same seeds the comparison used, so the same parameters it measured) and records one episode
+before adaptation and one after each mode's adaptation. RL² models adapt in context, without gradient steps:
+for them the tab shows the return of each episode of a trial instead.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ssm_metarl.adapt import AdaptationComparison, compare_adaptation, fill_buffer, make_adapter
+from ssm_metarl.app import plots
+from ssm_metarl.app.models import ModelInfo, model_info
+from ssm_metarl.app.render import Episode, episodes_gif, record_episode
+from ssm_metarl.app.session import AppSession, UserError
+from ssm_metarl.checkpoint import load_policy
+from ssm_metarl.envs.tasks import BoxTaskDistribution, Task, get_family
+from ssm_metarl.meta.evaluate import mean_ci, random_policy_returns
+from ssm_metarl.meta.rl2 import evaluate_in_context
+from ssm_metarl.models.heads import ActorCritic
+
+TaskSource = Literal["held-out", "out-of-range", "by hand"]
+TASK_SOURCES: list[str] = ["held-out", "out-of-range", "by hand"]
+MAX_EPISODES = 6000
+"""Most episodes one comparison may run (about a few minutes of CartPole on this 2-core machine)."""
+RENDER_SEED = 4242
+
+
+@dataclass(frozen=True)
+class AdaptRequest:
+    """What the Test-time adaptation tab's controls say."""
+
+    label: str | None
+    tasks: str = "held-out"
+    num_tasks: int = 3
+    physics: dict[str, float] = field(default_factory=dict)
+    """Task parameters for ``tasks="by hand"``."""
+    steps: int = 2
+    seeds: int = 2
+    trajectories: int = 10
+    lr: float | None = None
+    """Adaptation step size (None: the inner lr the model was meta-trained with, else 0.1)."""
+    experience_weight: float = 0.1
+    algo: Literal["pg", "ppo"] = "pg"
+    render: bool = True
+
+
+@dataclass
+class AdaptOutcome:
+    """What the tab shows: the curves, the before/after table, a summary and the rendered episodes."""
+
+    figure: Figure
+    headers: list[str]
+    rows: list[list[str]]
+    summary: str
+    gif: str | None = None
+    render_note: str = ""
+    comparison: AdaptationComparison | None = None
+    in_context: np.ndarray | None = None
+    """RL²: (S, I, K) returns of episode k of a trial."""
+    replayed: dict[str, list[float]] = field(default_factory=dict)
+    """mode -> returns of the replayed adaptation behind the rendered episodes (task 1, first seed)."""
+
+
+def physics_fields(family: str | None) -> list[tuple[str, float, float, float]]:
+    """(name, training low, training high, default) of each task parameter a person can set by hand;
+    empty for families without a box of parameters (bandits, MDPs, finite sets)."""
+    if family is None:
+        return []
+    dist = get_family(family)
+    if not isinstance(dist, BoxTaskDistribution):
+        return []
+    return [(p, lo, hi, round((lo + hi) / 2, 3)) for p, (lo, hi) in dist.ranges.items()]
+
+
+def hand_task(family: str, physics: dict[str, float]) -> Task:
+    """A task with the hand-set parameters, checked: every parameter given, finite, and > 0 where the
+    training range is positive (masses, lengths, gravity, forces)."""
+    fields = physics_fields(family)
+    if not fields:
+        raise UserError(f"{family} has no physics to set by hand; pick held-out or out-of-range tasks.")
+    params = {}
+    for name, lo, _, _ in fields:
+        v = physics.get(name)
+        if v is None or not math.isfinite(float(v)):
+            raise UserError(f"Set a number for {name}.")
+        if lo > 0 and v <= 0:
+            raise UserError(f"{name} must be > 0 (training range starts at {lo:g}), got {v:g}.")
+        params[name] = float(v)
+    task = Task.from_params(family, params)
+    try:
+        get_family(family).make_env(task).close()
+    except (ValueError, TypeError) as e:
+        raise UserError(f"These physics cannot be simulated: {e}") from e
+    return task
+
+
+def pick_tasks(family: str, source: str, n: int, physics: dict[str, float]) -> list[Task]:
+    dist = get_family(family)
+    if source == "by hand":
+        return [hand_task(family, physics)]
+    if source not in TASK_SOURCES:
+        raise UserError(f"Unknown task choice {source!r}; pick one of {', '.join(TASK_SOURCES)}.")
+    split = "test" if source == "held-out" else "out_of_range"
+    tasks = dist.split(split)[: max(1, int(n))]
+    if not tasks:
+        raise UserError(f"{family} has no out-of-range tasks (its parameters have no range to leave).")
+    return tasks
+
+
+def range_note(family: str, tasks: list[Task]) -> str:
+    """Which hand-set parameters lie outside the training range."""
+    dist = get_family(family)
+    if not isinstance(dist, BoxTaskDistribution) or len(tasks) != 1:
+        return ""
+    out = [
+        f"{p}={tasks[0][p]:g} (trained on {lo:g}..{hi:g})"
+        for p, (lo, hi) in dist.ranges.items()
+        if not lo <= tasks[0][p] <= hi
+    ]
+    return ("Outside the training range: " + ", ".join(out) + ".") if out else "All parameters are in range."
+
+
+def _cell(m: float, h: float) -> str:
+    return f"{m:.1f} ± {h:.1f}"
+
+
+def _check_budget(req: AdaptRequest, n_tasks: int, in_context: bool) -> None:
+    modes = 1 if in_context else 2
+    per_task = (req.steps + 1) * req.trajectories if not in_context else 1
+    episodes = modes * req.seeds * n_tasks * per_task
+    if min(req.seeds, req.trajectories) < 1 or req.steps < (0 if in_context else 1):
+        raise UserError("Use at least 1 seed, 1 trajectory and 1 adaptation step.")
+    if episodes > MAX_EPISODES:
+        raise UserError(
+            f"That is {episodes:,} episodes ({modes} modes x {req.seeds} seeds x {n_tasks} tasks x "
+            f"{per_task} episodes), more than this app runs at once ({MAX_EPISODES:,}): use fewer "
+            "tasks, seeds, steps or trajectories."
+        )
+
+
+def _render(
+    policy: ActorCritic,
+    req: AdaptRequest,
+    task: Task,
+    buffer: Any,
+    lr: float,
+    session: AppSession,
+) -> tuple[str | None, str, dict[str, list[float]]]:
+    """Replay the comparison's adaptation of ``task`` with its first seed; record before and after.
+
+    Returns the GIF's path (None when nothing could be drawn), a note, and the replayed runs' returns per
+    mode (they equal the comparison's ``returns[0, 0]``: same seeds, same data, same parameters)."""
+    seed = 0  # compare_adaptation adapts task i with seed s as seed s * 100_003 + i * 101; here s = i = 0
+    panels: list[tuple[str, Episode]] = []
+    replayed: dict[str, list[float]] = {}
+    ep = record_episode(policy, task, RENDER_SEED)
+    panels.append((f"before: return {ep.ret:.0f}", ep))
+    for mode in ("standard", "hybrid"):
+        adapter = make_adapter(
+            mode, policy, buffer, req.experience_weight, req.trajectories, lr=lr, algo=req.algo
+        )
+        run = adapter.adapt(task, req.steps, req.trajectories, seed)
+        replayed[mode] = run.returns
+        ep = record_episode(adapter.adapted_policy(run.params), task, RENDER_SEED)
+        panels.append((f"after {req.steps} {mode}: {ep.ret:.0f}", ep))
+    if not any(e.frames for _, e in panels):
+        return None, panels[0][1].note, replayed
+    folder = session.run_dir / "episodes"
+    for old in folder.glob("*.gif") if folder.is_dir() else []:
+        old.unlink(missing_ok=True)
+    path = episodes_gif(panels, folder / f"{uuid.uuid4().hex[:8]}.gif")
+    note = (
+        f"One episode on task 1 ({task}), the same env seed in every panel: the policy before adaptation "
+        f"and after {req.steps} step(s) of each mode, with the first seed's adaptation data."
+    )
+    return str(path), note, replayed
+
+
+def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: list[Task]) -> AdaptOutcome:
+    K = int(info.episodes_per_trial or 2)
+    seeds = range(req.seeds)
+    per_seed = [evaluate_in_context(policy, info.family, tasks, K, seed=s) for s in seeds]
+    returns = np.stack(per_seed)  # (S, I, K)
+    curve = [mean_ci(returns.mean(1)[:, k]) for k in range(K)]
+    random = mean_ci(
+        np.array([random_policy_returns(info.family, tasks, req.trajectories, s) for s in seeds])
+    )
+    fig = plots.adaptation_curve(
+        {"in-context (RL²)": curve},
+        random,
+        f"{info.label} on {len(tasks)} task(s)",
+        xlabel="episode of the trial",
+        x0=1,
+    )
+    rows = [["random policy", _cell(*random)]] + [
+        [f"episode {k + 1} of the trial", _cell(*curve[k])] for k in range(K)
+    ]
+    summary = (
+        f"**{info.label}** is an RL² model: it adapts *in context* (its recurrent state carries what it "
+        f"learned from earlier episodes of the same task), so gradient-based standard and hybrid "
+        f"adaptation do not apply. Shown: the return of each of the {K} episodes of one trial per task, "
+        f"{len(tasks)} task(s) x {req.seeds} seed(s), mean ± 95% interval over seeds."
+    )
+    note = "Episodes are rendered for gradient-adapted (MAML) models only."
+    headers = ["policy / episode", "in-context (RL²)"]
+    return AdaptOutcome(fig, headers, rows, summary, render_note=note, in_context=returns)
+
+
+def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
+    """Compare standard and hybrid adaptation of model ``req.label`` (see the module docstring)."""
+    info = model_info(session, req.label)
+    if info.family is None:
+        raise UserError(f"{info.label} does not record its task family, so there is nothing to adapt it to.")
+    tasks = pick_tasks(info.family, req.tasks, req.num_tasks, req.physics)
+    _check_budget(req, len(tasks), info.in_context)
+    policy = load_policy(info.path).eval()
+    if info.in_context:
+        return _in_context(info, policy, req, tasks)
+    if req.lr is not None and req.lr <= 0:
+        raise UserError(f"The adaptation step size must be > 0, got {req.lr:g}.")
+    lr = req.lr or info.inner_lr or 0.1
+    seeds = tuple(range(req.seeds))
+    buffer = fill_buffer(
+        policy, info.family, get_family(info.family).train[:10], req.trajectories, seed=10_007
+    )
+    c = compare_adaptation(
+        policy,
+        info.family,
+        tasks,
+        steps=req.steps,
+        seeds=seeds,
+        num_trajectories=req.trajectories,
+        lr=lr,
+        experience_weight=req.experience_weight,
+        buffer=buffer,
+        algo=req.algo,
+    )
+    c.extra.update({"model": info.label, "tasks": req.tasks})
+    hybrid = f"hybrid (w={c.experience_weight:g})"
+    fig = plots.adaptation_curve(
+        {"standard": c.summary("standard"), hybrid: c.summary("hybrid")},
+        c.random_summary(),
+        f"{info.label} on {len(tasks)} {req.tasks} task(s)",
+    )
+    per_step = c.curves["standard"].env_steps_per_step
+    diff = c.paired_difference("hybrid", "standard")
+    rows = [["random policy", "", _cell(*c.random_summary()), "", ""]]
+    for k in range(c.steps + 1):
+        name = "before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
+        rows.append(
+            [
+                name,
+                f"{round(k * per_step)}",
+                _cell(*c.summary("standard")[k]),
+                _cell(*c.summary("hybrid")[k]),
+                _cell(*diff[k]),
+            ]
+        )
+    header = c.table().splitlines()[:3]
+    summary = "\n\n".join([*header, range_note(info.family, tasks) if req.tasks == "by hand" else ""]).strip()
+    gif, note, replayed = (
+        _render(policy, req, tasks[0], buffer, lr, session) if req.render else (None, "", {})
+    )
+    headers = ["policy / step", "env steps", "standard", hybrid, "hybrid − standard"]
+    return AdaptOutcome(fig, headers, rows, summary, gif, note, c, replayed=replayed)
+
+
+__all__ = [
+    "TASK_SOURCES",
+    "AdaptOutcome",
+    "AdaptRequest",
+    "hand_task",
+    "physics_fields",
+    "pick_tasks",
+    "run_adaptation",
+]

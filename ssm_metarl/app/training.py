@@ -1,0 +1,298 @@
+"""The "Meta-training" tab: one MAML or RL² run in a background thread, streamed to the page, cancellable.
+
+:func:`run_training` starts ``train_maml`` (or ``train_ppo`` on the family's RL² trial env, which is what
+``train_rl2`` runs) in a thread whose per-iteration callback hands each metrics row to the page and
+returns the session's stop flag (so Cancel ends the run after the current iteration). When the run ends,
+finished or cancelled, the policy is measured zero-shot on a few held-out tasks and saved as a checkpoint
+under the session's folder; it then appears in this session's model lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ssm_metarl.adapt import compare_adaptation
+from ssm_metarl.app.session import AppSession, UserError
+from ssm_metarl.checkpoint import save_policy
+from ssm_metarl.config import MAMLConfig, ModelConfig, PPOConfig, replace
+from ssm_metarl.defaults import maml_defaults, rl2_defaults
+from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.meta.evaluate import random_policy_returns
+from ssm_metarl.meta.maml import train_maml
+from ssm_metarl.meta.rl2 import evaluate_in_context, trial_id
+from ssm_metarl.models.heads import ActorCritic
+from ssm_metarl.rl.ppo import train_ppo
+
+FAMILIES = ["cartpole-physics", "pendulum-physics", "navigation-2d"]
+KINDS = ["ssm", "gru", "lstm", "transformer", "mlp"]
+METHODS = ["MAML", "RL²"]
+EVAL_TASKS = 3
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the Meta-training tab's controls say."""
+
+    family: str = "cartpole-physics"
+    kind: str = "ssm"
+    method: Literal["MAML", "RL²"] = "MAML"
+    name: str = "my-model"
+    iterations: int = 10
+    """MAML: meta-updates (the budget)."""
+    meta_batch: int = 6
+    """MAML: tasks per meta-update."""
+    trajectories: int = 8
+    """MAML: episodes per task per inner step and for the query set; also the evaluation episodes."""
+    inner_steps: int = 1
+    inner_lr: float = 0.1
+    outer_lr: float = 1e-3
+    first_order: bool = False
+    total_steps: int = 20_000
+    """RL²: PPO env steps (the budget)."""
+    episodes_per_trial: int = 2
+    rl2_lr: float = 1e-3
+    hidden_dim: int = 64
+    seed: int = 0
+
+
+def family_defaults(family: str, method: str) -> dict[str, float]:
+    """The tuned learning rates for ``family`` (:func:`maml_defaults` / :func:`rl2_defaults`)."""
+    if method == "MAML":
+        cfg = maml_defaults(family)
+        return {"inner_lr": cfg.inner_lr, "outer_lr": cfg.outer_lr}
+    return {"rl2_lr": rl2_defaults(family).lr}
+
+
+def check_request(req: TrainRequest) -> None:
+    """UserError for a combination that cannot run, saying what to change."""
+    if req.family not in FAMILIES:
+        raise UserError(f"Unknown task family {req.family!r}; pick one of {', '.join(FAMILIES)}.")
+    if req.kind not in KINDS:
+        raise UserError(f"Unknown model kind {req.kind!r}; pick one of {', '.join(KINDS)}.")
+    if req.method not in METHODS:
+        raise UserError(f"Unknown method {req.method!r}; pick MAML or RL².")
+    if req.method == "MAML" and min(req.iterations, req.meta_batch, req.trajectories) < 1:
+        raise UserError("MAML needs at least 1 meta-iteration, 1 task per batch and 1 trajectory per task.")
+    if req.method == "RL²":
+        batch = rl2_defaults(req.family).batch_size
+        if req.total_steps < batch:
+            raise UserError(
+                f"RL² trains with PPO on batches of {batch:,} env steps on {req.family}: give it a budget "
+                f"of at least {batch:,} env steps (you asked for {req.total_steps:,})."
+            )
+
+
+def maml_config(req: TrainRequest, out_dir: Path | None) -> MAMLConfig:
+    model = ModelConfig(
+        kind=req.kind,
+        hidden_dim=req.hidden_dim,
+        state_dim=req.hidden_dim,
+        num_layers=2 if req.kind == "mlp" else 1,
+        separate_critic=True,
+    )
+    return replace(
+        maml_defaults(req.family),
+        model=model,
+        meta_iterations=req.iterations,
+        meta_batch_size=req.meta_batch,
+        num_trajectories=req.trajectories,
+        inner_steps=req.inner_steps,
+        inner_lr=req.inner_lr,
+        outer_lr=req.outer_lr,
+        first_order=req.first_order,
+        seed=req.seed,
+        out_dir=None if out_dir is None else str(out_dir),
+        progress=False,
+    )
+
+
+def rl2_config(req: TrainRequest, out_dir: Path | None) -> PPOConfig:
+    base = rl2_defaults(req.family)
+    model = dataclasses.replace(
+        base.model, kind=req.kind, hidden_dim=req.hidden_dim, state_dim=req.hidden_dim
+    )
+    return replace(
+        base,
+        env_id=trial_id(req.family, req.episodes_per_trial),
+        model=model,
+        total_steps=req.total_steps,
+        lr=req.rl2_lr,
+        seed=req.seed,
+        eval_episodes=2,
+        out_dir=None if out_dir is None else str(out_dir),
+        progress=False,
+    )
+
+
+@dataclass
+class Progress:
+    """What the page shows while a run goes and when it ends."""
+
+    method: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+    label: str | None = None
+    """The new model's name, once it is saved."""
+    message: str = ""
+
+
+def _evaluate(policy: ActorCritic, req: TrainRequest) -> dict[str, Any]:
+    """Zero-shot return on the first EVAL_TASKS held-out tasks (RL²: first and last episode of a trial)."""
+    tasks = get_family(req.family).test[:EVAL_TASKS]
+    random = random_policy_returns(req.family, tasks, req.trajectories, req.seed)
+    if req.method == "RL²":
+        r = evaluate_in_context(policy, req.family, tasks, req.episodes_per_trial, seed=req.seed).mean(0)
+        return {"tasks": len(tasks), "zero_shot": float(r[0]), "after_1": float(r[-1]), "random": random}
+    c = compare_adaptation(
+        policy,
+        req.family,
+        tasks,
+        steps=0,
+        seeds=(req.seed,),
+        num_trajectories=req.trajectories,
+        modes=("standard",),
+    )
+    return {"tasks": len(tasks), "zero_shot": c.summary("standard")[0][0], "random": random}
+
+
+def _train(session: AppSession, req: TrainRequest, label: str, rows: queue.Queue) -> tuple[str, Path, dict]:
+    """The thread's body: train, measure, save, register. Returns (label, checkpoint, metadata)."""
+    out = session.run_dir / label
+
+    def callback(row: dict[str, Any]) -> bool:
+        rows.put(row)
+        return session.stop.is_set()
+
+    if req.method == "MAML":
+        cfg: Any = maml_config(req, out)
+        result = train_maml(cfg, callback=callback)
+        meta = {"algo": "maml", "env_steps": result.env_steps, "iterations_done": len(result.metrics)}
+    else:
+        cfg = rl2_config(req, out)
+        result = train_ppo(cfg, callback=callback)
+        steps = [r["global_step"] for r in result.metrics if "update" in r]
+        meta = {
+            "algo": "rl2",
+            "env_steps": steps[-1] if steps else 0,
+            "episodes_per_trial": req.episodes_per_trial,
+        }
+    path = out / "final"
+    meta.update(
+        {
+            "family": req.family,
+            "name": label,
+            "config": dataclasses.asdict(cfg),
+            "source": "ssm-metarl app",
+            "cancelled": session.stop.is_set(),
+            "checkpoint": str(path),
+        }
+    )
+    meta["app_evaluation"] = _evaluate(result.policy, req)
+    save_policy(path, result.policy, meta)
+    session.trained[label] = path
+    return label, path, meta
+
+
+def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0.25) -> Iterator[Progress]:
+    """Meta-train as ``req`` says; yields a Progress after each iteration and a final one (``done``).
+
+    Raises UserError before starting for a request that cannot run, or when this session already trains.
+    """
+    check_request(req)
+    if session.busy:
+        raise UserError("This session is already meta-training a model: wait for it or press Cancel.")
+    session.busy = True
+    session.stop.clear()
+    label = session.unique_name(req.name)
+    rows: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            outcome["value"] = _train(session, req, label, rows)
+        except Exception as e:  # reported on the page by the generator below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=body, name=f"meta-train-{session.id}", daemon=True)
+    progress = Progress(req.method)
+    try:
+        thread.start()
+        while thread.is_alive() or not rows.empty():
+            try:
+                progress.rows.append(rows.get(timeout=poll_seconds))
+            except queue.Empty:
+                continue
+            while not rows.empty():
+                progress.rows.append(rows.get_nowait())
+            yield dataclasses.replace(progress, rows=list(progress.rows))  # a snapshot: the page may lag
+        if "error" in outcome:
+            raise UserError(f"Meta-training failed: {outcome['error']}") from outcome["error"]
+        label, path, meta = outcome["value"]
+        progress.done, progress.label = True, label
+        progress.message = final_message(label, path, meta)
+        yield progress
+    finally:
+        if thread.is_alive():  # the page went away mid-run: stop the thread after its current iteration
+            session.stop.set()
+            thread.join()
+        session.busy = False
+
+
+def status_line(p: Progress, req: TrainRequest) -> str:
+    """One line about the latest iteration."""
+    if not p.rows:
+        return "Starting ..."
+    r = p.rows[-1]
+    if p.method == "MAML":
+        return (
+            f"Meta-iteration {r['iteration']}/{req.iterations} · {r['env_steps']:,} env steps · "
+            f"{r['seconds']:.0f} s · return before the inner step {r['return_before']:.1f}, after it "
+            f"{r['return_after']:.1f}"
+        )
+    return (
+        f"PPO update {r['update']} · {r['global_step']:,}/{req.total_steps:,} env steps · "
+        f"{r['seconds']:.0f} s · trial return (last 20) {r['return_mean20']:.1f}"
+    )
+
+
+def final_message(label: str, path: Path, meta: dict[str, Any]) -> str:
+    ev = meta["app_evaluation"]
+    how = "Cancelled; the policy as it was is" if meta["cancelled"] else "Done. The policy is"
+    zs = f"zero-shot return {ev['zero_shot']:.1f}"
+    if meta["algo"] == "rl2":
+        zs = f"return in episode 1 of a trial {ev['zero_shot']:.1f}, in the last {ev['after_1']:.1f}"
+    return (
+        f"{how} saved as **{label}** (`{path}`) and can now be picked in the other tabs. On "
+        f"{ev['tasks']} held-out tasks: {zs} (random policy {ev['random']:.1f})."
+    )
+
+
+def request_stop(session: AppSession | None) -> str:
+    """The Cancel button: the running job stops after its current iteration."""
+    if session is None or not session.busy:
+        return "Nothing to cancel: no meta-training is running in this session."
+    session.stop.set()
+    return "Cancelling after the current iteration ..."
+
+
+__all__ = [
+    "FAMILIES",
+    "KINDS",
+    "METHODS",
+    "Progress",
+    "TrainRequest",
+    "check_request",
+    "family_defaults",
+    "final_message",
+    "maml_config",
+    "request_stop",
+    "rl2_config",
+    "run_training",
+    "status_line",
+]

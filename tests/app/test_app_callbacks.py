@@ -1,0 +1,165 @@
+"""The app's tab functions without a browser or a server: what each control leads to, on tiny budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssm_metarl.app.adaptation import AdaptRequest, hand_task, physics_fields, pick_tasks, run_adaptation
+from ssm_metarl.app.models import model_info, zero_shot_rows
+from ssm_metarl.app.render import episodes_gif, record_episode
+from ssm_metarl.app.session import AppSession, UserError
+from ssm_metarl.app.training import TrainRequest, request_stop, run_training
+from ssm_metarl.checkpoint import load_metadata, load_policy
+from ssm_metarl.envs.tasks import get_family
+
+TINY_MAML = dict(
+    family="cartpole-physics",
+    kind="ssm",
+    method="MAML",
+    iterations=2,
+    meta_batch=1,
+    trajectories=2,
+    hidden_dim=16,
+)
+
+
+@pytest.fixture
+def session(tmp_path, tiny_checkpoint) -> AppSession:
+    s = AppSession(tmp_path)
+    s.trained["tiny"] = tiny_checkpoint
+    return s
+
+
+def test_session_names_and_errors(session):
+    assert "tiny" in session.choices()
+    assert session.unique_name("tiny") == "tiny-2"
+    assert session.unique_name("my model") == "my-model" and session.unique_name("../../etc") == "etc"
+    with pytest.raises(UserError, match="Pick a model"):
+        session.path_of(None)
+    with pytest.raises(UserError, match="no model named 'nope'"):
+        session.path_of("nope")
+
+
+def test_model_info_of_a_trained_checkpoint(session):
+    info = model_info(session, "tiny")
+    policy = load_policy(session.path_of("tiny"))
+    assert (info.family, info.algo, info.kind) == ("cartpole-physics", "maml", "ssm")
+    assert info.parameters == sum(p.numel() for p in policy.parameters())
+    assert info.inner_lr == pytest.approx(0.1) and not info.shipped
+    assert info.zero_shot == [["not measured", "", "", "", ""]]
+
+
+def test_zero_shot_rows_read_the_shipped_results_format():
+    curve = {
+        "after_0": {"mean": 20.5, "ci95": 1.25},
+        "after_1": {"mean": 30.0, "ci95": 0.0},
+        "after_3": {"mean": 41.0, "ci95": 2.0},
+    }
+    meta = {"results": {"eval_tasks_per_split": 10, "test": {"maml": curve, "random": 22.0, "constant": 9.0}}}
+    assert zero_shot_rows(meta) == [["held-out tasks (10)", "20.5 ± 1.2", "30.0", "41.0 ± 2.0", "22.0"]]
+
+
+def test_meta_training_streams_saves_and_registers(session):
+    req = TrainRequest(name="fresh", **TINY_MAML)
+    progress = list(run_training(session, req))
+    assert [p.rows[-1]["iteration"] for p in progress if not p.done] == [1, 2]
+    final = progress[-1]
+    assert final.done and final.label == "fresh" and "saved as **fresh**" in final.message
+    meta = load_metadata(session.trained["fresh"])
+    assert meta["algo"] == "maml" and meta["family"] == "cartpole-physics" and not meta["cancelled"]
+    assert meta["iterations_done"] == 2 and meta["app_evaluation"]["tasks"] == 3
+    assert load_policy(session.trained["fresh"]).describe()["kind"] == "ssm"
+    assert not session.busy
+
+
+def test_cancel_stops_after_the_current_iteration(session):
+    req = TrainRequest(name="cancelled", **{**TINY_MAML, "iterations": 50})
+    assert "Nothing to cancel" in request_stop(session)
+    runs = run_training(session, req)
+    first = next(runs)
+    assert first.rows[-1]["iteration"] == 1
+    assert "Cancelling" in request_stop(session)
+    final = list(runs)[-1]
+    meta = load_metadata(session.trained[final.label])
+    assert meta["cancelled"] and meta["iterations_done"] < 50 and "Cancelled" in final.message
+
+
+def test_training_requests_that_cannot_run_are_explained(session):
+    with pytest.raises(UserError, match="at least 3,200 env steps"):
+        next(run_training(session, TrainRequest(family="navigation-2d", method="RL²", total_steps=2048)))
+    session.busy = True
+    with pytest.raises(UserError, match="already meta-training"):
+        next(run_training(session, TrainRequest(**TINY_MAML)))
+
+
+def test_adaptation_compares_modes_and_renders_the_measured_policies(session):
+    req = AdaptRequest("tiny", "held-out", num_tasks=2, steps=1, seeds=1, trajectories=2, render=True)
+    out = run_adaptation(session, req)
+    assert out.headers == ["policy / step", "env steps", "standard", "hybrid (w=0.1)", "hybrid − standard"]
+    assert [r[0] for r in out.rows] == ["random policy", "before adaptation", "after 1 step"]
+    c = out.comparison
+    assert c.tasks == get_family("cartpole-physics").test[:2] and c.seeds == (0,)
+    assert out.rows[1][2] == out.rows[1][3]  # the same weights and seeds before adaptation
+    for mode in ("standard", "hybrid"):  # the rendered "after" policy is the one the table measured
+        np.testing.assert_allclose(out.replayed[mode], c.curves[mode].returns[0, 0])
+    gif = Image.open(out.gif)
+    assert gif.n_frames > 1 and gif.size[0] == 3 * 240
+    assert len(out.figure.axes[0].lines) == 3  # standard, hybrid, random
+
+
+def test_adaptation_to_hand_set_physics_and_invalid_requests(session):
+    fields = physics_fields("cartpole-physics")
+    assert [f[0] for f in fields] == ["length", "masspole", "masscart", "gravity", "force_mag"]
+    physics = {name: default for name, _, _, default in fields} | {"length": 1.8}
+    assert hand_task("cartpole-physics", physics)["length"] == 1.8
+    out = run_adaptation(
+        session,
+        AdaptRequest("tiny", "by hand", physics=physics, steps=1, seeds=1, trajectories=2, render=False),
+    )
+    assert "Outside the training range: length=1.8" in out.summary and out.gif is None
+    with pytest.raises(UserError, match="length must be > 0"):
+        hand_task("cartpole-physics", physics | {"length": -1.0})
+    with pytest.raises(UserError, match="no out-of-range tasks"):
+        pick_tasks("bandit", "out-of-range", 3, {})
+    with pytest.raises(UserError, match="more than this app runs at once"):
+        run_adaptation(session, AdaptRequest("tiny", num_tasks=10, steps=5, seeds=5, trajectories=40))
+
+
+def test_rl2_model_adapts_in_context(session):
+    req = TrainRequest(
+        family="navigation-2d",
+        kind="gru",
+        method="RL²",
+        name="rl2",
+        total_steps=3200,
+        trajectories=2,
+        hidden_dim=16,
+    )
+    final = list(run_training(session, req))[-1]
+    assert load_metadata(session.trained[final.label])["algo"] == "rl2"
+    out = run_adaptation(
+        session, AdaptRequest(final.label, "out-of-range", num_tasks=2, seeds=1, trajectories=2)
+    )
+    assert [r[0] for r in out.rows] == ["random policy", "episode 1 of the trial", "episode 2 of the trial"]
+    assert out.in_context.shape == (1, 2, 2) and "in context" in out.summary
+
+
+def test_record_episode_draws_cartpole_and_navigation(tiny_checkpoint):
+    policy = load_policy(tiny_checkpoint)
+    ep = record_episode(policy, get_family("cartpole-physics").test[0], seed=3)
+    assert len(ep.frames) == ep.length and ep.frames[0].shape == (400, 600, 3) and ep.ret == ep.length
+    assert ep.ret == record_episode(policy, get_family("cartpole-physics").test[0], seed=3).ret  # seeded
+
+
+def test_navigation_frames_and_gif_length(tmp_path):
+    from ssm_metarl.models import make_policy
+
+    dist = get_family("navigation-2d")
+    env = dist.make_env(dist.test[0])
+    policy = make_policy("mlp", env.observation_space, env.action_space, hidden_dim=8)
+    ep = record_episode(policy, dist.test[0], seed=0)
+    assert len(ep.frames) == ep.length + 1 and ep.ret < 0 and ep.frames[0].shape == (180, 180, 3)
+    gif = Image.open(episodes_gif([("a", ep), ("b", ep)], tmp_path / "x.gif"))
+    assert gif.size == (480, 210) and 1 < gif.n_frames <= 125

@@ -162,5 +162,17 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> ActorCr
     return policy.to(device)
 
 
+def update_metadata(path: str | Path, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into a checkpoint's metadata, rewriting only ``config.json`` (atomically), so files
+    beside it (e.g. the optimizer state) stay. Returns the new metadata."""
+    config = read_config(path)
+    config["metadata"] = {**config.get("metadata", {}), **changes}
+    target = Path(path) / CONFIG
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+    tmp.replace(target)
+    return config["metadata"]
+
+
 def load_metadata(path: str | Path) -> dict[str, Any]:
     return read_config(path).get("metadata", {})

@@ -9,11 +9,15 @@ of inner episode i = 1..K on fixed held-out tasks (EVALUATION.md, in-context age
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from ssm_metarl.checkpoint import update_metadata
 from ssm_metarl.config import PPOConfig
 from ssm_metarl.envs.tasks import Task
 from ssm_metarl.envs.trial import TrialEnv
@@ -36,10 +40,21 @@ def trial_id(family: str, episodes_per_trial: int) -> str:
 
 
 def train_rl2(
-    family: str, episodes_per_trial: int, cfg: PPOConfig, policy: ActorCritic | None = None
+    family: str,
+    episodes_per_trial: int,
+    cfg: PPOConfig,
+    policy: ActorCritic | None = None,
+    callback: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
-    """Recurrent PPO on trials of ``family`` (a new training task per trial)."""
-    return train_ppo(dataclasses.replace(cfg, env_id=trial_id(family, episodes_per_trial)), policy=policy)
+    """Recurrent PPO on trials of ``family`` (a new training task per trial); ``callback`` as for
+    :func:`~ssm_metarl.rl.ppo.train_ppo`. The final checkpoint (when ``cfg.out_dir`` is set) records
+    ``algo="rl2"``, the family and the episodes per trial."""
+    cfg = dataclasses.replace(cfg, env_id=trial_id(family, episodes_per_trial))
+    result = train_ppo(cfg, policy=policy, callback=callback)
+    final = Path(cfg.out_dir or "") / "final"
+    if cfg.out_dir is not None and final.is_dir():
+        update_metadata(final, algo="rl2", family=family, episodes_per_trial=episodes_per_trial)
+    return result
 
 
 @torch.no_grad()

@@ -217,6 +217,9 @@ def test_meta_train_maml_and_rl2(tmp_path):
     proc = run(CLI + ["meta-train", "--method", "rl2", "--tasks", "bandit", "--model", "gru", "--total_steps", "512",
                       "--eval_tasks", "2", "--out", str(tmp_path / "rl2"), "--progress", "False"], tmp_path)  # fmt: skip
     assert "episode 2 of the trial" in proc.stdout
+    meta = json.loads((tmp_path / "rl2" / "final" / "config.json").read_text())["metadata"]
+    assert meta["algo"] == "rl2" and meta["family"] == "bandit" and meta["episodes_per_trial"] == 2
+    assert (tmp_path / "rl2" / "final" / "optimizer.safetensors").exists()
 
 
 def test_seed_main_meta_rl(tmp_path):

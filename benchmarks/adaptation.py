@@ -3,8 +3,9 @@
     python benchmarks/adaptation.py                                    # 3 families, 5 seeds
     python benchmarks/adaptation.py --families cartpole-physics --seeds 0 1
 
-For each family, a meta-trained policy (the shipped model where there is one, else meta-trained here with
-the shipped models' recipe) and a multi-task policy trained without meta-learning are adapted with K
+For each family, a meta-trained policy (cartpole: the shipped ``cartpole-ssm``; pendulum: the same recipe,
+multi-task PPO then MAML, run here; navigation: MAML with the mlp backbone, run here) and a policy trained
+multi-task without meta-learning (multi-task PPO; navigation: ``train_multitask``) are adapted with K
 policy-gradient steps on the first ``--tasks`` held-out and out-of-range tasks
 (:func:`ssm_metarl.adapt.compare_adaptation`: same tasks, seeds and initial weights for every mode; hybrid
 adds the replay loss on a buffer of training-task episodes). PPO from scratch gets the env steps the
@@ -39,17 +40,18 @@ def _policies(family: str, seed: int) -> tuple[Any, Any, float, dict[str, Any]]:
     from ssm_metarl.defaults import maml_defaults, ppo_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.maml import train_maml, train_multitask
-    from ssm_metarl.pretrained import load_pretrained, pretrained_info
+    from ssm_metarl.pretrained import load_pretrained
     from ssm_metarl.rl.ppo import train_ppo
 
-    shipped = {"cartpole-physics": "cartpole-ssm", "navigation-2d": "navigation-ssm"}
+    shipped = {"cartpole-physics": "cartpole-ssm"}  # the shipped navigation-ssm adapts in context (RL²)
     if family == "navigation-2d":
-        info = pretrained_info(shipped[family])
-        cfg = replace(maml_defaults(family), model__kind="ssm", model__num_layers=1, seed=0, progress=False,
-                      meta_iterations=info["config"]["meta_iterations"])  # fmt: skip
-        multitask = train_multitask(cfg).policy
-        return load_pretrained(shipped[family]), multitask, cfg.inner_lr, {"meta": shipped[family],
-                                                                         "multitask": "train_multitask"}  # fmt: skip
+        cfg = replace(maml_defaults(family), seed=0, progress=False, meta_iterations=60)
+        return (
+            train_maml(cfg).policy,
+            train_multitask(cfg).policy,
+            cfg.inner_lr,
+            {"meta": "MAML (mlp, maml_defaults, 60 iterations)", "multitask": "train_multitask, same budget"},
+        )
     # cartpole- and pendulum-physics: multi-task PPO, then MAML from it (the recipe of the shipped cartpole-ssm)
     steps = {"cartpole-physics": 150_000, "pendulum-physics": 300_000}[family]
     ppo_cfg = replace(

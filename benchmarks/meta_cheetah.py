@@ -1,0 +1,114 @@
+"""MAML on HalfCheetah forward/backward (``halfcheetah-dir``, H=100, learn2learn's benchmark): a long run.
+
+    python benchmarks/meta_cheetah.py                         # seed 0, stops after --minutes of training
+    python benchmarks/meta_cheetah.py --minutes 5 --name meta_cheetah_smoke
+
+MAML with the mlp backbone (``maml_defaults`` with inner lr 0.1 as in learn2learn; 20 tasks x
+20 trajectories per meta-iteration; both directions, sampled), trained until ``--iterations`` or
+``--minutes`` run out, then evaluated on both directions: return after 0, 1 and 3 policy-gradient steps (20
+trajectories per step, 3 evaluation seeds). learn2learn's MAML-TRPO reaches about 260-275 after one step
+after 300 iterations (ANCHORS.md). Writes results/<name>.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    git_commit,
+    machine_info,
+    markdown_table,
+    now_iso,
+    write_results,
+)
+
+FAMILY = "halfcheetah-dir"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
+    parser.add_argument("--inner-lr", type=float, default=0.1)
+    parser.add_argument("--name", default="meta_cheetah")
+    args = parser.parse_args()
+
+    import torch
+
+    from ssm_metarl.config import replace
+    from ssm_metarl.defaults import maml_defaults
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.evaluate import evaluate_adaptation
+    from ssm_metarl.meta.maml import train_maml
+
+    torch.set_num_threads(1)
+    cfg = replace(maml_defaults(FAMILY), seed=args.seed, meta_iterations=args.iterations, inner_lr=args.inner_lr,
+                  progress=False)  # fmt: skip
+    t0 = time.perf_counter()
+
+    def stop(row: dict[str, Any]) -> bool:
+        print(f"it {row['iteration']:4d}  {row['seconds']:7.0f} s  before {row['return_before']:8.1f}  "
+              f"after {row['return_after']:8.1f}", flush=True)  # fmt: skip
+        return time.perf_counter() - t0 > 60 * args.minutes
+
+    result = train_maml(cfg, callback=stop)
+    minutes = (time.perf_counter() - t0) / 60
+    tasks = get_family(FAMILY).test
+    torch.manual_seed(args.seed)
+    curve = evaluate_adaptation(result.policy, FAMILY, tasks, inner_steps=3, num_trajectories=20,
+                                inner_lr=cfg.inner_lr, gamma=cfg.gamma, seeds=(0, 1, 2))  # fmt: skip
+    summary = curve.summary()
+    headline = {
+        "return_after_1_step": summary[1][0],
+        "return_after_0_steps": summary[0][0],
+        "return_after_3_steps": summary[3][0],
+        "minutes": minutes,
+        "iterations": len(result.metrics),
+    }
+    payload = {
+        "headline": headline,
+        "targets": {"return_after_1_step": 275, "minutes": 60},
+        "summary": [{"steps": k, "mean": m, "ci95": h} for k, (m, h) in enumerate(summary)],
+        "per_seed_task": curve.returns.tolist(),
+        "training_curve": [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics],
+        "env_steps": result.env_steps,
+        "config": vars(args),
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "date": now_iso(),
+    }
+    rows = [[k, f"{m:.1f} ± {h:.1f}"] for k, (m, h) in enumerate(summary)]
+    md = (
+        f"## MAML on halfcheetah-dir (H=100), {len(result.metrics)} meta-iterations, {minutes:.0f} min, "
+        f"{result.env_steps:,} env steps\n\n"
+        + markdown_table(["adaptation steps", "return (both directions, 3 seeds)"], rows)
+        + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}."
+    )
+    write_results(args.name, payload, md)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve_rows = np.array(payload["training_curve"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(curve_rows[:, 0], curve_rows[:, 1], label="before adaptation")
+    ax.plot(curve_rows[:, 0], curve_rows[:, 2], label="after 1 step")
+    ax.axhline(275, color="k", ls="--", lw=0.8, label="learn2learn MAML-TRPO, 1 step")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("training return")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS_DIR / f"{args.name}.png", dpi=120)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

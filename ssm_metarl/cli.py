@@ -235,7 +235,7 @@ def demo(
     steps: int = 3,
     tasks: int = 5,
     seeds: int = 2,
-    trajectories: int = 10,
+    trajectories: int = 8,
     scratch: bool = True,
     out: str = "runs/demo",
 ) -> None:
@@ -249,7 +249,7 @@ def demo(
         tasks: tasks per split (held-out and out-of-range).
         seeds: seeds per task (0..seeds-1).
         trajectories: episodes per evaluation and per adaptation step.
-        scratch: also train PPO from scratch on every task with the adaptation's env steps.
+        scratch: also train PPO from scratch on every task (first seed) with the adaptation's env steps.
         out: where the adaptation-curve PNG goes.
     """
     from ssm_metarl.demo import run_demo
@@ -257,7 +257,7 @@ def demo(
     result = run_demo(model, steps, tasks, tuple(range(seeds)), trajectories, scratch=scratch, out=out,
                       progress=lambda line: print(line, flush=True))  # fmt: skip
     print(f"\n{result.model} on {result.family}: mean return over {tasks} tasks per split x {seeds} seeds "
-          f"x {trajectories} episodes (± 95% CI over seeds)\n")  # fmt: skip
+          f"x {trajectories} episodes (± 95% CI over task-seed pairs)\n")  # fmt: skip
     print(result.table())
     print(f"\nadaptation curves: {result.plot}  ({result.seconds:.0f} s in all)")
 

@@ -103,9 +103,18 @@ def maml_defaults(family: str) -> MAMLConfig:
     The inner step size is larger than the MAML paper's 0.1 because our Gaussian is tanh-squashed into the
     action bounds: on navigation-2d (mlp, 20 tasks x 20 trajectories, 30 meta-iterations, seed 0) the
     one-step gain on held-out tasks was 0.6 with inner lr 0.1, 0.2 with 0.4 and 6.8 with 1.0; Adam at 1e-3
-    moved the policy by an approx-KL of 2e-4 per meta-update, 3e-3 by 5e-3.
+    moved the policy by an approx-KL of 2e-4 per meta-update, 3e-3 by 5e-3. On halfcheetah-dir (mlp, seed 0)
+    inner lr 0.1 left the post-step training return flat at about -12 for 43 meta-iterations; 1.0 lifted it
+    above +30 within 55.
+
+    pendulum-physics is adapted from a multi-task PPO policy (``benchmarks/adaptation.py``), where large
+    steps destroy what PPO learned: from the 300k-step multi-task ssm policy (seed 0; 3 held-out tasks x 2
+    seeds, 10 episodes per step), the return after 2 steps went -330 -> -334 with lr 0.003, -327 with 0.01,
+    -320 with 0.03, -525 with 0.1 (and -1427 after 3 steps with 1.0 in the adaptation benchmark).
     """
     base = MAMLConfig(family=family, inner_lr=1.0, outer_lr=3e-3)
     if _family_is_discrete(family):
         return dataclasses.replace(base, inner_lr=0.1, outer_lr=1e-3)
+    if family == "pendulum-physics":
+        return dataclasses.replace(base, inner_lr=0.03, outer_lr=3e-4)
     return base

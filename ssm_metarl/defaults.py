@@ -108,9 +108,9 @@ def maml_defaults(family: str) -> MAMLConfig:
     above +30 within 55.
 
     pendulum-physics is adapted from a multi-task PPO policy (``benchmarks/adaptation.py``), where large
-    steps destroy what PPO learned: from the 300k-step multi-task ssm policy (seed 0; 3 held-out tasks x 2
-    seeds, 10 episodes per step), the return after 2 steps went -330 -> -334 with lr 0.003, -327 with 0.01,
-    -320 with 0.03, -525 with 0.1 (and -1427 after 3 steps with 1.0 in the adaptation benchmark).
+    steps destroy what PPO learned; ``benchmarks/pendulum_adapt_lr.py`` measures the return after 2 steps
+    per step size (results/pendulum_adapt_lr.md, 2 seeds, wide intervals): -330 -> -320 with 0.03 (the best
+    mean), -525 with 0.1, -1387 with 1.0.
     """
     base = MAMLConfig(family=family, inner_lr=1.0, outer_lr=3e-3)
     if _family_is_discrete(family):

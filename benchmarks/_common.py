@@ -132,3 +132,43 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Pa
         tmp.write_text(text)
         tmp.replace(path)
     return paths
+
+
+def add_merge_arguments(parser: Any, default_name: str) -> None:
+    """``--name`` (the results file stem) and ``--merge`` (earlier results files whose runs join this one's)."""
+    parser.add_argument("--name", default=default_name, help="results/<name>.{json,md,png}")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="earlier results files of this benchmark: their runs are summarised together with this "
+        "invocation's (a run with the same key here replaces the earlier one); each file's command, commit "
+        "and date are kept under 'merged_from'",
+    )
+
+
+def merge_runs(
+    runs: list[dict[str, Any]], paths: Sequence[str | Path], key: Callable[[dict[str, Any]], Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runs recorded in earlier results files joined with ``runs``, and where each file came from.
+
+    ``key(run)`` says which runs are the same measurement (e.g. kind, model, seed and budget); a run of
+    ``runs`` replaces an earlier one with the same key, a later file an earlier file's. Reads the files
+    first, so a benchmark can merge into the file it is about to overwrite. Raises ``ValueError`` for a file
+    without a ``runs`` list.
+    """
+    merged: dict[Any, dict[str, Any]] = {}
+    provenance = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data.get("runs"), list):
+            raise ValueError(f"{path} has no 'runs' list: not a results file this benchmark can merge")
+        for run in data["runs"]:
+            merged[key(run)] = run
+        provenance.append({"file": str(path), "command": data.get("command"), "commit": data.get("commit"),
+                           "date": data.get("date"), "runs": len(data["runs"]),
+                           "minutes_total": data.get("minutes_total")})  # fmt: skip
+    for run in runs:
+        merged[key(run)] = run
+    return list(merged.values()), provenance

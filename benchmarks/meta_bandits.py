@@ -2,10 +2,13 @@
 
     python benchmarks/meta_bandits.py                                  # K in {5, 10}, N in {10, 100}
     python benchmarks/meta_bandits.py --cells k5-n10 --steps 300000 --seeds 0
+    python benchmarks/meta_bandits.py --seeds 1 2 --merge benchmarks/results/meta_bandits.json  # add seeds
 
 Each agent is trained with PPO (``rl2_defaults``) on one-episode trials of N pulls of a bandit drawn from
 U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times; the classic
-algorithms play the same bandits (``ssm_metarl.meta.bandits``). The figure of merit is the mean total reward;
+algorithms play the same bandits (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy
+for the prior where its dynamic program is small enough (N <= 20): the ceiling of what meta-training on this
+prior can reach on average. The figure of merit is the mean total reward;
 ``ssm_over_thompson_worst`` is the lowest ratio of the ssm agent to Thompson sampling over the cells.
 Writes results/meta_bandits.{json,md,png}.
 """
@@ -20,10 +23,12 @@ from typing import Any
 import numpy as np
 from _common import (
     RESULTS_DIR,
+    add_merge_arguments,
     command_line,
     git_commit,
     machine_info,
     markdown_table,
+    merge_runs,
     now_iso,
     write_results,
 )
@@ -59,34 +64,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", nargs="+", default=["k5-n10", "k10-n10", "k5-n100", "k10-n100"])
     parser.add_argument("--models", nargs="+", default=["ssm", "gru"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only --merge")
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--eval-runs", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
+    add_merge_arguments(parser, "meta_bandits")
     args = parser.parse_args()
 
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.bandits import oracle, random_arms, task_means, thompson, ucb1
+    from ssm_metarl.meta.bandits import (
+        BAYES_MAX_PULLS,
+        bayes_optimal,
+        oracle,
+        random_arms,
+        task_means,
+        thompson,
+        ucb1,
+    )
     from ssm_metarl.meta.evaluate import mean_ci
 
     jobs = [{"cell": c, "model": m, "seed": s, "steps": args.steps, "eval_runs": args.eval_runs}
             for c in args.cells for m in args.models for s in args.seeds]  # fmt: skip
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.map(run_one, jobs, chunksize=1)
+    runs = []
+    if jobs:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(run_one, jobs, chunksize=1)
     minutes = (time.perf_counter() - t0) / 60
+    runs, merged_from = merge_runs(runs, args.merge, lambda r: (r["cell"], r["model"], r["seed"]))
+    steps = {r["steps"] for r in runs}
+    if len(steps) != 1:
+        raise SystemExit(f"the runs to summarise were trained for different step counts {sorted(steps)}")
+    (steps_per_agent,) = steps
+    seeds = sorted({r["seed"] for r in runs})
+    cell_names = list(dict.fromkeys(r["cell"] for r in runs))
+    models = list(dict.fromkeys(r["model"] for r in runs))
 
     cells: dict[str, dict[str, Any]] = {}
-    for cell in args.cells:
+    for cell in cell_names:
         dist = get_family(f"bandit-{cell}")
         means, n = task_means(dist.test), dist.n
         row: dict[str, Any] = {
             "random": float(random_arms(means, n).mean()),
             "ucb1": float(ucb1(means, n, runs=200, seed=0).mean()),
             "thompson": float(thompson(means, n, runs=200, seed=0).mean()),
+            "bayes_optimal": float(bayes_optimal(means, n, runs=200, seed=0).mean())
+            if n <= BAYES_MAX_PULLS
+            else None,
             "oracle": float(oracle(means, n).mean()),
         }
-        for m in args.models:
+        for m in models:
             vals = np.array([r["mean_total"] for r in runs if r["cell"] == cell and r["model"] == m])
             row[m], row[f"{m}_ci95"] = mean_ci(vals)
             row[f"{m}_per_seed"] = vals.tolist()
@@ -104,12 +131,13 @@ def main() -> None:
         "targets": {"ssm_over_thompson_worst": 0.9},
         "cells": cells,
         "runs": runs,
-        "config": vars(args),
+        "config": vars(args) | {"steps": steps_per_agent},
         "minutes_total": minutes,
         "machine": machine_info(),
         "command": command_line(),
         "commit": git_commit(),
-        "seeds": args.seeds,
+        "merged_from": merged_from,
+        "seeds": seeds,
         "date": now_iso(),
     }
     headers = [
@@ -117,42 +145,51 @@ def main() -> None:
         "random",
         "UCB1",
         "Thompson",
-        *[f"RL² {m}" for m in args.models],
+        *[f"RL² {m}" for m in models],
         "ssm / Thompson",
+        "Bayes-optimal",
         "oracle",
     ]
     rows = [[c, f"{r['random']:.2f}", f"{r['ucb1']:.2f}", f"{r['thompson']:.2f}",
-             *[f"{r[m]:.2f} ± {r[m + '_ci95']:.2f}" for m in args.models],
-             f"{ratios.get(c, float('nan')):.3f}", f"{r['oracle']:.2f}"] for c, r in cells.items()]  # fmt: skip
+             *[f"{r[m]:.2f} ± {r[m + '_ci95']:.2f}" for m in models],
+             f"{ratios.get(c, float('nan')):.3f}",
+             "" if r["bayes_optimal"] is None else f"{r['bayes_optimal']:.2f}",
+             f"{r['oracle']:.2f}"] for c, r in cells.items()]  # fmt: skip
     md = (
-        f"## RL² on Bernoulli bandits: mean total reward on held-out bandits ({len(args.seeds)} seeds, "
-        f"{args.steps} training steps per agent)\n\n"
+        f"## RL² on Bernoulli bandits: mean total reward on held-out bandits ({len(seeds)} seeds, "
+        f"{steps_per_agent} training steps per agent)\n\n"
         + markdown_table(headers, rows)
-        + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; {minutes:.0f} min."
-    )
-    write_results("meta_bandits", payload, md)
-    _plot(cells, args.models)
+        + "\n\nBayes-optimal: the exact finite-horizon Bayes-optimal policy for the U[0, 1] prior (dynamic "
+        f"programming; only for N <= {BAYES_MAX_PULLS}), 200 runs per bandit: no agent trained on the prior can "
+        "beat it on average; on these 20 held-out bandits one can by luck, within the interval."
+        + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
+        f"{minutes:.0f} min for this invocation's runs."
+        + "".join(f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
+                  f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)." for m in merged_from)
+    )  # fmt: skip
+    write_results(args.name, payload, md)
+    _plot(cells, models, args.name)
     print(md)
 
 
-def _plot(cells: dict[str, dict[str, Any]], models: list[str]) -> None:
+def _plot(cells: dict[str, dict[str, Any]], models: list[str], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["random", "ucb1", "thompson", *models, "oracle"]
+    agents = ["random", "ucb1", "thompson", *models, "bayes_optimal", "oracle"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    width = 0.8 / len(names)
-    for j, name in enumerate(names):
+    width = 0.8 / len(agents)
+    for j, agent in enumerate(agents):
         xs = np.arange(len(cells)) + j * width
-        ys = [r[name] / r["oracle"] for r in cells.values()]
-        ax.bar(xs, ys, width, label=name)
+        ys = [(r[agent] or np.nan) / r["oracle"] for r in cells.values()]
+        ax.bar(xs, ys, width, label=agent.replace("_", "-"))
     ax.set_xticks(np.arange(len(cells)) + 0.4 - width / 2, list(cells))
     ax.set_ylabel("total reward / oracle")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
-    fig.savefig(RESULTS_DIR / "meta_bandits.png", dpi=120)
+    fig.savefig(RESULTS_DIR / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Meta-RL on CartPole physics: held-out and out-of-range pole lengths, masses, gravity and force.
 
     python benchmarks/meta_cartpole.py                   # 3 seeds, 2 processes
+    python benchmarks/meta_cartpole.py --seeds 2 --merge benchmarks/results/meta_cartpole.json  # add a seed
 
 Three agents, all with the ``ssm`` backbone, per seed:
 - multi-task PPO: recurrent PPO on ``cartpole-physics``'s multi-task env (a new training task at every
@@ -21,10 +22,12 @@ from typing import Any
 import numpy as np
 from _common import (
     RESULTS_DIR,
+    add_merge_arguments,
     command_line,
     git_commit,
     machine_info,
     markdown_table,
+    merge_runs,
     now_iso,
     write_results,
 )
@@ -87,11 +90,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only --merge")
     parser.add_argument("--ppo-steps", type=int, default=150_000)
     parser.add_argument("--maml-iterations", type=int, default=10)
     parser.add_argument("--rl2-steps", type=int, default=300_000)
     parser.add_argument("--jobs", type=int, default=2)
+    add_merge_arguments(parser, "meta_cartpole")
     args = parser.parse_args()
 
     from ssm_metarl.envs.tasks import get_family
@@ -101,9 +105,17 @@ def main() -> None:
     jobs += [{"kind": "maml", "seed": s, "ppo_steps": args.ppo_steps, "maml_iterations": args.maml_iterations}
              for s in args.seeds]  # fmt: skip
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.map(run_one, jobs, chunksize=1)
+    runs = []
+    if jobs:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(run_one, jobs, chunksize=1)
     minutes = (time.perf_counter() - t0) / 60
+    runs, merged_from = merge_runs(runs, args.merge, lambda r: (r["kind"], r["seed"]))
+    budgets = {k: {(r.get("rl2_steps"), r.get("ppo_steps"), r.get("maml_iterations")) for r in runs if r["kind"] == k}
+               for k in ("rl2", "maml")}  # fmt: skip
+    if any(len(b) > 1 for b in budgets.values()):
+        raise SystemExit(f"the runs to summarise were trained with different budgets: {budgets}")
+    seeds = sorted({r["seed"] for r in runs})
     dist = get_family(FAMILY)
 
     def agg(kind: str, key: str, split: str) -> list[tuple[float, float]]:
@@ -138,7 +150,8 @@ def main() -> None:
         "machine": machine_info(),
         "command": command_line(),
         "commit": git_commit(),
-        "seeds": args.seeds,
+        "merged_from": merged_from,
+        "seeds": seeds,
         "date": now_iso(),
     }
 
@@ -157,18 +170,20 @@ def main() -> None:
             [split, "RL² ssm (episode 1 / 2)", c(t["rl2_ssm"][0]), c(t["rl2_ssm"][1]), ""],
         ]  # fmt: skip
     md = (
-        f"## Meta-RL on cartpole-physics ({len(args.seeds)} seeds, first {TASKS} tasks per split, "
+        f"## Meta-RL on cartpole-physics ({len(seeds)} seeds, first {TASKS} tasks per split, "
         f"mean ± 95% CI over seeds)\n\n"
         + markdown_table(["split", "agent", "zero-shot / episode 1", "1 step / episode 2", "3 steps"], rows)
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
-        f"{minutes:.0f} minutes in all ({args.jobs} processes)."
-    )
-    write_results("meta_cartpole", payload, md)
-    _plot(table)
+        f"{minutes:.0f} minutes for this invocation's runs ({args.jobs} processes)."
+        + "".join(f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
+                  f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)." for m in merged_from)
+    )  # fmt: skip
+    write_results(args.name, payload, md)
+    _plot(table, args.name)
     print(md)
 
 
-def _plot(table: dict[str, Any]) -> None:
+def _plot(table: dict[str, Any], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +206,7 @@ def _plot(table: dict[str, Any]) -> None:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("mean return")
     fig.tight_layout()
-    fig.savefig(RESULTS_DIR / "meta_cartpole.png", dpi=120)
+    fig.savefig(RESULTS_DIR / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
     python benchmarks/meta_navigation.py                                 # the full protocol, 3 seeds
     python benchmarks/meta_navigation.py --maml-iterations 60 --rl2-steps 600000 --jobs 2
+    python benchmarks/meta_navigation.py --rl2-models lstm --maml-models --no-multitask \
+        --merge benchmarks/results/meta_navigation.json     # add rows to the committed results
 
 MAML (mlp and ssm) and the multi-task baseline (same loop, no inner step) are trained with
 ``maml_defaults("navigation-2d")`` and evaluated on the 20 held-out test goals with the paper's test
 protocol: 40 trajectories per step, step size ``inner_lr`` then half of it, returns after 0..3 steps.
 RL² agents (ssm, gru, lstm, transformer) are trained with ``rl2_defaults`` on trials of 4 episodes and
 report the return of each episode of a trial on the same held-out goals, with no gradient step.
-Intervals are 95% t-intervals over seeds. Writes results/meta_navigation.{json,md,png}.
+Intervals are 95% t-intervals over seeds. A row is one (method, model, training budget); the headline's
+in-context figures are the ssm row with the most env steps, its speedups the ratio of training minutes
+to the ssm row with the same env steps. Writes results/meta_navigation.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from typing import Any
 import numpy as np
 from _common import (
     RESULTS_DIR,
+    add_merge_arguments,
     command_line,
     git_commit,
     machine_info,
     markdown_table,
+    merge_runs,
     now_iso,
     write_results,
 )
@@ -84,12 +90,18 @@ def _ci(values: list[float]) -> tuple[float, float]:
     return mean_ci(np.asarray(values))
 
 
+def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two runs the same measurement: method, model, seed and training budget."""
+    return r["kind"], r["model"], r["seed"], r.get("steps"), r.get("iterations")
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["kind"], r["model"]), []).append(r)
+    """One row per (method, model, training budget), seeds pooled."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in sorted(runs, key=lambda r: (r["kind"] != "rl2", r.get("steps") or 0, r["seed"])):
+        groups.setdefault(run_key(r)[:2] + run_key(r)[3:], []).append(r)
     rows = []
-    for (kind, model), rs in groups.items():
+    for (kind, model, *_), rs in groups.items():
         n = len(rs[0]["returns"])
         rows.append({
             "method": kind,
@@ -113,7 +125,7 @@ def main() -> None:
     parser.add_argument("--rl2-steps", type=int, default=1_500_000)
     parser.add_argument("--no-multitask", action="store_true", help="skip the multi-task baseline")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (one torch thread each)")
-    parser.add_argument("--name", default="meta_navigation")
+    add_merge_arguments(parser, "meta_navigation")
     args = parser.parse_args()
 
     jobs = [{"kind": "rl2", "model": m, "seed": s, "steps": args.rl2_steps} for m in args.rl2_models
@@ -124,9 +136,13 @@ def main() -> None:
         jobs += [{"kind": "multitask", "model": "mlp", "seed": s, "iterations": args.maml_iterations}
                  for s in args.seeds]  # fmt: skip
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.map(run_one, jobs, chunksize=1)
+    runs = []
+    if jobs:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(run_one, jobs, chunksize=1)
     minutes_total = (time.perf_counter() - t0) / 60
+    runs, merged_from = merge_runs(runs, args.merge, run_key)
+    seeds = sorted({r["seed"] for r in runs})
 
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import random_policy_returns
@@ -135,17 +151,23 @@ def main() -> None:
     rows = summarize(runs)
     maml = [r for r in rows if r["method"] == "maml"]
     best = max(maml, key=lambda r: r["returns_mean"][1]) if maml else None
-    rl2 = {r["model"]: r for r in rows if r["method"] == "rl2"}
-    ssm, gru = rl2.get("ssm"), rl2.get("gru")
+    rl2 = [r for r in rows if r["method"] == "rl2"]
+    ssm = max((r for r in rl2 if r["model"] == "ssm"), key=lambda r: r["env_steps"], default=None)
+    speedups = {  # training minutes of another model / the ssm's, at equal env steps
+        r["model"]: r["train_minutes_median"] / s["train_minutes_median"]
+        for r in rl2 if r["model"] != "ssm"
+        for s in rl2 if s["model"] == "ssm" and s["env_steps"] == r["env_steps"]
+    }  # fmt: skip
     headline = {
         "maml_model": best["model"] if best else None,
         "maml_return_after_1": best["returns_mean"][1] if best else None,
         "maml_return_after_3": best["returns_mean"][3] if best else None,
         "rl2_ssm_return_episode_2": ssm["returns_mean"][1] if ssm else None,
         "rl2_ssm_return_episode_4": ssm["returns_mean"][3] if ssm else None,
-        "rl2_ssm_speedup_vs_gru": (gru["train_minutes_median"] / ssm["train_minutes_median"])
-        if ssm and gru
-        else None,  # fmt: skip
+        "rl2_ssm_env_steps": ssm["env_steps"] if ssm else None,
+        "rl2_ssm_speedup_vs_gru": speedups.get("gru"),
+        "rl2_ssm_speedup_vs_lstm": speedups.get("lstm"),
+        "rl2_ssm_speedup_vs_transformer": speedups.get("transformer"),
         "minutes": best["train_minutes_median"] if best else None,
     }
     payload = {
@@ -156,6 +178,7 @@ def main() -> None:
             "rl2_ssm_return_episode_2": PAPER["after_1"],
             "rl2_ssm_return_episode_4": PAPER["after_3"],
             "rl2_ssm_speedup_vs_gru": 3.0,
+            "rl2_ssm_speedup_vs_lstm": 3.0,
             "minutes": 30.0,
         },  # fmt: skip
         "random_policy_return": random_return,
@@ -166,15 +189,16 @@ def main() -> None:
             "held_out_tasks": 20,
             "eval_trajectories": 40,
             "episodes_per_trial": EPISODES_PER_TRIAL,
-            "maml_iterations": args.maml_iterations,
-            "rl2_steps": args.rl2_steps,
+            "maml_iterations": sorted({r["iterations"] for r in runs if "iterations" in r}),
+            "rl2_steps": sorted({r["steps"] for r in runs if "steps" in r}),
             "parallel_jobs": args.jobs,
         },  # fmt: skip
         "minutes_total": minutes_total,
         "machine": machine_info(),
         "command": command_line(),
         "commit": git_commit(),
-        "seeds": args.seeds,
+        "merged_from": merged_from,
+        "seeds": seeds,
         "date": now_iso(),
     }
 
@@ -188,7 +212,7 @@ def main() -> None:
     rl2_rows = [[f"RL² ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
                  f"{r['train_minutes_median']:.1f}"] for r in rows if r["method"] == "rl2"]  # fmt: skip
     md = (
-        f"## Meta-RL on 2D navigation ({len(args.seeds)} seeds, 20 held-out goals, mean ± 95% CI)\n\n"
+        f"## Meta-RL on 2D navigation ({len(seeds)} seeds, 20 held-out goals, mean ± 95% CI)\n\n"
         "Gradient-based adaptation (return after k policy-gradient steps, 40 trajectories per step):\n\n"
         + markdown_table(
             ["method", "0 steps", "1 step", "2 steps", "3 steps", "env steps", "train min"], maml_rows
@@ -198,8 +222,10 @@ def main() -> None:
             ["method", "episode 1", "episode 2", "episode 3", "episode 4", "env steps", "train min"], rl2_rows
         )  # fmt: skip
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {args.jobs} parallel processes; "
-        f"{machine_info()['cpu']}; {minutes_total:.0f} minutes in all."
-    )
+        f"{machine_info()['cpu']}; {minutes_total:.0f} minutes for this invocation's runs."
+        + "".join(f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
+                  f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)." for m in merged_from)
+    )  # fmt: skip
     write_results(args.name, payload, md)
     _plot(rows, random_return, args.name)
     print(md)
@@ -219,7 +245,8 @@ def _plot(rows: list[dict[str, Any]], random_return: float, name: str) -> None:
         for i, r in enumerate(x for x in rows if pick(x)):
             xs = np.arange(len(r["returns_mean"])) + (1 if r["method"] == "rl2" else 0)
             m, h = np.asarray(r["returns_mean"]), np.asarray(r["returns_ci95"])
-            ax.plot(xs, m, marker="o", color=f"C{i}", label=f"{r['method']} ({r['model']})")
+            label = f"{r['method']} ({r['model']}, {r['env_steps'] / 1e6:.1f}M steps)"
+            ax.plot(xs, m, marker="o", color=f"C{i}", label=label)
             ax.fill_between(xs, m - h, m + h, color=f"C{i}", alpha=0.2)
         ax.axhline(random_return, color="grey", ls=":", label="random")
         ax.axhline(PAPER["after_1"], color="k", ls="--", lw=0.8, label="MAML paper, 1 step")

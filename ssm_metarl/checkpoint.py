@@ -146,6 +146,7 @@ def policy_from_description(desc: dict[str, Any]) -> ActorCritic:
             separate_critic=bool(desc.get("separate_critic", False)),
             normalize_obs=bool(desc.get("normalize_obs", False)),
             init_log_std=float(desc.get("init_log_std", 0.0)),
+            action_bounds=str(desc.get("action_bounds", "tanh")),
             **desc.get("model_kwargs", {}),
         )
     except KeyError as e:

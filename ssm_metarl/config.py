@@ -34,6 +34,9 @@ class ModelConfig:
     """give the value function its own backbone (and state)"""
     init_log_std: float = 0.0
     """initial log standard deviation of Gaussian policies (continuous actions)"""
+    action_bounds: Literal["tanh", "clip"] = "tanh"
+    """how a bounded Box gets its Gaussian sample: tanh-squashed into the bounds, or clipped to them (rllab's
+    and the MAML papers' parameterisation)"""
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor kwargs the chosen backbone accepts (beyond input_dim and hidden_dim)."""

@@ -46,6 +46,7 @@ def make_policy(
     separate_critic: bool = False,
     normalize_obs: bool = False,
     init_log_std: float = 0.0,
+    action_bounds: str = "tanh",
     **model_kwargs: Any,
 ) -> ActorCritic:
     """An ActorCritic for the given spaces with a ``kind`` backbone (and optionally a separate critic)."""
@@ -59,6 +60,7 @@ def make_policy(
         "separate_critic": separate_critic,
         "normalize_obs": normalize_obs,
         "init_log_std": init_log_std,
+        "action_bounds": action_bounds,
     }
     return ActorCritic(
         backbone,
@@ -68,6 +70,7 @@ def make_policy(
         init_log_std=init_log_std,
         normalize_obs=normalize_obs,
         spec=spec,
+        action_bounds=action_bounds,
     )
 
 
@@ -83,6 +86,7 @@ def policy_from_config(
         separate_critic=model.separate_critic,
         normalize_obs=normalize_obs,
         init_log_std=model.init_log_std,
+        action_bounds=model.action_bounds,
         **model.model_kwargs(),
     )
 

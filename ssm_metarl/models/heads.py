@@ -5,10 +5,14 @@ Shape letters: B batch (envs), T time, D observation features, H backbone featur
 Actions
 - ``Discrete(n)``: a categorical over n logits. The stored action is the index (int64).
 - ``Box``: a diagonal Gaussian over a raw action ``u`` with a learned, state-independent log-std. The
-  stored action is ``u`` itself; the env receives ``low + (tanh(u) + 1) / 2 * (high - low)``, a smooth map
-  into the space's real bounds, so nothing is ever clipped after sampling. ``log_prob`` includes the
-  change-of-variables term of the tanh (Haarnoja et al. 2018, eq. 21); that term does not depend on the
-  parameters, so PPO ratios are those of the Gaussian. Unbounded Box spaces get the identity map.
+  stored action is ``u`` itself. With ``action_bounds="tanh"`` (the default) the env receives
+  ``low + (tanh(u) + 1) / 2 * (high - low)``, a smooth map into the space's real bounds, so nothing is ever
+  clipped after sampling; ``log_prob`` includes the change-of-variables term of the tanh (Haarnoja et al.
+  2018, eq. 21), which does not depend on the parameters, so PPO ratios are those of the Gaussian. With
+  ``action_bounds="clip"`` the env receives ``clip(u, low, high)`` and ``log_prob`` is the Gaussian's: the
+  parameterisation of rllab, pytorch-maml-rl and learn2learn, under which the MAML papers' step sizes were
+  tuned (a mean a little outside the bounds already acts at the bound, where the tanh needs ``|u| >> 1``).
+  Unbounded Box spaces get the identity map.
 
 Sampling on the acting path is written by hand (Gumbel-max for categoricals, reparameterised noise for
 Gaussians): ``torch.distributions`` objects cost about 2x per step here and are kept off the hot loop.
@@ -34,6 +38,7 @@ from ssm_metarl.spaces import flat_dim, space_info
 
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
+ACTION_BOUNDS = ("tanh", "clip")
 
 
 class RunningNorm(nn.Module):
@@ -93,8 +98,12 @@ class ActorCritic(nn.Module):
         init_log_std: float = 0.0,
         normalize_obs: bool = False,
         spec: dict[str, Any] | None = None,
+        action_bounds: str = "tanh",
     ) -> None:
         super().__init__()
+        if action_bounds not in ACTION_BOUNDS:
+            raise ValueError(f"action_bounds must be one of {ACTION_BOUNDS}, got {action_bounds!r}")
+        self.action_bounds = action_bounds
         obs_dim = flat_dim(observation_space)
         if backbone.input_dim != obs_dim:
             raise ValueError(f"backbone takes {backbone.input_dim} inputs, observation space gives {obs_dim}")
@@ -174,8 +183,8 @@ class ActorCritic(nn.Module):
         return log_prob, entropy
 
     def _squash_correction(self, u: Tensor) -> Tensor:
-        """sum log |d env_action / du| for the tanh map; 0 for unbounded spaces."""
-        if not self.bounded:
+        """sum log |d env_action / du| for the tanh map; 0 for unbounded spaces and for clipping."""
+        if not self.bounded or self.action_bounds == "clip":
             return u.new_zeros(u.shape[:-1])
         scale = torch.log((self.action_high - self.action_low) / 2)
         # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
@@ -214,6 +223,8 @@ class ActorCritic(nn.Module):
             return action.cpu().numpy()
         if not self.bounded:
             return action.cpu().numpy()
+        if self.action_bounds == "clip":
+            return torch.maximum(torch.minimum(action, self.action_high), self.action_low).cpu().numpy()
         a = self.action_low + (torch.tanh(action) + 1.0) * 0.5 * (self.action_high - self.action_low)
         return a.cpu().numpy()
 

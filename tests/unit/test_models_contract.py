@@ -146,3 +146,26 @@ def test_squashed_gaussian_log_prob_matches_change_of_variables():
     eps = 1e-6
     jac = (a(0.7 + eps) - a(0.7 - eps)) / (2 * eps)
     torch.testing.assert_close(lp[0], gauss - torch.log(jac), rtol=1e-6, atol=1e-6)
+
+
+def test_clipped_gaussian_acts_at_the_bounds_and_keeps_the_plain_density(tmp_path):
+    """action_bounds="clip": the env gets clip(u, low, high), log_prob is the Gaussian's, and a checkpoint
+    brings the mode back."""
+    from ssm_metarl.checkpoint import load_policy, save_policy
+
+    torch.manual_seed(0)
+    space = gym.spaces.Box(low=np.array([-0.1, -0.1]), high=np.array([0.1, 0.1]), dtype=np.float32)
+    obs_space = gym.spaces.Box(-1, 1, (D,), np.float32)
+    policy = make_policy("mlp", obs_space, space, hidden_dim=H, action_bounds="clip").double()
+    u = torch.tensor([[0.05, -3.0], [2.0, -0.02]], dtype=torch.float64)
+    np.testing.assert_allclose(policy.env_action(u), [[0.05, -0.1], [0.1, -0.02]])
+    params = torch.tensor([[0.0, -1.0], [0.5, 0.0]], dtype=torch.float64)
+    lp, _ = policy.log_prob_entropy(params, u)
+    expected = torch.distributions.Normal(params, 1.0).log_prob(u).sum(-1)
+    torch.testing.assert_close(lp, expected)
+    tanh = make_policy("mlp", obs_space, space, hidden_dim=H).double()
+    assert not torch.allclose(tanh.log_prob_entropy(params, u)[0], expected)  # the default squashes
+    save_policy(tmp_path / "ckpt", policy.float())
+    assert load_policy(tmp_path / "ckpt").action_bounds == "clip"
+    with pytest.raises(ValueError, match="action_bounds"):
+        make_policy("mlp", obs_space, space, hidden_dim=H, action_bounds="squash")

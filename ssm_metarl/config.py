@@ -48,6 +48,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         _positive(hidden_dim=self.hidden_dim, state_dim=self.state_dim, num_layers=self.num_layers)
+        if self.action_bounds not in ("tanh", "clip"):
+            raise ValueError(f"action_bounds must be 'tanh' or 'clip', got {self.action_bounds!r}")
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,9 @@ class MAMLConfig:
     """inner-loop SGD step size"""
     first_order: bool = False
     """first-order MAML (no second derivatives)"""
+    baseline: Literal["critic", "linear"] = "critic"
+    """inner-loop (and outer-advantage) baseline: the critic, or the MAML code's linear fit of the returns on
+    [obs, obs^2, t, t^2, t^3, 1] per batch of episodes"""
     outer_lr: float = 1e-3
     """Adam step size of the meta-update"""
     outer_algo: Literal["ppo", "pg"] = "ppo"
@@ -257,6 +262,8 @@ class MAMLConfig:
         )
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
+        if self.baseline not in ("critic", "linear"):
+            raise ValueError(f"baseline must be 'critic' or 'linear', got {self.baseline!r}")
         _in_range(gamma=(self.gamma, 0.0, 1.0), gae_lambda=(self.gae_lambda, 0.0, 1.0))
 
 

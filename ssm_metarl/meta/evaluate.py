@@ -57,10 +57,12 @@ def evaluate_adaptation(
     later_lr: float | None = None,
     gamma: float = 0.99,
     seeds: tuple[int, ...] = (0, 1, 2),
+    baseline: str = "critic",
 ) -> AdaptationCurve:
     """Return before and after each of ``inner_steps`` policy-gradient steps, per seed and task.
 
-    ``later_lr`` is the step size after the first step (MAML's test protocol uses 0.05 after 0.1).
+    ``later_lr`` is the step size after the first step (MAML's test protocol uses 0.05 after 0.1);
+    ``baseline`` is the inner loss's (use the one the policy was meta-trained with).
     """
     dist = get_family(family)
     envs = dist.make_vec_env([tasks[0]] * num_trajectories, seed=0, fast=True)
@@ -79,7 +81,9 @@ def evaluate_adaptation(
                     lr = inner_lr if k == 0 or later_lr is None else later_lr
                     leaf = {n: v.requires_grad_(True) for n, v in params.items()}
                     with torch.enable_grad():
-                        params = inner_update(leaf, inner_loss(policy, leaf, ep, gamma), lr, first_order=True)
+                        params = inner_update(
+                            leaf, inner_loss(policy, leaf, ep, gamma, baseline), lr, first_order=True
+                        )
                     params = {n: v.detach() for n, v in params.items()}
     envs.close()
     return AdaptationCurve(out, float(np.mean(steps)))

@@ -13,8 +13,12 @@ and Adam takes a step on the mean outer loss over tasks. Second order keeps the 
 gradient; first order cuts it. With ``outer_algo="ppo"`` the outer loss is optimised for
 ``outer_epochs`` epochs, recomputing params_N from the *stored* support data each time (so the first
 epoch's ratio is exactly 1). Recurrent policies are unrolled over whole episodes from the initial state.
-The inner loss is REINFORCE with the critic as a (detached) baseline, so the inner step adapts the
-policy; the critic learns only in the outer loss.
+The inner loss is REINFORCE with a detached baseline, so the inner step adapts the policy; the critic
+learns only in the outer loss. The baseline is the critic (``baseline="critic"``) or, as in the MAML paper's
+code (rllab, pytorch-maml-rl), a linear regression of the returns on [obs, obs^2, t, t^2, t^3, 1] fitted on
+the very episodes it scores (``baseline="linear"``, :func:`linear_baseline`; then the outer advantages use
+it too): the critic sees only the observation, so on tasks whose identity is not in it (navigation: the
+goal) it cannot follow the return's decay with time within the episode, which the linear fit can.
 """
 
 from __future__ import annotations
@@ -80,13 +84,50 @@ def _evaluate(policy: ActorCritic, params: Params, ep: Episodes) -> tuple[Tensor
     return log_prob, entropy, value  # (B, T) each
 
 
-def inner_loss(policy: ActorCritic, params: Params, ep: Episodes, gamma: float) -> Tensor:
-    """REINFORCE with the critic as a detached baseline, over the valid steps of whole episodes."""
+def linear_baseline(ep: Episodes, ret: Tensor, reg: float = 1e-5) -> Tensor:
+    """rllab's LinearFeatureBaseline: least squares of ``ret`` (T, B) on [obs, obs^2, t, t^2, t^3, 1] with
+    t = step / 100, over the valid steps of ``ep``; returns the fitted values (T, B), 0 on padding.
+
+    Solved in float64 with a ridge term that grows tenfold while the system is singular.
+    """
+    obs = ep.rollout.obs.double()  # (T, B, D)
+    T, B = ep.valid.shape
+    t = (torch.arange(T, dtype=torch.float64, device=obs.device) / 100.0).view(T, 1, 1).expand(T, B, 1)
+    valid = ep.valid.double().unsqueeze(-1)  # (T, B, 1)
+    feats = (torch.cat([obs, obs.square(), t, t**2, t**3, torch.ones_like(t)], -1) * valid).reshape(T * B, -1)
+    target = (ret.double() * valid[..., 0]).reshape(-1)
+    gram, rhs = feats.T @ feats, feats.T @ target
+    eye = torch.eye(gram.shape[0], dtype=torch.float64, device=obs.device)
+    for _ in range(6):
+        weights, info = torch.linalg.solve_ex(gram + reg * eye, rhs)
+        if int(info) == 0 and torch.isfinite(weights).all():
+            break
+        reg *= 10.0
+    else:
+        raise RuntimeError("linear baseline: the feature system stays singular at ridge 1e1")
+    return (feats @ weights).reshape(T, B).to(ret.dtype) * ep.valid.to(ret.dtype)
+
+
+def inner_loss(
+    policy: ActorCritic, params: Params, ep: Episodes, gamma: float, baseline: str = "critic"
+) -> Tensor:
+    """REINFORCE with a detached baseline (the critic, or :func:`linear_baseline`) over the valid steps of
+    whole episodes."""
     r = ep.rollout
-    ret = discounted_returns(r.reward, r.terminated, r.truncated, None, None, gamma).T  # (B, T) no bootstrap
+    ret = discounted_returns(r.reward, r.terminated, r.truncated, None, None, gamma)  # (T, B) no bootstrap
     log_prob, _, value = _evaluate(policy, params, ep)
-    loss, _ = pg_loss(log_prob, ret - value.detach(), None, 0.0, mask=ep.valid.T, norm_adv=True)
+    base = _baseline_values(ep, ret, value, baseline)
+    loss, _ = pg_loss(log_prob, (ret - base).T, None, 0.0, mask=ep.valid.T, norm_adv=True)
     return loss
+
+
+def _baseline_values(ep: Episodes, ret: Tensor, value: Tensor, baseline: str) -> Tensor:
+    """(T, B) detached baseline values: the critic's ``value`` (B, T), or the linear fit to ``ret`` (T, B)."""
+    if baseline == "critic":
+        return value.detach().T
+    if baseline == "linear":
+        return linear_baseline(ep, ret)
+    raise ValueError(f"baseline must be 'critic' or 'linear', got {baseline!r}")
 
 
 def adapt(
@@ -96,10 +137,11 @@ def adapt(
     inner_lr: float,
     gamma: float,
     first_order: bool,
+    baseline: str = "critic",
 ) -> Params:
     """Replay the inner loop on stored support sets: one gradient step per set."""
     for ep in support:
-        params = inner_update(params, inner_loss(policy, params, ep, gamma), inner_lr, first_order)
+        params = inner_update(params, inner_loss(policy, params, ep, gamma, baseline), inner_lr, first_order)
     return params
 
 
@@ -109,7 +151,11 @@ def outer_loss(
     """PPO-clip (or PG) loss of the adapted ``params`` on the query episodes, plus the value loss."""
     r = query.rollout
     zeros = torch.zeros_like(r.last_value)
-    advantage, ret = gae(r.reward, r.value, r.terminated, r.truncated, torch.zeros_like(r.reward), zeros,
+    value0 = r.value
+    if cfg.baseline == "linear":
+        ret = discounted_returns(r.reward, r.terminated, r.truncated, None, None, cfg.gamma)
+        value0 = linear_baseline(query, ret)
+    advantage, ret = gae(r.reward, value0, r.terminated, r.truncated, torch.zeros_like(r.reward), zeros,
                          cfg.gamma, cfg.gae_lambda)  # fmt: skip
     log_prob, entropy, value = _evaluate(policy, params, query)
     mask = query.valid.T
@@ -185,7 +231,8 @@ def train_maml(
                 ep = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
                 support.append(ep)
                 params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-                params = inner_update(params, inner_loss(policy, params, ep, cfg.gamma), cfg.inner_lr, True)
+                loss = inner_loss(policy, params, ep, cfg.gamma, cfg.baseline)
+                params = inner_update(params, loss, cfg.inner_lr, True)
             query = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
             pre.append(support[0].mean_return if support else query.mean_return)
             post.append(query.mean_return)
@@ -197,7 +244,9 @@ def train_maml(
             optimizer.zero_grad(set_to_none=True)
             stats_sum: dict[str, float] = {}
             for support, query in batches:
-                adapted = adapt(policy, params_of(policy), support, cfg.inner_lr, cfg.gamma, cfg.first_order)
+                adapted = adapt(
+                    policy, params_of(policy), support, cfg.inner_lr, cfg.gamma, cfg.first_order, cfg.baseline
+                )
                 loss, stats = outer_loss(policy, adapted, query, cfg)
                 (loss / len(batches)).backward()
                 for k, v in stats.items():

@@ -1,8 +1,7 @@
 import numpy as np
-
-from ssm_metarl.envs.tasks import get_family
 import pytest
 
+from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.meta.bandits import (
     bayes_optimal,
     bayes_optimal_value,

@@ -104,3 +104,35 @@ def test_snapshot_of_a_policy_that_has_acted_and_been_updated():
         a = policy.act(obs, policy.initial_state(3), reset, deterministic=True)[0]
         b = clone.act(obs, policy.initial_state(3), reset, deterministic=True)[0]
     torch.testing.assert_close(a, b)
+
+
+def test_linear_baseline_recovers_a_return_in_its_features(setup):
+    """rllab's linear feature baseline fits any return that is linear in [obs, obs^2, t, t^2, t^3, 1] exactly,
+    and is 0 on padded steps."""
+    from ssm_metarl.meta.maml import linear_baseline
+
+    _, _, support, _ = setup
+    obs = support.rollout.obs.double()  # (T, B, D)
+    T = obs.shape[0]
+    t = (torch.arange(T, dtype=torch.float64) / 100.0).view(T, 1)
+    ret = 2.0 * obs[..., 0] - 0.5 * obs[..., 1].square() + 3.0 * t**2 - 1.0  # (T, B)
+    fit = linear_baseline(support, ret, reg=1e-10)
+    valid = support.valid.double()
+    torch.testing.assert_close(fit, ret * valid, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_baseline_maml_step_lowers_loss_and_reaches_meta_parameters(setup):
+    cfg, policy, support, query = setup
+    params = params_of(policy)
+    before = inner_loss(policy, params, support, cfg.gamma, "linear")
+    after = inner_loss(
+        policy, inner_update(params, before, 0.01, first_order=True), support, cfg.gamma, "linear"
+    )
+    assert after.item() < before.item()
+    policy.zero_grad()
+    lin = MAMLConfig(model=cfg.model, num_trajectories=6, baseline="linear")
+    adapted = adapt(policy, params_of(policy), [support], 0.1, cfg.gamma, False, baseline="linear")
+    outer_loss(policy, adapted, query, lin)[0].backward()
+    assert policy.actor.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="baseline"):
+        MAMLConfig(baseline="mean").validate()

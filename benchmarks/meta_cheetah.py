@@ -63,7 +63,8 @@ def main() -> None:
     tasks = get_family(FAMILY).test
     torch.manual_seed(args.seed)
     curve = evaluate_adaptation(result.policy, FAMILY, tasks, inner_steps=3, num_trajectories=20,
-                                inner_lr=cfg.inner_lr, gamma=cfg.gamma, seeds=(0, 1, 2))  # fmt: skip
+                                inner_lr=cfg.inner_lr, gamma=cfg.gamma, seeds=(0, 1, 2),
+                                baseline=cfg.baseline)  # fmt: skip
     summary = curve.summary()
     headline = {
         "return_after_1_step": summary[1][0],

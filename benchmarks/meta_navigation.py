@@ -64,7 +64,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         torch.manual_seed(10_000 + seed)
         curve = evaluate_adaptation(result.policy, FAMILY, dist.test, inner_steps=3, num_trajectories=40,
                                     inner_lr=cfg.inner_lr, later_lr=cfg.inner_lr / 2, gamma=cfg.gamma,
-                                    seeds=(seed,))  # fmt: skip
+                                    seeds=(seed,), baseline=cfg.baseline)  # fmt: skip
         returns = curve.returns[0].mean(axis=0).tolist()  # after k = 0..3 steps, mean over tasks
         curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
         return {**job, "returns": returns, "train_seconds": train_s, "env_steps": result.env_steps,

@@ -10,9 +10,11 @@ MAML (mlp and ssm) and the multi-task baseline (same loop, no inner step) are tr
 protocol: 40 trajectories per step, step size ``inner_lr`` then half of it, returns after 0..3 steps.
 RL² agents (ssm, gru, lstm, transformer) are trained with ``rl2_defaults`` on trials of 4 episodes and
 report the return of each episode of a trial on the same held-out goals, with no gradient step.
-Intervals are 95% t-intervals over seeds. A row is one (method, model, training budget); the headline's
-in-context figures are the ssm row with the most env steps, its speedups the ratio of training minutes
-to the ssm row with the same env steps. Writes results/meta_navigation.{json,md,png}.
+Intervals are 95% t-intervals over seeds. A row is one (method, model, training budget, MAML recipe);
+the headline's MAML figures are the best model under today's ``maml_defaults`` recipe (earlier recipes
+merged from older files are shown for comparison), its in-context figures the ssm row with the most env
+steps, its speedups the ratio of training minutes to the ssm row with the same env steps.
+Writes results/meta_navigation.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ from _common import (
 FAMILY = "navigation-2d"
 EPISODES_PER_TRIAL = 4
 PAPER = {"after_1": -11.68, "after_3": -3.3}
+# MAML runs recorded before the "variant" field (commit 9ba510c) used maml_defaults of their day:
+LEGACY_VARIANT = {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0}
+
+
+def variant_of(r: dict[str, Any]) -> dict[str, Any] | None:
+    """The MAML recipe of a gradient-based run (None for RL² runs)."""
+    return None if r["kind"] == "rl2" else r.get("variant", LEGACY_VARIANT)
+
+
+def variant_label(v: dict[str, Any] | None) -> str:
+    return (
+        "" if v is None else f"; {v['action_bounds']}, {v['baseline']} baseline, inner lr {v['inner_lr']:g}"
+    )
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +82,13 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
                                     seeds=(seed,), baseline=cfg.baseline)  # fmt: skip
         returns = curve.returns[0].mean(axis=0).tolist()  # after k = 0..3 steps, mean over tasks
         curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
+        variant = {
+            "action_bounds": cfg.model.action_bounds,
+            "baseline": cfg.baseline,
+            "inner_lr": cfg.inner_lr,
+        }
         return {**job, "returns": returns, "train_seconds": train_s, "env_steps": result.env_steps,
-                "curve": curve_rows}  # fmt: skip
+                "curve": curve_rows, "variant": variant}  # fmt: skip
     cfg = replace(
         rl2_defaults(FAMILY), model__kind=model, seed=seed, total_steps=job["steps"], progress=False
     )
@@ -91,8 +111,10 @@ def _ci(values: list[float]) -> tuple[float, float]:
 
 
 def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two runs the same measurement: method, model, seed and training budget."""
-    return r["kind"], r["model"], r["seed"], r.get("steps"), r.get("iterations")
+    """What makes two runs the same measurement: method, model, seed, training budget and MAML recipe."""
+    v = variant_of(r)
+    recipe = None if v is None else tuple(sorted(v.items()))
+    return r["kind"], r["model"], r["seed"], r.get("steps"), r.get("iterations"), recipe
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -106,6 +128,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "method": kind,
             "model": model,
+            "variant": variant_of(rs[0]),
             "seeds": [r["seed"] for r in rs],
             "returns_mean": [_ci([r["returns"][k] for r in rs])[0] for k in range(n)],
             "returns_ci95": [_ci([r["returns"][k] for r in rs])[1] for k in range(n)],
@@ -149,7 +172,11 @@ def main() -> None:
 
     random_return = random_policy_returns(FAMILY, get_family(FAMILY).test, episodes=40, seed=0)
     rows = summarize(runs)
-    maml = [r for r in rows if r["method"] == "maml"]
+    from ssm_metarl.defaults import maml_defaults
+
+    d = maml_defaults(FAMILY)
+    current = {"action_bounds": d.model.action_bounds, "baseline": d.baseline, "inner_lr": d.inner_lr}
+    maml = [r for r in rows if r["method"] == "maml" and r["variant"] == current]  # today's recipe only
     best = max(maml, key=lambda r: r["returns_mean"][1]) if maml else None
     rl2 = [r for r in rows if r["method"] == "rl2"]
     ssm = max((r for r in rl2 if r["model"] == "ssm"), key=lambda r: r["env_steps"], default=None)
@@ -160,6 +187,7 @@ def main() -> None:
     }  # fmt: skip
     headline = {
         "maml_model": best["model"] if best else None,
+        "maml_variant": current,
         "maml_return_after_1": best["returns_mean"][1] if best else None,
         "maml_return_after_3": best["returns_mean"][3] if best else None,
         "rl2_ssm_return_episode_2": ssm["returns_mean"][1] if ssm else None,
@@ -205,7 +233,7 @@ def main() -> None:
     def cells(r: dict[str, Any]) -> list[str]:
         return [f"{m:.2f} ± {h:.2f}" for m, h in zip(r["returns_mean"], r["returns_ci95"])]
 
-    maml_rows = [[f"{r['method']} ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
+    maml_rows = [[f"{r['method']} ({r['model']}{variant_label(r['variant'])})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
                   f"{r['train_minutes_median']:.1f}"] for r in rows if r["method"] != "rl2"]  # fmt: skip
     maml_rows.append(["random policy", f"{random_return:.2f}", "", "", "", "", ""])
     maml_rows.append(["MAML paper (TRPO), Table 4", "-40.41", "-11.68", "-3.33", "-3.23", "", ""])
@@ -245,7 +273,7 @@ def _plot(rows: list[dict[str, Any]], random_return: float, name: str) -> None:
         for i, r in enumerate(x for x in rows if pick(x)):
             xs = np.arange(len(r["returns_mean"])) + (1 if r["method"] == "rl2" else 0)
             m, h = np.asarray(r["returns_mean"]), np.asarray(r["returns_ci95"])
-            label = f"{r['method']} ({r['model']}, {r['env_steps'] / 1e6:.1f}M steps)"
+            label = f"{r['method']} ({r['model']}{variant_label(r['variant'])}, {r['env_steps'] / 1e6:.1f}M steps)"
             ax.plot(xs, m, marker="o", color=f"C{i}", label=label)
             ax.fill_between(xs, m - h, m + h, color=f"C{i}", alpha=0.2)
         ax.axhline(random_return, color="grey", ls=":", label="random")

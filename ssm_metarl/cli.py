@@ -158,6 +158,8 @@ def meta_train(
     inner_lr: float = 0.1,
     outer_lr: float = 1e-3,
     first_order: bool = False,
+    baseline: Literal["critic", "linear"] | None = None,
+    action_bounds: Literal["tanh", "clip"] | None = None,
     hidden_dim: int = 64,
     episodes_per_trial: int = 2,
     total_steps: int = 200_000,
@@ -180,6 +182,9 @@ def meta_train(
         inner_lr: MAML inner step size.
         outer_lr: MAML meta (Adam) step size.
         first_order: first-order MAML.
+        baseline: MAML inner-loop baseline: critic or linear (the MAML code's); default: maml_defaults(tasks).
+        action_bounds: continuous actions: tanh-squashed or clipped Gaussian; default: maml_defaults(tasks) for
+            MAML, tanh for RL².
         hidden_dim: backbone width.
         episodes_per_trial: RL²: episodes of one task per trial.
         total_steps: RL²: PPO env steps.
@@ -190,23 +195,33 @@ def meta_train(
         progress: show a progress bar.
     """
     from ssm_metarl.config import MAMLConfig, ModelConfig, PPOConfig
+    from ssm_metarl.defaults import maml_defaults
     from ssm_metarl.envs.tasks import get_family
 
     out = out or f"runs/meta-{method}-{tasks}-{model}-s{seed}"
     dist = get_family(tasks)
     test = dist.test[:eval_tasks]
-    model_cfg = ModelConfig(kind=model, hidden_dim=hidden_dim, num_layers=2 if model == "mlp" else 1)
+    recipe = maml_defaults(tasks) if method == "maml" else MAMLConfig()
+    model_cfg = ModelConfig(kind=model, hidden_dim=hidden_dim, num_layers=2 if model == "mlp" else 1,
+                            action_bounds=action_bounds or recipe.model.action_bounds)  # fmt: skip
     if method == "maml":
         from ssm_metarl.meta.evaluate import evaluate_adaptation, random_policy_returns
         from ssm_metarl.meta.maml import train_maml
 
         cfg = MAMLConfig(family=tasks, model=model_cfg, meta_iterations=iterations, meta_batch_size=meta_batch,
                          num_trajectories=trajectories, inner_steps=inner_steps, inner_lr=inner_lr,
-                         outer_lr=outer_lr, first_order=first_order, seed=seed, out_dir=out,
-                         progress=progress)  # fmt: skip
+                         outer_lr=outer_lr, first_order=first_order, baseline=baseline or recipe.baseline,
+                         seed=seed, out_dir=out, progress=progress)  # fmt: skip
         result = train_maml(cfg)
         curve = evaluate_adaptation(
-            result.policy, tasks, test, eval_steps, trajectories, inner_lr, seeds=(seed,)
+            result.policy,
+            tasks,
+            test,
+            eval_steps,
+            trajectories,
+            inner_lr,
+            seeds=(seed,),
+            baseline=cfg.baseline,
         )
         print(
             f"MAML on {tasks}: {result.env_steps} env steps in {result.seconds:.0f} s; held-out tasks: {len(test)}"

@@ -10,10 +10,10 @@ from ssm_metarl.meta.maml import train_maml, train_multitask
 from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
 
 
-def _held_out_curve(policy, inner_lr):
+def _held_out_curve(policy, cfg):
     tasks = get_family("navigation-2d").test[:10]
     curve = evaluate_adaptation(policy, "navigation-2d", tasks, inner_steps=1, num_trajectories=10,
-                                inner_lr=inner_lr, seeds=(0, 1))  # fmt: skip
+                                inner_lr=cfg.inner_lr, seeds=(0, 1), baseline=cfg.baseline)  # fmt: skip
     return [m for m, _ in curve.summary()]
 
 
@@ -21,8 +21,8 @@ def test_maml_adapts_on_navigation_and_beats_multitask_training():
     # measured (seed 0): MAML -46.9 before, -42.8 after one step; multi-task -46.2 before, -43.3 after
     cfg = replace(maml_defaults("navigation-2d"), meta_iterations=40, meta_batch_size=10, num_trajectories=10,
                   seed=0, progress=False)  # fmt: skip
-    maml = _held_out_curve(train_maml(cfg).policy, cfg.inner_lr)
-    multitask = _held_out_curve(train_multitask(cfg).policy, cfg.inner_lr)
+    maml = _held_out_curve(train_maml(cfg).policy, cfg)
+    multitask = _held_out_curve(train_multitask(cfg).policy, cfg)
     assert maml[1] > maml[0] + 2.0, f"MAML before/after one step: {maml}"
     assert maml[1] > multitask[0] + 1.5, f"MAML after one step {maml[1]:.2f}, multi-task {multitask[0]:.2f}"
 

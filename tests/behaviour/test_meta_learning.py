@@ -18,13 +18,14 @@ def _held_out_curve(policy, cfg):
 
 
 def test_maml_adapts_on_navigation_and_beats_multitask_training():
-    # measured (seed 0): MAML -46.9 before, -42.8 after one step; multi-task -46.2 before, -43.3 after
+    # measured (seed 0, linear baseline): MAML -45.9 before, -14.7 after one step; multi-task -45.8 before
+    # (-16.2 after one step: most of the one-step gain is the inner step's, meta-training adds about 1.5)
     cfg = replace(maml_defaults("navigation-2d"), meta_iterations=40, meta_batch_size=10, num_trajectories=10,
                   seed=0, progress=False)  # fmt: skip
     maml = _held_out_curve(train_maml(cfg).policy, cfg)
     multitask = _held_out_curve(train_multitask(cfg).policy, cfg)
-    assert maml[1] > maml[0] + 2.0, f"MAML before/after one step: {maml}"
-    assert maml[1] > multitask[0] + 1.5, f"MAML after one step {maml[1]:.2f}, multi-task {multitask[0]:.2f}"
+    assert maml[1] > maml[0] + 20.0, f"MAML before/after one step: {maml}"
+    assert maml[1] > multitask[0] + 20.0, f"MAML after one step {maml[1]:.2f}, multi-task {multitask[0]:.2f}"
 
 
 def test_rl2_ssm_earns_more_in_its_second_episode_on_navigation():

@@ -2,13 +2,15 @@
 
     python benchmarks/meta_cheetah.py                         # seed 0, stops after --minutes of training
     python benchmarks/meta_cheetah.py --minutes 5 --name meta_cheetah_smoke
+    python benchmarks/meta_cheetah.py --baseline linear --minutes 30 --name meta_cheetah_linear
 
 MAML with the mlp backbone (``maml_defaults``: inner lr 1.0, ten times learn2learn's 0.1, because our Gaussian
 is tanh-squashed; with 0.1 the post-step return stayed flat at about -12 for 43 iterations; 20 tasks x
 20 trajectories per meta-iteration; both directions, sampled), trained until ``--iterations`` or
 ``--minutes`` run out, then evaluated on both directions: return after 0, 1 and 3 policy-gradient steps (20
 trajectories per step, 3 evaluation seeds). learn2learn's MAML-TRPO reaches about 260-275 after one step
-after 300 iterations (ANCHORS.md). Writes results/<name>.{json,md,png}.
+after 300 iterations (ANCHORS.md). ``--baseline linear`` uses rllab's linear feature baseline in the inner
+loss, as learn2learn's example does (``LinearValue``). Writes results/<name>.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
     parser.add_argument("--inner-lr", type=float, default=1.0)
+    parser.add_argument(
+        "--baseline", choices=["critic", "linear"], default=None, help="default: maml_defaults"
+    )
     parser.add_argument("--name", default="meta_cheetah")
     args = parser.parse_args()
 
@@ -51,6 +56,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = replace(maml_defaults(FAMILY), seed=args.seed, meta_iterations=args.iterations, inner_lr=args.inner_lr,
                   progress=False)  # fmt: skip
+    cfg = replace(cfg, baseline=args.baseline or cfg.baseline)
     t0 = time.perf_counter()
 
     def stop(row: dict[str, Any]) -> bool:
@@ -80,7 +86,7 @@ def main() -> None:
         "per_seed_task": curve.returns.tolist(),
         "training_curve": [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics],
         "env_steps": result.env_steps,
-        "config": vars(args),
+        "config": vars(args) | {"baseline": cfg.baseline},
         "machine": machine_info(),
         "command": command_line(),
         "commit": git_commit(),
@@ -88,7 +94,8 @@ def main() -> None:
     }
     rows = [[k, f"{m:.1f} ± {h:.1f}"] for k, (m, h) in enumerate(summary)]
     md = (
-        f"## MAML on halfcheetah-dir (H=100), {len(result.metrics)} meta-iterations, {minutes:.0f} min, "
+        f"## MAML on halfcheetah-dir (H=100, {cfg.baseline} baseline), {len(result.metrics)} meta-iterations, "
+        f"{minutes:.0f} min, "
         f"{result.env_steps:,} env steps\n\n"
         + markdown_table(["adaptation steps", "return (both directions, 3 seeds)"], rows)
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}."

@@ -155,7 +155,8 @@ def merge_runs(
 
     ``key(run)`` says which runs are the same measurement (e.g. kind, model, seed and budget); a run of
     ``runs`` replaces an earlier one with the same key, a later file an earlier file's. Reads the files
-    first, so a benchmark can merge into the file it is about to overwrite. Raises ``ValueError`` for a file
+    first, so a benchmark can merge into the file it is about to overwrite; a file's own ``merged_from``
+    entries are carried along, so the provenance chain survives repeated merges. Raises ``ValueError`` for a file
     without a ``runs`` list.
     """
     merged: dict[Any, dict[str, Any]] = {}
@@ -166,9 +167,19 @@ def merge_runs(
             raise ValueError(f"{path} has no 'runs' list: not a results file this benchmark can merge")
         for run in data["runs"]:
             merged[key(run)] = run
+        provenance.extend(data.get("merged_from", []))  # what that file had merged itself
         provenance.append({"file": str(path), "command": data.get("command"), "commit": data.get("commit"),
                            "date": data.get("date"), "runs": len(data["runs"]),
                            "minutes_total": data.get("minutes_total")})  # fmt: skip
     for run in runs:
         merged[key(run)] = run
     return list(merged.values()), provenance
+
+
+def merged_markdown(merged_from: list[dict[str, Any]]) -> str:
+    """The lines under a results table that say which earlier runs it merged (see :func:`merge_runs`)."""
+    return "".join(
+        f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
+        f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)."
+        for m in merged_from
+    )

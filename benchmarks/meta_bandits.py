@@ -29,6 +29,7 @@ from _common import (
     machine_info,
     markdown_table,
     merge_runs,
+    merged_markdown,
     now_iso,
     write_results,
 )
@@ -164,8 +165,7 @@ def main() -> None:
         "beat it on average; on these 20 held-out bandits one can by luck, within the interval."
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
         f"{minutes:.0f} min for this invocation's runs."
-        + "".join(f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
-                  f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)." for m in merged_from)
+        + merged_markdown(merged_from)
     )  # fmt: skip
     write_results(args.name, payload, md)
     _plot(cells, models, args.name)

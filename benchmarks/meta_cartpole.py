@@ -28,6 +28,7 @@ from _common import (
     machine_info,
     markdown_table,
     merge_runs,
+    merged_markdown,
     now_iso,
     write_results,
 )
@@ -175,8 +176,7 @@ def main() -> None:
         + markdown_table(["split", "agent", "zero-shot / episode 1", "1 step / episode 2", "3 steps"], rows)
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
         f"{minutes:.0f} minutes for this invocation's runs ({args.jobs} processes)."
-        + "".join(f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
-                  f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)." for m in merged_from)
+        + merged_markdown(merged_from)
     )  # fmt: skip
     write_results(args.name, payload, md)
     _plot(table, args.name)

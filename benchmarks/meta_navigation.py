@@ -34,6 +34,7 @@ from _common import (
     machine_info,
     markdown_table,
     merge_runs,
+    merged_markdown,
     now_iso,
     write_results,
 )
@@ -251,8 +252,7 @@ def main() -> None:
         )  # fmt: skip
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {args.jobs} parallel processes; "
         f"{machine_info()['cpu']}; {minutes_total:.0f} minutes for this invocation's runs."
-        + "".join(f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
-                  f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)." for m in merged_from)
+        + merged_markdown(merged_from)
     )  # fmt: skip
     write_results(args.name, payload, md)
     _plot(rows, random_return, args.name)

@@ -168,9 +168,16 @@ def merge_runs(
         for run in data["runs"]:
             merged[key(run)] = run
         provenance.extend(data.get("merged_from", []))  # what that file had merged itself
-        provenance.append({"file": str(path), "command": data.get("command"), "commit": data.get("commit"),
-                           "date": data.get("date"), "runs": len(data["runs"]),
-                           "minutes_total": data.get("minutes_total")})  # fmt: skip
+        provenance.append(
+            {
+                "file": str(path),
+                "command": data.get("command"),
+                "commit": data.get("commit"),
+                "date": data.get("date"),
+                "runs": len(data["runs"]),
+                "minutes_total": data.get("minutes_total"),
+            }
+        )
     for run in runs:
         merged[key(run)] = run
     return list(merged.values()), provenance

@@ -36,8 +36,9 @@ SPLITS = ("test", "out_of_range")
 
 def _policies(family: str, seed: int) -> tuple[Any, Any, float, dict[str, Any]]:
     """(meta-trained policy, multi-task policy, adaptation lr, how they were made)."""
-    from ssm_metarl.config import replace
     from ssm_metarl.defaults import maml_defaults, ppo_defaults
+
+    from ssm_metarl.config import replace
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.maml import train_maml, train_multitask
     from ssm_metarl.pretrained import load_pretrained
@@ -60,16 +61,34 @@ def _policies(family: str, seed: int) -> tuple[Any, Any, float, dict[str, Any]]:
     multitask = train_ppo(ppo_cfg).policy
     lr = maml_defaults(family).inner_lr
     if family in shipped:
-        return load_pretrained(shipped[family]), multitask, lr, {"meta": shipped[family],
-                                                                 "multitask": f"multi-task PPO {steps}"}  # fmt: skip
+        return (
+            load_pretrained(shipped[family]),
+            multitask,
+            lr,
+            {"meta": shipped[family], "multitask": f"multi-task PPO {steps}"},
+        )
     from ssm_metarl.meta.functional import params_of, snapshot
 
     start = snapshot(multitask, params_of(multitask))  # MAML trains its own copy
-    cfg = replace(maml_defaults(family), seed=0, meta_iterations=10, meta_batch_size=8, num_trajectories=8,
-                  outer_epochs=10, outer_lr=3e-4, gamma=0.99, gae_lambda=0.95, progress=False)  # fmt: skip
+    cfg = replace(
+        maml_defaults(family),
+        seed=0,
+        meta_iterations=10,
+        meta_batch_size=8,
+        num_trajectories=8,
+        outer_epochs=10,
+        outer_lr=3e-4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        progress=False,
+    )
     meta = train_maml(cfg, policy=start).policy
-    return meta, multitask, cfg.inner_lr, {"meta": "multi-task PPO + 10 MAML iterations",
-                                           "multitask": f"multi-task PPO {steps}"}  # fmt: skip
+    return (
+        meta,
+        multitask,
+        cfg.inner_lr,
+        {"meta": "multi-task PPO + 10 MAML iterations", "multitask": f"multi-task PPO {steps}"},
+    )
 
 
 def run_family(job: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +106,19 @@ def run_family(job: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"family": family, "lr": lr, "made": made, "splits": {}}
     for split in SPLITS:
         tasks = dist.split(split)[: job["tasks"]]
-        comp = compare_adaptation(meta, family, tasks, steps=K, seeds=seeds, num_trajectories=n, lr=lr,
-                                  experience_weight=job["experience_weight"])  # fmt: skip
-        mt = compare_adaptation(multitask, family, tasks, steps=K, seeds=seeds, num_trajectories=n, lr=lr,
-                                modes=("standard",))  # fmt: skip
+        comp = compare_adaptation(
+            meta,
+            family,
+            tasks,
+            steps=K,
+            seeds=seeds,
+            num_trajectories=n,
+            lr=lr,
+            experience_weight=job["experience_weight"],
+        )
+        mt = compare_adaptation(
+            multitask, family, tasks, steps=K, seeds=seeds, num_trajectories=n, lr=lr, modes=("standard",)
+        )
         budget = int(comp.env_steps["standard"][:, :, :K].sum(-1).mean())
         scratch = scratch_ppo_returns(family, tasks, budget, seeds[: job["scratch_seeds"]], n)
         out["splits"][split] = {
@@ -125,9 +153,18 @@ def main() -> None:
 
     from ssm_metarl.meta.evaluate import mean_ci
 
-    jobs = [{"family": f, "seeds": args.seeds, "steps": args.steps, "tasks": args.tasks,
-             "trajectories": args.trajectories, "experience_weight": args.experience_weight,
-             "scratch_seeds": args.scratch_seeds} for f in args.families]  # fmt: skip
+    jobs = [
+        {
+            "family": f,
+            "seeds": args.seeds,
+            "steps": args.steps,
+            "tasks": args.tasks,
+            "trajectories": args.trajectories,
+            "experience_weight": args.experience_weight,
+            "scratch_seeds": args.scratch_seeds,
+        }
+        for f in args.families
+    ]
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(min(args.jobs, len(jobs))) as pool:
         runs = pool.map(run_family, jobs, chunksize=1)
@@ -157,11 +194,31 @@ def main() -> None:
                 [fam, split, "random policy", cell(np.asarray(d["random"])), "", ""],
                 [fam, split, "meta-trained + standard", cell(std[:, 0]), cell(std[:, 1]), cell(std[:, K])],
                 [fam, split, "meta-trained + hybrid", cell(hyb[:, 0]), cell(hyb[:, 1]), cell(hyb[:, K])],
-                [fam, split, "hybrid - standard (paired)", "", cell(hyb[:, 1] - std[:, 1]), cell(hyb[:, K] - std[:, K])],
-                [fam, split, "multi-task (no meta) + standard", cell(mt[:, 0]), cell(mt[:, 1]), cell(mt[:, K])],
-                [fam, split, f"PPO from scratch, {d['scratch_env_steps']} steps", "", "",
-                 cell(np.asarray(d["scratch"]))],
-            ]  # fmt: skip
+                [
+                    fam,
+                    split,
+                    "hybrid - standard (paired)",
+                    "",
+                    cell(hyb[:, 1] - std[:, 1]),
+                    cell(hyb[:, K] - std[:, K]),
+                ],
+                [
+                    fam,
+                    split,
+                    "multi-task (no meta) + standard",
+                    cell(mt[:, 0]),
+                    cell(mt[:, 1]),
+                    cell(mt[:, K]),
+                ],
+                [
+                    fam,
+                    split,
+                    f"PPO from scratch, {d['scratch_env_steps']} steps",
+                    "",
+                    "",
+                    cell(np.asarray(d["scratch"])),
+                ],
+            ]
     payload = {
         "headline": headline,
         "runs": runs,

@@ -25,9 +25,17 @@ SPECS: dict[str, dict[str, Any]] = {
         # MAML from scratch on CartPole is slow to reach 500 (about 250 after 20 iterations, 5 minutes): it
         # starts from multi-task PPO (150k steps) and is meta-trained from there
         "multitask_ppo_steps": 150_000,
-        "overrides": {"model__kind": "ssm", "model__num_layers": 1, "meta_iterations": 10, "meta_batch_size": 8,
-                      "num_trajectories": 8, "outer_epochs": 10, "outer_lr": 3e-4, "gamma": 0.99,
-                      "gae_lambda": 0.95},
+        "overrides": {
+            "model__kind": "ssm",
+            "model__num_layers": 1,
+            "meta_iterations": 10,
+            "meta_batch_size": 8,
+            "num_trajectories": 8,
+            "outer_epochs": 10,
+            "outer_lr": 3e-4,
+            "gamma": 0.99,
+            "gae_lambda": 0.95,
+        },
         "eval_trajectories": 10,
     },
     # in-context (RL²): MAML with the ssm backbone at inner lr 1.0 diverged on navigation (zero-shot -131,
@@ -38,7 +46,7 @@ SPECS: dict[str, dict[str, Any]] = {
         "episodes_per_trial": 4,
         "total_steps": 1_000_000,
     },
-}  # fmt: skip
+}
 SEED = 0
 EVAL_TASKS = 10
 
@@ -50,18 +58,19 @@ def zero_shot_and_adapted(policy, family: str, tasks, lr: float, trajectories: i
     from ssm_metarl.meta.evaluate import evaluate_adaptation
 
     torch.manual_seed(0)
-    curve = evaluate_adaptation(policy, family, list(tasks), inner_steps=3, num_trajectories=trajectories,
-                                inner_lr=lr, seeds=(0, 1))  # fmt: skip
+    curve = evaluate_adaptation(
+        policy, family, list(tasks), inner_steps=3, num_trajectories=trajectories, inner_lr=lr, seeds=(0, 1)
+    )
     return {f"after_{k}": {"mean": m, "ci95": h} for k, (m, h) in enumerate(curve.summary())}
 
 
 def make_one_rl2(name: str) -> dict[str, Any]:
     """An in-context (RL²) model: PPO over trials; 'adaptation' is the return of later episodes of a trial."""
     import torch
+    from ssm_metarl.defaults import rl2_defaults
 
     from ssm_metarl.checkpoint import update_metadata
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import rl2_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import baseline_policy_returns, mean_ci
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
@@ -78,8 +87,13 @@ def make_one_rl2(name: str) -> dict[str, Any]:
     policy = train_rl2(family, k, cfg).policy
     minutes = (time.perf_counter() - t0) / 60
     dist = get_family(family)
-    results: dict[str, Any] = {"family": family, "method": "rl2", "episodes_per_trial": k,
-                               "eval_tasks_per_split": EVAL_TASKS, "eval_seeds": [0, 1]}  # fmt: skip
+    results: dict[str, Any] = {
+        "family": family,
+        "method": "rl2",
+        "episodes_per_trial": k,
+        "eval_tasks_per_split": EVAL_TASKS,
+        "eval_seeds": [0, 1],
+    }
     for split in ("train", "test", "out_of_range"):
         tasks = dist.split(split)[:EVAL_TASKS]
         per_seed = np.stack([evaluate_in_context(policy, family, tasks, k, seed=s).mean(0) for s in (0, 1)])
@@ -89,12 +103,28 @@ def make_one_rl2(name: str) -> dict[str, Any]:
             "constant": baseline_policy_returns(family, tasks, "constant", 20, seed=0),
         }
     results["zero_shot_train"] = results["train"]["episodes"][0]["mean"]
-    results["training"] = {"minutes": minutes, "env_steps": cfg.total_steps, "seed": SEED, "date": now_iso(),
-                           "commit": git_commit(), "cpu": machine_info()["cpu"]}  # fmt: skip
+    results["training"] = {
+        "minutes": minutes,
+        "env_steps": cfg.total_steps,
+        "seed": SEED,
+        "date": now_iso(),
+        "commit": git_commit(),
+        "cpu": machine_info()["cpu"],
+    }
     from ssm_metarl.checkpoint import save_policy
 
-    save_policy(out, policy, {"algo": "rl2", "family": family, "name": name, "episodes_per_trial": k,
-                              "env_steps": cfg.total_steps, "config": dataclasses.asdict(cfg)})  # fmt: skip
+    save_policy(
+        out,
+        policy,
+        {
+            "algo": "rl2",
+            "family": family,
+            "name": name,
+            "episodes_per_trial": k,
+            "env_steps": cfg.total_steps,
+            "config": dataclasses.asdict(cfg),
+        },
+    )
     update_metadata(out, trial_env_id=f"ssm_metarl/RL2-{family}-k{k}-v0")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "README.md").write_text(model_card_rl2(name, cfg, results, policy))
@@ -153,10 +183,10 @@ def make_one(name: str) -> dict[str, Any]:
     if SPECS[name].get("method") == "rl2":
         return make_one_rl2(name)
     import torch
+    from ssm_metarl.defaults import maml_defaults, ppo_defaults
 
     from ssm_metarl.checkpoint import save_policy
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import maml_defaults, ppo_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import baseline_policy_returns
     from ssm_metarl.meta.maml import train_maml
@@ -170,15 +200,22 @@ def make_one(name: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     start = None
     if spec.get("multitask_ppo_steps"):
-        ppo_cfg = replace(ppo_defaults(get_family(family).multitask_env_id()), seed=SEED, progress=False,
-                          total_steps=spec["multitask_ppo_steps"])  # fmt: skip
+        ppo_cfg = replace(
+            ppo_defaults(get_family(family).multitask_env_id()),
+            seed=SEED,
+            progress=False,
+            total_steps=spec["multitask_ppo_steps"],
+        )
         start = train_ppo(ppo_cfg).policy
     result = train_maml(cfg, policy=start)
     minutes = (time.perf_counter() - t0) / 60
     dist = get_family(family)
     n = spec["eval_trajectories"]
-    splits = {"train": dist.train[:EVAL_TASKS], "test": dist.test[:EVAL_TASKS],
-              "out_of_range": dist.out_of_range[:EVAL_TASKS]}  # fmt: skip
+    splits = {
+        "train": dist.train[:EVAL_TASKS],
+        "test": dist.test[:EVAL_TASKS],
+        "out_of_range": dist.out_of_range[:EVAL_TASKS],
+    }
     results: dict[str, Any] = {"family": family, "eval_tasks_per_split": EVAL_TASKS, "eval_trajectories": n}
     for split, tasks in splits.items():
         if not tasks:
@@ -189,12 +226,23 @@ def make_one(name: str) -> dict[str, Any]:
             "constant": baseline_policy_returns(family, list(tasks), "constant", n, seed=0),
         }
     results["zero_shot_train"] = results["train"]["maml"]["after_0"]["mean"]
-    results["training"] = {"minutes": minutes, "env_steps": result.env_steps, "seed": SEED,
-                           "multitask_ppo_steps": spec.get("multitask_ppo_steps", 0), "date": now_iso(),
-                           "commit": git_commit(), "cpu": machine_info()["cpu"]}  # fmt: skip
-    meta = {"algo": "maml", "family": family, "name": name, "env_steps": result.env_steps,
-            "multitask_ppo_steps": spec.get("multitask_ppo_steps", 0),
-            "config": dataclasses.asdict(cfg)}  # fmt: skip
+    results["training"] = {
+        "minutes": minutes,
+        "env_steps": result.env_steps,
+        "seed": SEED,
+        "multitask_ppo_steps": spec.get("multitask_ppo_steps", 0),
+        "date": now_iso(),
+        "commit": git_commit(),
+        "cpu": machine_info()["cpu"],
+    }
+    meta = {
+        "algo": "maml",
+        "family": family,
+        "name": name,
+        "env_steps": result.env_steps,
+        "multitask_ppo_steps": spec.get("multitask_ppo_steps", 0),
+        "config": dataclasses.asdict(cfg),
+    }
     out = PRETRAINED_DIR / name
     save_policy(out, result.policy, meta)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -33,27 +33,46 @@ VARIANTS = [
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
+    from ssm_metarl.defaults import maml_defaults
 
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import maml_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import evaluate_adaptation
     from ssm_metarl.meta.maml import train_maml
 
     torch.set_num_threads(1)
     v = job["variant"]
-    cfg = replace(maml_defaults("navigation-2d"), seed=job["seed"], meta_iterations=job["iterations"],
-                  progress=False, inner_lr=v["inner_lr"], baseline=v["baseline"],
-                  model__action_bounds=v["action_bounds"])  # fmt: skip
+    cfg = replace(
+        maml_defaults("navigation-2d"),
+        seed=job["seed"],
+        meta_iterations=job["iterations"],
+        progress=False,
+        inner_lr=v["inner_lr"],
+        baseline=v["baseline"],
+        model__action_bounds=v["action_bounds"],
+    )
     t0 = time.perf_counter()
     result = train_maml(cfg)
     minutes = (time.perf_counter() - t0) / 60
     torch.manual_seed(10_000 + job["seed"])
-    curve = evaluate_adaptation(result.policy, "navigation-2d", get_family("navigation-2d").test, inner_steps=3,
-                                num_trajectories=40, inner_lr=cfg.inner_lr, later_lr=cfg.inner_lr / 2,
-                                gamma=cfg.gamma, seeds=(job["seed"],), baseline=cfg.baseline)  # fmt: skip
-    return {**job, "returns": curve.returns[0].mean(axis=0).tolist(), "train_minutes": minutes,
-            "env_steps": result.env_steps}  # fmt: skip
+    curve = evaluate_adaptation(
+        result.policy,
+        "navigation-2d",
+        get_family("navigation-2d").test,
+        inner_steps=3,
+        num_trajectories=40,
+        inner_lr=cfg.inner_lr,
+        later_lr=cfg.inner_lr / 2,
+        gamma=cfg.gamma,
+        seeds=(job["seed"],),
+        baseline=cfg.baseline,
+    )
+    return {
+        **job,
+        "returns": curve.returns[0].mean(axis=0).tolist(),
+        "train_minutes": minutes,
+        "env_steps": result.env_steps,
+    }
 
 
 def main() -> None:
@@ -68,20 +87,39 @@ def main() -> None:
         runs = pool.map(run_one, jobs, chunksize=1)
     minutes = (time.perf_counter() - t0) / 60
     best = max(runs, key=lambda r: r["returns"][1])
-    headline = {"best_variant": best["variant"], "best_return_after_1": best["returns"][1],
-                "best_return_after_3": best["returns"][3]}  # fmt: skip
-    payload = {"headline": headline, "runs": runs, "config": vars(args), "minutes_total": minutes,
-               "machine": machine_info(), "command": command_line(), "commit": git_commit(), "seeds": [args.seed],
-               "date": now_iso()}  # fmt: skip
-    rows = [[r["variant"]["action_bounds"], r["variant"]["baseline"], r["variant"]["inner_lr"],
-             *[f"{x:.2f}" for x in r["returns"]], f"{r['train_minutes']:.1f}"] for r in runs]  # fmt: skip
+    headline = {
+        "best_variant": best["variant"],
+        "best_return_after_1": best["returns"][1],
+        "best_return_after_3": best["returns"][3],
+    }
+    payload = {
+        "headline": headline,
+        "runs": runs,
+        "config": vars(args),
+        "minutes_total": minutes,
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "seeds": [args.seed],
+        "date": now_iso(),
+    }
+    rows = [
+        [
+            r["variant"]["action_bounds"],
+            r["variant"]["baseline"],
+            r["variant"]["inner_lr"],
+            *[f"{x:.2f}" for x in r["returns"]],
+            f"{r['train_minutes']:.1f}",
+        ]
+        for r in runs
+    ]
     md = (
         f"## MAML variants on navigation-2d (mlp, seed {args.seed}, {args.iterations} meta-iterations, 20 held-out "
         "goals, 40 trajectories per step)\n\n"
         + markdown_table(
             ["action bounds", "baseline", "inner lr", "0 steps", "1 step", "2 steps", "3 steps", "train min"],
             rows,
-        )  # fmt: skip
+        )
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; {minutes:.0f} min."
     )
     write_results("maml_navigation_variants", payload, md)

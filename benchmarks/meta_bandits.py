@@ -37,22 +37,28 @@ from _common import (
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
+    from ssm_metarl.defaults import rl2_defaults
 
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import rl2_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
 
     torch.set_num_threads(1)
     family = f"bandit-{job['cell']}"
-    cfg = replace(rl2_defaults(family), model__kind=job["model"], seed=job["seed"], total_steps=job["steps"],
-                  progress=False)  # fmt: skip
+    cfg = replace(
+        rl2_defaults(family),
+        model__kind=job["model"],
+        seed=job["seed"],
+        total_steps=job["steps"],
+        progress=False,
+    )
     t0 = time.perf_counter()
     policy = train_rl2(family, 1, cfg).policy
     seconds = time.perf_counter() - t0
     tasks = get_family(family).test
-    totals = np.stack([evaluate_in_context(policy, family, tasks, 1, seed=1000 * r)[:, 0]
-                       for r in range(job["eval_runs"])])  # fmt: skip
+    totals = np.stack(
+        [evaluate_in_context(policy, family, tasks, 1, seed=1000 * r)[:, 0] for r in range(job["eval_runs"])]
+    )
     return {
         **job,
         "mean_total": float(totals.mean()),
@@ -84,8 +90,12 @@ def main() -> None:
     )
     from ssm_metarl.meta.evaluate import mean_ci
 
-    jobs = [{"cell": c, "model": m, "seed": s, "steps": args.steps, "eval_runs": args.eval_runs}
-            for c in args.cells for m in args.models for s in args.seeds]  # fmt: skip
+    jobs = [
+        {"cell": c, "model": m, "seed": s, "steps": args.steps, "eval_runs": args.eval_runs}
+        for c in args.cells
+        for m in args.models
+        for s in args.seeds
+    ]
     t0 = time.perf_counter()
     runs = []
     if jobs:
@@ -118,8 +128,9 @@ def main() -> None:
             vals = np.array([r["mean_total"] for r in runs if r["cell"] == cell and r["model"] == m])
             row[m], row[f"{m}_ci95"] = mean_ci(vals)
             row[f"{m}_per_seed"] = vals.tolist()
-            row[f"{m}_train_minutes"] = float(np.mean([r["train_seconds"] for r in runs
-                                                       if r["cell"] == cell and r["model"] == m]) / 60)  # fmt: skip
+            row[f"{m}_train_minutes"] = float(
+                np.mean([r["train_seconds"] for r in runs if r["cell"] == cell and r["model"] == m]) / 60
+            )
         cells[cell] = row
     ratios = {c: r["ssm"] / r["thompson"] for c, r in cells.items() if "ssm" in r}
     headline = {
@@ -151,11 +162,19 @@ def main() -> None:
         "Bayes-optimal",
         "oracle",
     ]
-    rows = [[c, f"{r['random']:.2f}", f"{r['ucb1']:.2f}", f"{r['thompson']:.2f}",
-             *[f"{r[m]:.2f} ± {r[m + '_ci95']:.2f}" for m in models],
-             f"{ratios.get(c, float('nan')):.3f}",
-             "" if r["bayes_optimal"] is None else f"{r['bayes_optimal']:.2f}",
-             f"{r['oracle']:.2f}"] for c, r in cells.items()]  # fmt: skip
+    rows = [
+        [
+            c,
+            f"{r['random']:.2f}",
+            f"{r['ucb1']:.2f}",
+            f"{r['thompson']:.2f}",
+            *[f"{r[m]:.2f} ± {r[m + '_ci95']:.2f}" for m in models],
+            f"{ratios.get(c, float('nan')):.3f}",
+            "" if r["bayes_optimal"] is None else f"{r['bayes_optimal']:.2f}",
+            f"{r['oracle']:.2f}",
+        ]
+        for c, r in cells.items()
+    ]
     md = (
         f"## RL² on Bernoulli bandits: mean total reward on held-out bandits ({len(seeds)} seeds, "
         f"{steps_per_agent} training steps per agent)\n\n"
@@ -164,9 +183,8 @@ def main() -> None:
         f"programming; only for N <= {BAYES_MAX_PULLS}), 200 runs per bandit: no agent trained on the prior can "
         "beat it on average; on these 20 held-out bandits one can by luck, within the interval."
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
-        f"{minutes:.0f} min for this invocation's runs."
-        + merged_markdown(merged_from)
-    )  # fmt: skip
+        f"{minutes:.0f} min for this invocation's runs." + merged_markdown(merged_from)
+    )
     write_results(args.name, payload, md)
     _plot(cells, models, args.name)
     print(md)

@@ -41,9 +41,9 @@ TRAJ = 10
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
+    from ssm_metarl.defaults import maml_defaults, ppo_defaults, rl2_defaults
 
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import maml_defaults, ppo_defaults, rl2_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import evaluate_adaptation
     from ssm_metarl.meta.maml import train_maml
@@ -68,8 +68,15 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         res = {}
         for split in SPLITS:
             torch.manual_seed(10_000 + seed)
-            c = evaluate_adaptation(policy, FAMILY, dist.split(split)[:TASKS], inner_steps=3, num_trajectories=TRAJ,
-                                    inner_lr=lr, seeds=(seed,))  # fmt: skip
+            c = evaluate_adaptation(
+                policy,
+                FAMILY,
+                dist.split(split)[:TASKS],
+                inner_steps=3,
+                num_trajectories=TRAJ,
+                inner_lr=lr,
+                seeds=(seed,),
+            )
             res[split] = c.returns[0].mean(axis=0).tolist()
         return res
 
@@ -78,9 +85,18 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     )
     mt = train_ppo(mt_cfg).policy
     out["multitask_seconds"] = time.perf_counter() - t0
-    maml_cfg = replace(maml_defaults(FAMILY), seed=seed, meta_iterations=job["maml_iterations"], meta_batch_size=8,
-                       num_trajectories=8, outer_epochs=10, outer_lr=3e-4, gamma=0.99, gae_lambda=0.95,
-                       progress=False)  # fmt: skip
+    maml_cfg = replace(
+        maml_defaults(FAMILY),
+        seed=seed,
+        meta_iterations=job["maml_iterations"],
+        meta_batch_size=8,
+        num_trajectories=8,
+        outer_epochs=10,
+        outer_lr=3e-4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        progress=False,
+    )
     out["multitask"] = curve(mt, maml_cfg.inner_lr)
     t1 = time.perf_counter()
     maml = train_maml(maml_cfg, policy=mt).policy
@@ -103,8 +119,10 @@ def main() -> None:
     from ssm_metarl.meta.evaluate import baseline_policy_returns, mean_ci
 
     jobs = [{"kind": "rl2", "seed": s, "rl2_steps": args.rl2_steps} for s in args.seeds]
-    jobs += [{"kind": "maml", "seed": s, "ppo_steps": args.ppo_steps, "maml_iterations": args.maml_iterations}
-             for s in args.seeds]  # fmt: skip
+    jobs += [
+        {"kind": "maml", "seed": s, "ppo_steps": args.ppo_steps, "maml_iterations": args.maml_iterations}
+        for s in args.seeds
+    ]
     t0 = time.perf_counter()
     runs = []
     if jobs:
@@ -112,8 +130,12 @@ def main() -> None:
             runs = pool.map(run_one, jobs, chunksize=1)
     minutes = (time.perf_counter() - t0) / 60
     runs, merged_from = merge_runs(runs, args.merge, lambda r: (r["kind"], r["seed"]))
-    budgets = {k: {(r.get("rl2_steps"), r.get("ppo_steps"), r.get("maml_iterations")) for r in runs if r["kind"] == k}
-               for k in ("rl2", "maml")}  # fmt: skip
+    budgets = {
+        k: {
+            (r.get("rl2_steps"), r.get("ppo_steps"), r.get("maml_iterations")) for r in runs if r["kind"] == k
+        }
+        for k in ("rl2", "maml")
+    }
     if any(len(b) > 1 for b in budgets.values()):
         raise SystemExit(f"the runs to summarise were trained with different budgets: {budgets}")
     seeds = sorted({r["seed"] for r in runs})
@@ -165,11 +187,16 @@ def main() -> None:
         rows += [
             [split, "random policy", f"{t['random']:.1f}", "", ""],
             [split, "constant action", f"{t['constant']:.1f}", "", ""],
-            [split, "multi-task PPO (0 / 1 / 3 steps)", c(t["multitask_ppo"][0]), c(t["multitask_ppo"][1]),
-             c(t["multitask_ppo"][3])],
+            [
+                split,
+                "multi-task PPO (0 / 1 / 3 steps)",
+                c(t["multitask_ppo"][0]),
+                c(t["multitask_ppo"][1]),
+                c(t["multitask_ppo"][3]),
+            ],
             [split, "MAML (0 / 1 / 3 steps)", c(t["maml"][0]), c(t["maml"][1]), c(t["maml"][3])],
             [split, "RL² ssm (episode 1 / 2)", c(t["rl2_ssm"][0]), c(t["rl2_ssm"][1]), ""],
-        ]  # fmt: skip
+        ]
     md = (
         f"## Meta-RL on cartpole-physics ({len(seeds)} seeds, first {TASKS} tasks per split, "
         f"mean ± 95% CI over seeds)\n\n"
@@ -177,7 +204,7 @@ def main() -> None:
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
         f"{minutes:.0f} minutes for this invocation's runs ({args.jobs} processes)."
         + merged_markdown(merged_from)
-    )  # fmt: skip
+    )
     write_results(args.name, payload, md)
     _plot(table, args.name)
     print(md)

@@ -46,31 +46,47 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from ssm_metarl.defaults import maml_defaults
 
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import maml_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import evaluate_adaptation
     from ssm_metarl.meta.maml import train_maml
 
     torch.set_num_threads(1)
-    cfg = replace(maml_defaults(FAMILY), seed=args.seed, meta_iterations=args.iterations, inner_lr=args.inner_lr,
-                  progress=False)  # fmt: skip
+    cfg = replace(
+        maml_defaults(FAMILY),
+        seed=args.seed,
+        meta_iterations=args.iterations,
+        inner_lr=args.inner_lr,
+        progress=False,
+    )
     cfg = replace(cfg, baseline=args.baseline or cfg.baseline)
     t0 = time.perf_counter()
 
     def stop(row: dict[str, Any]) -> bool:
-        print(f"it {row['iteration']:4d}  {row['seconds']:7.0f} s  before {row['return_before']:8.1f}  "
-              f"after {row['return_after']:8.1f}", flush=True)  # fmt: skip
+        print(
+            f"it {row['iteration']:4d}  {row['seconds']:7.0f} s  before {row['return_before']:8.1f}  "
+            f"after {row['return_after']:8.1f}",
+            flush=True,
+        )
         return time.perf_counter() - t0 > 60 * args.minutes
 
     result = train_maml(cfg, callback=stop)
     minutes = (time.perf_counter() - t0) / 60
     tasks = get_family(FAMILY).test
     torch.manual_seed(args.seed)
-    curve = evaluate_adaptation(result.policy, FAMILY, tasks, inner_steps=3, num_trajectories=20,
-                                inner_lr=cfg.inner_lr, gamma=cfg.gamma, seeds=(0, 1, 2),
-                                baseline=cfg.baseline)  # fmt: skip
+    curve = evaluate_adaptation(
+        result.policy,
+        FAMILY,
+        tasks,
+        inner_steps=3,
+        num_trajectories=20,
+        inner_lr=cfg.inner_lr,
+        gamma=cfg.gamma,
+        seeds=(0, 1, 2),
+        baseline=cfg.baseline,
+    )
     summary = curve.summary()
     headline = {
         "return_after_1_step": summary[1][0],

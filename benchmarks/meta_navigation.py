@@ -59,9 +59,9 @@ def variant_label(v: dict[str, Any] | None) -> str:
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
+    from ssm_metarl.defaults import maml_defaults, rl2_defaults
 
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import maml_defaults, rl2_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import evaluate_adaptation
     from ssm_metarl.meta.maml import train_maml, train_multitask
@@ -73,14 +73,29 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     layers = 2 if model == "mlp" else 1
     t0 = time.perf_counter()
     if kind in ("maml", "multitask"):
-        cfg = replace(maml_defaults(FAMILY), model__kind=model, model__num_layers=layers, seed=seed,
-                      meta_iterations=job["iterations"], progress=False)  # fmt: skip
+        cfg = replace(
+            maml_defaults(FAMILY),
+            model__kind=model,
+            model__num_layers=layers,
+            seed=seed,
+            meta_iterations=job["iterations"],
+            progress=False,
+        )
         result = (train_maml if kind == "maml" else train_multitask)(cfg)
         train_s = time.perf_counter() - t0
         torch.manual_seed(10_000 + seed)
-        curve = evaluate_adaptation(result.policy, FAMILY, dist.test, inner_steps=3, num_trajectories=40,
-                                    inner_lr=cfg.inner_lr, later_lr=cfg.inner_lr / 2, gamma=cfg.gamma,
-                                    seeds=(seed,), baseline=cfg.baseline)  # fmt: skip
+        curve = evaluate_adaptation(
+            result.policy,
+            FAMILY,
+            dist.test,
+            inner_steps=3,
+            num_trajectories=40,
+            inner_lr=cfg.inner_lr,
+            later_lr=cfg.inner_lr / 2,
+            gamma=cfg.gamma,
+            seeds=(seed,),
+            baseline=cfg.baseline,
+        )
         returns = curve.returns[0].mean(axis=0).tolist()  # after k = 0..3 steps, mean over tasks
         curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
         variant = {
@@ -88,8 +103,14 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "baseline": cfg.baseline,
             "inner_lr": cfg.inner_lr,
         }
-        return {**job, "returns": returns, "train_seconds": train_s, "env_steps": result.env_steps,
-                "curve": curve_rows, "variant": variant}  # fmt: skip
+        return {
+            **job,
+            "returns": returns,
+            "train_seconds": train_s,
+            "env_steps": result.env_steps,
+            "curve": curve_rows,
+            "variant": variant,
+        }
     cfg = replace(
         rl2_defaults(FAMILY), model__kind=model, seed=seed, total_steps=job["steps"], progress=False
     )
@@ -100,9 +121,14 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         result.policy, FAMILY, dist.test, EPISODES_PER_TRIAL, seed=10_000 + seed
     )
     rows = [r for r in result.metrics if "sps" in r]
-    return {**job, "returns": per_episode.mean(axis=0).tolist(), "train_seconds": train_s,
-            "env_steps": cfg.total_steps, "sps": rows[-1]["sps"] if rows else None,
-            "curve": [[r["global_step"], r["return_mean20"]] for r in rows[::2]]}  # fmt: skip
+    return {
+        **job,
+        "returns": per_episode.mean(axis=0).tolist(),
+        "train_seconds": train_s,
+        "env_steps": cfg.total_steps,
+        "sps": rows[-1]["sps"] if rows else None,
+        "curve": [[r["global_step"], r["return_mean20"]] for r in rows[::2]],
+    }
 
 
 def _ci(values: list[float]) -> tuple[float, float]:
@@ -126,17 +152,19 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (kind, model, *_), rs in groups.items():
         n = len(rs[0]["returns"])
-        rows.append({
-            "method": kind,
-            "model": model,
-            "variant": variant_of(rs[0]),
-            "seeds": [r["seed"] for r in rs],
-            "returns_mean": [_ci([r["returns"][k] for r in rs])[0] for k in range(n)],
-            "returns_ci95": [_ci([r["returns"][k] for r in rs])[1] for k in range(n)],
-            "returns_per_seed": [r["returns"] for r in rs],
-            "train_minutes_median": statistics.median(r["train_seconds"] for r in rs) / 60,
-            "env_steps": statistics.median(r["env_steps"] for r in rs),
-        })  # fmt: skip
+        rows.append(
+            {
+                "method": kind,
+                "model": model,
+                "variant": variant_of(rs[0]),
+                "seeds": [r["seed"] for r in rs],
+                "returns_mean": [_ci([r["returns"][k] for r in rs])[0] for k in range(n)],
+                "returns_ci95": [_ci([r["returns"][k] for r in rs])[1] for k in range(n)],
+                "returns_per_seed": [r["returns"] for r in rs],
+                "train_minutes_median": statistics.median(r["train_seconds"] for r in rs) / 60,
+                "env_steps": statistics.median(r["env_steps"] for r in rs),
+            }
+        )
     return rows
 
 
@@ -152,13 +180,21 @@ def main() -> None:
     add_merge_arguments(parser, "meta_navigation")
     args = parser.parse_args()
 
-    jobs = [{"kind": "rl2", "model": m, "seed": s, "steps": args.rl2_steps} for m in args.rl2_models
-            for s in args.seeds]  # fmt: skip
-    jobs += [{"kind": "maml", "model": m, "seed": s, "iterations": args.maml_iterations}
-             for m in args.maml_models for s in args.seeds]  # fmt: skip
+    jobs = [
+        {"kind": "rl2", "model": m, "seed": s, "steps": args.rl2_steps}
+        for m in args.rl2_models
+        for s in args.seeds
+    ]
+    jobs += [
+        {"kind": "maml", "model": m, "seed": s, "iterations": args.maml_iterations}
+        for m in args.maml_models
+        for s in args.seeds
+    ]
     if not args.no_multitask:
-        jobs += [{"kind": "multitask", "model": "mlp", "seed": s, "iterations": args.maml_iterations}
-                 for s in args.seeds]  # fmt: skip
+        jobs += [
+            {"kind": "multitask", "model": "mlp", "seed": s, "iterations": args.maml_iterations}
+            for s in args.seeds
+        ]
     t0 = time.perf_counter()
     runs = []
     if jobs:
@@ -183,9 +219,11 @@ def main() -> None:
     ssm = max((r for r in rl2 if r["model"] == "ssm"), key=lambda r: r["env_steps"], default=None)
     speedups = {  # training minutes of another model / the ssm's, at equal env steps
         r["model"]: r["train_minutes_median"] / s["train_minutes_median"]
-        for r in rl2 if r["model"] != "ssm"
-        for s in rl2 if s["model"] == "ssm" and s["env_steps"] == r["env_steps"]
-    }  # fmt: skip
+        for r in rl2
+        if r["model"] != "ssm"
+        for s in rl2
+        if s["model"] == "ssm" and s["env_steps"] == r["env_steps"]
+    }
     headline = {
         "maml_model": best["model"] if best else None,
         "maml_variant": current,
@@ -209,7 +247,7 @@ def main() -> None:
             "rl2_ssm_speedup_vs_gru": 3.0,
             "rl2_ssm_speedup_vs_lstm": 3.0,
             "minutes": 30.0,
-        },  # fmt: skip
+        },
         "random_policy_return": random_return,
         "rows": rows,
         "runs": runs,
@@ -221,7 +259,7 @@ def main() -> None:
             "maml_iterations": sorted({r["iterations"] for r in runs if "iterations" in r}),
             "rl2_steps": sorted({r["steps"] for r in runs if "steps" in r}),
             "parallel_jobs": args.jobs,
-        },  # fmt: skip
+        },
         "minutes_total": minutes_total,
         "machine": machine_info(),
         "command": command_line(),
@@ -234,26 +272,37 @@ def main() -> None:
     def cells(r: dict[str, Any]) -> list[str]:
         return [f"{m:.2f} ± {h:.2f}" for m, h in zip(r["returns_mean"], r["returns_ci95"])]
 
-    maml_rows = [[f"{r['method']} ({r['model']}{variant_label(r['variant'])})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
-                  f"{r['train_minutes_median']:.1f}"] for r in rows if r["method"] != "rl2"]  # fmt: skip
+    maml_rows = [
+        [
+            f"{r['method']} ({r['model']}{variant_label(r['variant'])})",
+            *cells(r),
+            f"{r['env_steps'] / 1e6:.1f}M",
+            f"{r['train_minutes_median']:.1f}",
+        ]
+        for r in rows
+        if r["method"] != "rl2"
+    ]
     maml_rows.append(["random policy", f"{random_return:.2f}", "", "", "", "", ""])
     maml_rows.append(["MAML paper (TRPO), Table 4", "-40.41", "-11.68", "-3.33", "-3.23", "", ""])
-    rl2_rows = [[f"RL² ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M",
-                 f"{r['train_minutes_median']:.1f}"] for r in rows if r["method"] == "rl2"]  # fmt: skip
+    rl2_rows = [
+        [f"RL² ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M", f"{r['train_minutes_median']:.1f}"]
+        for r in rows
+        if r["method"] == "rl2"
+    ]
     md = (
         f"## Meta-RL on 2D navigation ({len(seeds)} seeds, 20 held-out goals, mean ± 95% CI)\n\n"
         "Gradient-based adaptation (return after k policy-gradient steps, 40 trajectories per step):\n\n"
         + markdown_table(
             ["method", "0 steps", "1 step", "2 steps", "3 steps", "env steps", "train min"], maml_rows
-        )  # fmt: skip
+        )
         + "\n\nIn-context adaptation (return of episode i of a trial, no gradient step):\n\n"
         + markdown_table(
             ["method", "episode 1", "episode 2", "episode 3", "episode 4", "env steps", "train min"], rl2_rows
-        )  # fmt: skip
+        )
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {args.jobs} parallel processes; "
         f"{machine_info()['cpu']}; {minutes_total:.0f} minutes for this invocation's runs."
         + merged_markdown(merged_from)
-    )  # fmt: skip
+    )
     write_results(args.name, payload, md)
     _plot(rows, random_return, args.name)
     print(md)

@@ -23,10 +23,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from ssm_metarl.defaults import ppo_defaults
 
     from ssm_metarl.adapt import compare_adaptation
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import ppo_defaults
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.rl.ppo import train_ppo
 
@@ -37,8 +37,16 @@ def main() -> None:
     policy = train_ppo(cfg).policy
     rows, curves = [], {}
     for lr in args.lrs:
-        comp = compare_adaptation(policy, FAMILY, dist.test[:3], steps=2, seeds=(0, 1), num_trajectories=10,
-                                  lr=lr, modes=("standard",))  # fmt: skip
+        comp = compare_adaptation(
+            policy,
+            FAMILY,
+            dist.test[:3],
+            steps=2,
+            seeds=(0, 1),
+            num_trajectories=10,
+            lr=lr,
+            modes=("standard",),
+        )
         s = comp.summary("standard")
         curves[str(lr)] = s
         rows.append([lr] + [f"{m:.1f} ± {h:.1f}" for m, h in s])

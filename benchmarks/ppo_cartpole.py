@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 from _common import command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+from ssm_metarl.defaults import ppo_defaults
 
 from ssm_metarl.config import replace
-from ssm_metarl.defaults import ppo_defaults
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.rl.ppo import train_ppo
 
@@ -64,9 +64,20 @@ def run_sb3(seed: int, max_steps: int) -> dict[str, Any]:
         return lambda progress: progress * v
 
     model = PPO(
-        "MlpPolicy", env, n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0,
-        learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu", verbose=0,
-    )  # fmt: skip
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gae_lambda=0.8,
+        gamma=0.98,
+        ent_coef=0.0,
+        learning_rate=linear(1e-3),
+        clip_range=linear(0.2),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
 
     class Track(BaseCallback):
         def __init__(self) -> None:
@@ -159,24 +170,29 @@ def main() -> None:
                 out = run_ours(method.removeprefix("ours-"), seed, args.max_steps)
             out["seed"] = seed
             runs[method].append(out)
-            print(f"{method} seed {seed}: steps {out['steps_to_475']} seconds {out['seconds_to_475']} "
-                  f"sps {out['sps']:.0f} ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"{method} seed {seed}: steps {out['steps_to_475']} seconds {out['seconds_to_475']} "
+                f"sps {out['sps']:.0f} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
         env_sps.append(raw_env_sps())
     rppo = None if args.no_sb3 else recurrent_ppo_sps(args.recurrent_ppo_steps)
 
     rows = []
     for method, rs in runs.items():
-        rows.append({
-            "name": method,
-            "steps_to_475_median": _median([r["steps_to_475"] for r in rs]),
-            "seconds_to_475_median": _median([r["seconds_to_475"] for r in rs]),
-            "steps_to_475": [r["steps_to_475"] for r in rs],
-            "seconds_to_475": [r["seconds_to_475"] for r in rs],
-            "reached": sum(r["steps_to_475"] is not None for r in rs),
-            "sps_median": statistics.median(r["sps"] for r in rs),
-            "sps": [r["sps"] for r in rs],
-            "curves": [r["curve"] for r in rs],
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": method,
+                "steps_to_475_median": _median([r["steps_to_475"] for r in rs]),
+                "seconds_to_475_median": _median([r["seconds_to_475"] for r in rs]),
+                "steps_to_475": [r["steps_to_475"] for r in rs],
+                "seconds_to_475": [r["seconds_to_475"] for r in rs],
+                "reached": sum(r["steps_to_475"] is not None for r in rs),
+                "sps_median": statistics.median(r["sps"] for r in rs),
+                "sps": [r["sps"] for r in rs],
+                "curves": [r["curve"] for r in rs],
+            }
+        )
     by = {r["name"]: r for r in rows}
     ssm = by.get("ours-ssm")
     headline: dict[str, Any] = {}
@@ -216,9 +232,17 @@ def main() -> None:
     }
     table = markdown_table(
         ["method", "reached 475", "median steps to 475", "median seconds to 475", "median train steps/s"],
-        [[r["name"], f"{r['reached']}/{len(args.seeds)}", r["steps_to_475_median"] or "not reached",
-          r["seconds_to_475_median"] or "not reached", r["sps_median"]] for r in rows],
-    )  # fmt: skip
+        [
+            [
+                r["name"],
+                f"{r['reached']}/{len(args.seeds)}",
+                r["steps_to_475_median"] or "not reached",
+                r["seconds_to_475_median"] or "not reached",
+                r["sps_median"],
+            ]
+            for r in rows
+        ],
+    )
     extra = f"\n\nsb3-contrib RecurrentPPO (LSTM): {rppo:.0f} steps/s" if rppo else ""
     md = (
         f"## PPO on CartPole-v1 (sustained 475 = mean of the last 100 episodes)\n\n{table}{extra}\n\n"

@@ -32,9 +32,9 @@ CHECKPOINTS = (300_000, 1_000_000)
 
 def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     import torch
+    from ssm_metarl.defaults import ppo_defaults
 
     from ssm_metarl.config import replace
-    from ssm_metarl.defaults import ppo_defaults
     from ssm_metarl.rl.ppo import train_ppo
 
     torch.set_num_threads(1)
@@ -116,20 +116,29 @@ def main() -> None:
     }
     table_rows = []
     for r in rows:
-        table_rows.append([
-            r["name"],
-            r.get("return_300000_median", "-"),
-            r.get("return_1000000_median", "-"),
-            statistics.median(r["eval_det"]),
-            statistics.median(r["eval_stoch"]),
-            r["sps_median"],
-            ", ".join(f"{v:.0f}" for v in r.get("return_300000", [])),
-        ])  # fmt: skip
+        table_rows.append(
+            [
+                r["name"],
+                r.get("return_300000_median", "-"),
+                r.get("return_1000000_median", "-"),
+                statistics.median(r["eval_det"]),
+                statistics.median(r["eval_stoch"]),
+                r["sps_median"],
+                ", ".join(f"{v:.0f}" for v in r.get("return_300000", [])),
+            ]
+        )
     table = markdown_table(
-        ["model", "median return @300k", "median return @1M", "final eval det", "final eval stoch", "steps/s",
-         "per-seed @300k"],
+        [
+            "model",
+            "median return @300k",
+            "median return @1M",
+            "final eval det",
+            "final eval stoch",
+            "steps/s",
+            "per-seed @300k",
+        ],
         table_rows,
-    )  # fmt: skip
+    )
     md = (
         f"## PPO on {args.env} ({args.steps} env steps; return = mean of the last 20 training episodes)\n\n"
         f"{table}\n\nCommand: `{command_line()}`; seeds {args.seeds}; {machine_info()['cpu']}."

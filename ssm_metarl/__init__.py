@@ -2,13 +2,12 @@
 
 The public API, including every class the seed projects' READMEs name::
 
-    from ssm_metarl import make_policy, train_ppo, PPOConfig, StateSpaceModel, ImprovedSSM, Environment
+    from ssm_metarl import recipe, train_ppo, load_pretrained, compare_adaptation, format_table
 """
 
 __version__ = "0.1.0"
 
 from ssm_metarl.adapt import (  # noqa: E402
-    AdaptationComparison,
     AdaptationConfig,
     Adapter,
     ExperienceBuffer,
@@ -16,11 +15,26 @@ from ssm_metarl.adapt import (  # noqa: E402
     StandardAdapter,
     TestTimeAdapter,
     compare_adaptation,
-    format_table,
+    evaluate_adaptation,
 )
-from ssm_metarl.checkpoint import CheckpointError, load_policy, save_policy  # noqa: E402
-from ssm_metarl.config import ModelConfig, PGConfig, PPOConfig  # noqa: E402
+from ssm_metarl.checkpoint import load_policy, save_policy  # noqa: E402
+from ssm_metarl.config import (  # noqa: E402
+    AdaptConfig,
+    MAMLConfig,
+    ModelConfig,
+    PGConfig,
+    PPOConfig,
+    RunConfig,
+)
 from ssm_metarl.envs.make import Environment, make_env, make_vec_env  # noqa: E402
+from ssm_metarl.errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    DivergenceError,
+    EnvError,
+    InputError,
+    SpaceError,
+)
 from ssm_metarl.meta.maml import train_maml, train_multitask  # noqa: E402
 from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2  # noqa: E402
 from ssm_metarl.meta.seed_api import MetaMAMLTrainer, SSMMetaPolicy, TaskBatch  # noqa: E402
@@ -41,55 +55,68 @@ from ssm_metarl.models import (  # noqa: E402
 from ssm_metarl.models.improved import ImprovedSSM  # noqa: E402
 from ssm_metarl.models.scan import linear_scan, linear_scan_reference  # noqa: E402
 from ssm_metarl.pretrained import list_pretrained, load_pretrained  # noqa: E402
+from ssm_metarl.recipes import recipe  # noqa: E402
+from ssm_metarl.results import Returns, format_table, plot_returns  # noqa: E402
 from ssm_metarl.rl.evaluate import evaluate_policy  # noqa: E402
 from ssm_metarl.rl.pg import train_pg  # noqa: E402
 from ssm_metarl.rl.ppo import train_ppo  # noqa: E402
 
 __all__ = [
-    "AdaptationComparison",
-    "AdaptationConfig",
-    "Adapter",
-    "ExperienceBuffer",
-    "HybridAdapter",
-    "MetaMAML",
-    "MetaMAMLTrainer",
-    "SSMMetaPolicy",
-    "StandardAdapter",
-    "TaskBatch",
-    "TestTimeAdapter",
-    "compare_adaptation",
-    "evaluate_in_context",
-    "format_table",
-    "list_pretrained",
-    "load_pretrained",
-    "train_maml",
-    "train_multitask",
-    "train_rl2",
     "GRU",
     "LSTM",
     "MLP",
     "MODELS",
     "SSM",
     "ActorCritic",
+    "AdaptConfig",
+    "AdaptationConfig",
+    "Adapter",
     "CheckpointError",
+    "ConfigError",
+    "DivergenceError",
+    "EnvError",
     "Environment",
+    "ExperienceBuffer",
+    "HybridAdapter",
     "ImprovedSSM",
     "ImprovedSSMBackbone",
+    "InputError",
+    "MAMLConfig",
+    "MetaMAML",
+    "MetaMAMLTrainer",
     "ModelConfig",
     "PGConfig",
     "PPOConfig",
+    "Returns",
+    "RunConfig",
+    "SSMMetaPolicy",
+    "SpaceError",
+    "StandardAdapter",
     "StateSpaceModel",
+    "TaskBatch",
+    "TestTimeAdapter",
     "Transformer",
     "__version__",
+    "compare_adaptation",
+    "evaluate_adaptation",
+    "evaluate_in_context",
     "evaluate_policy",
+    "format_table",
     "linear_scan",
     "linear_scan_reference",
+    "list_pretrained",
     "load_policy",
+    "load_pretrained",
     "make_env",
     "make_model",
     "make_policy",
     "make_vec_env",
+    "plot_returns",
+    "recipe",
     "save_policy",
+    "train_maml",
+    "train_multitask",
     "train_pg",
     "train_ppo",
+    "train_rl2",
 ]

@@ -1,369 +1,512 @@
 """The ``ssm-metarl`` command line: parses, calls one public function, renders. No algorithm logic here.
 
-ssm-metarl train --algo ppo --env CartPole-v1 --model ssm
-ssm-metarl evaluate runs/CartPole-v1-ssm-ppo-s0/final
+Every subcommand is a dataclass parsed by tyro, so ``--help`` is generated from the field docstrings. The
+training subcommands start from the named recipe (:mod:`ssm_metarl.recipes`) that their selecting flags
+name, and every other flag overrides one field of it::
+
+    ssm-metarl train [--algo ppo|pg] [--env ENV_ID] [--model KIND] [config flags]
+    ssm-metarl meta-train [--method maml|rl2] [--tasks FAMILY] [--model KIND] [--episodes_per_trial K] [...]
+    ssm-metarl adapt CHECKPOINT [--tasks SPLIT] [adaptation flags]
+    ssm-metarl evaluate CHECKPOINT | demo | app
+
+``SSM_METARL_BUDGET=0.01`` scales every training budget (env steps, episodes, meta-iterations) by 0.01,
+for smoke runs of a documented command as written. Exit status: 0 done, 2 bad input (``error: ...``, no
+traceback), 3 the run diverged (``error: ...`` naming the last good checkpoint); anything else is a bug
+and shows its traceback.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
+import difflib
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
-from ssm_metarl.config import ModelKind
-from ssm_metarl.defaults import pg_defaults, ppo_defaults
+from ssm_metarl.config import (
+    MODEL_KINDS,
+    AdaptConfig,
+    Checked,
+    MAMLConfig,
+    PGConfig,
+    PPOConfig,
+    Range,
+    scale_budget,
+)
+from ssm_metarl.errors import ConfigError, DivergenceError, InputError
 from ssm_metarl.seeding import set_training_threads
 
+BUDGET_ENV = "SSM_METARL_BUDGET"
+SPLITS = ("train", "validation", "test", "out_of_range")
+logger = logging.getLogger("ssm_metarl.cli")
 
-def train(
-    algo: Literal["ppo", "pg"] = "ppo",
-    env: str = "CartPole-v1",
-    model: ModelKind = "ssm",
-    total_steps: int | None = None,
-    episodes: int | None = None,
-    lr: float | None = None,
-    num_envs: int | None = None,
-    hidden_dim: int | None = None,
-    num_layers: int | None = None,
-    seed: int = 0,
-    eval_every: int | None = None,
-    eval_episodes: int = 10,
-    out: str | None = None,
-    resume: str | None = None,
-    device: str = "cpu",
-    tensorboard: bool = False,
-    progress: bool = True,
-) -> None:
-    """Train a policy on a Gymnasium env with PPO or REINFORCE; writes metrics.jsonl and checkpoints.
 
-    Args:
-        algo: ppo (recurrent PPO + GAE) or pg (REINFORCE with a baseline).
-        env: Gymnasium environment id (e.g. CartPole-v1, Pendulum-v1, HalfCheetah-v5).
-        model: policy backbone.
-        total_steps: PPO env steps (default: tuned per env family).
-        episodes: REINFORCE episodes (default 200).
-        lr: learning rate (default: tuned per env family).
-        num_envs: parallel envs (default: tuned per env family).
-        hidden_dim: backbone width (default: tuned per env family).
-        num_layers: backbone layers (default: tuned per env family).
-        seed: seed for torch, NumPy and the envs.
-        eval_every: PPO: evaluate (and keep the best checkpoint) every this many steps; 0 = only at the end.
-        eval_episodes: episodes per evaluation.
-        out: output folder (default runs/<env>-<model>-<algo>-s<seed>).
-        resume: PPO: continue from this checkpoint folder (weights, optimizer, step count).
-        device: cpu or cuda.
-        tensorboard: also write TensorBoard events.
-        progress: show a progress bar.
-    """
-    out = out or f"runs/{env}-{model}-{algo}-s{seed}"
-    model_changes = {
-        k: v
-        for k, v in {"kind": model, "hidden_dim": hidden_dim, "num_layers": num_layers}.items()
-        if v is not None
-    }
-    common = {
-        "seed": seed,
-        "out_dir": out,
-        "device": device,
-        "progress": progress,
-        "eval_episodes": eval_episodes,
-    }
-    if algo == "ppo":
-        base = ppo_defaults(env)
-        changes = {"total_steps": total_steps, "lr": lr, "num_envs": num_envs, "eval_every": eval_every}
-        cfg = dataclasses.replace(
-            base,
-            env_id=env,
-            model=dataclasses.replace(base.model, **model_changes),
-            resume=resume,
-            tensorboard=tensorboard,
-            **common,
-            **{k: v for k, v in changes.items() if v is not None},
-        )
-        from ssm_metarl.rl.ppo import train_ppo
+# ----- the command dataclasses ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalConfig(Checked):
+    """How a meta-trained policy is measured right after training (EVALUATION.md)."""
 
-        result = train_ppo(cfg)
+    split: Literal["validation", "test", "out_of_range"] = "test"
+    """which fixed task list to measure on"""
+    num_tasks: Annotated[int, Range(ge=1, le=10_000)] = 10
+    """the first this many tasks of the split"""
+    seeds: tuple[int, ...] = (0,)
+    """evaluation seeds"""
+    steps: Annotated[int, Range(ge=0, le=1000)] = 3
+    """MAML: adaptation steps to measure (in-context agents: every episode of a trial)"""
+
+
+@dataclass(frozen=True)
+class MAMLCommand:
+    """Meta-train with MAML, then measure adaptation on held-out tasks."""
+
+    config: tyro.conf.OmitArgPrefixes[MAMLConfig]
+    eval: EvalConfig = EvalConfig()
+
+
+@dataclass(frozen=True)
+class RL2Command:
+    """Meta-train in context (RL²: PPO over trials), then measure each episode of a trial on held-out tasks."""
+
+    config: tyro.conf.OmitArgPrefixes[PPOConfig]
+    eval: EvalConfig = EvalConfig()
+
+
+@dataclass(frozen=True)
+class AdaptCommand(Checked):
+    """Adapt a meta-trained checkpoint to tasks of its family (standard vs hybrid) and print the table."""
+
+    checkpoint: tyro.conf.Positional[str]
+    """checkpoint folder, or a shipped model's name (ssm_metarl.list_pretrained())"""
+    adapt: tyro.conf.OmitArgPrefixes[AdaptConfig] = AdaptConfig()
+    mode: Literal["standard", "hybrid", "both"] = "both"
+    """standard (current-task data), hybrid (plus experience replay) or both; hybrid also runs standard, so
+    the table carries the paired difference"""
+    tasks: Literal["train", "validation", "test", "out_of_range"] = "test"
+    """which split of the checkpoint's task family to adapt to"""
+    num_tasks: Annotated[int, Range(ge=1, le=10_000)] = 10
+    """the first this many tasks of the split"""
+    seeds: Annotated[int, Range(ge=1, le=1000)] = 3
+    """evaluation seeds 0..seeds-1"""
+    buffer: str | None = None
+    """a saved ExperienceBuffer folder for hybrid (default: filled from training tasks)"""
+    out: str | None = None
+    """also write <out>.json and <out>.md"""
+
+
+@dataclass(frozen=True)
+class EvaluateCommand(Checked):
+    """Evaluate a saved policy: mean return over seeded episodes, deterministic and stochastic apart."""
+
+    checkpoint: tyro.conf.Positional[str]
+    """checkpoint folder (model.safetensors + config.json)"""
+    env: str | None = None
+    """Gymnasium env id (default: the one the checkpoint was trained on)"""
+    episodes: Annotated[int, Range(ge=1, le=100_000)] = 10
+    """evaluation episodes for each mode"""
+    seed: Annotated[int, Range(ge=0, le=2**31 - 1)] = 10_000
+    """seed of the first episode"""
+    json_out: bool = False
+    """print JSON instead of a table"""
+
+
+@dataclass(frozen=True)
+class DemoCommand(Checked):
+    """The main job (make demo): the shipped meta-trained SSM policy on CartPole physics it has never seen,
+    zero-shot and after standard and hybrid adaptation, against random, constant and PPO from scratch."""
+
+    model: str = "cartpole-ssm"
+    """a shipped model (ssm_metarl.list_pretrained())"""
+    steps: Annotated[int, Range(ge=1, le=100)] = 3
+    """adaptation steps"""
+    tasks: Annotated[int, Range(ge=1, le=20)] = 5
+    """tasks per split (held-out and out-of-range)"""
+    seeds: Annotated[int, Range(ge=1, le=100)] = 2
+    """seeds per task (0..seeds-1)"""
+    episodes: Annotated[int, Range(ge=1, le=1000)] = 8
+    """episodes per evaluation and per adaptation step"""
+    scratch: bool = True
+    """also train PPO from scratch on every task (first seed) with the adaptation's env steps"""
+    out: str = "runs/demo"
+    """where the adaptation-curve PNG goes"""
+
+
+@dataclass(frozen=True)
+class AppCommand(Checked):
+    """Start the web app on http://HOST:PORT: load a shipped model, meta-train one, watch it adapt."""
+
+    host: str = "127.0.0.1"
+    """address to bind; the default serves this machine only (the app never makes a public link)"""
+    port: Annotated[int, Range(ge=1, le=65535)] = 7860
+    """port to listen on"""
+    runs_dir: str = "runs/app"
+    """where models trained in the app are saved (<runs_dir>/<session>/<name>/final)"""
+    max_jobs: Annotated[int, Range(ge=1, le=64)] = 1
+    """long jobs (meta-training, adaptation) that run at once; the others wait in the queue"""
+    open_browser: bool = False
+    """also open the page in a browser"""
+
+
+# ----- parsing ----------------------------------------------------------------------------------------------
+@dataclass
+class Parsed:
+    """A parsed command line: the subcommand, its config, and what the budget scale did."""
+
+    command: str
+    config: Any
+    budget_scale: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _tyro(cls: type, default: Any, args: list[str], prog: str, description: str | None = None) -> Any:
+    return tyro.cli(
+        cls,
+        default=default,
+        args=args,
+        prog=prog,
+        description=description,
+        use_underscores=True,
+        config=(tyro.conf.FlagConversionOff,),
+    )
+
+
+def _preparse(
+    args: list[str], *specs: tuple[tuple[str, ...], dict[str, Any]]
+) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False, prog="ssm-metarl")
+    for names, kwargs in specs:
+        p.add_argument(*names, **kwargs)
+    try:
+        return p.parse_known_args(args)
+    except SystemExit as e:  # argparse printed the problem; keep the exit status of bad input
+        raise SystemExit(2) from e
+
+
+def _budget() -> float | None:
+    raw = os.environ.get(BUDGET_ENV)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{BUDGET_ENV} must be a number (a budget scale such as 0.01), got {raw!r}"
+        ) from None
+
+
+def _out_dir(cfg: Any, **names: Any) -> Any:
+    """Fill the {env}/{model}/{algo}/{seed}/{family} fields of the run's out_dir template."""
+    out = cfg.run.out_dir
+    if out is None or "{" not in out:
+        return cfg
+    try:
+        return cfg.replace(run__out_dir=out.format(seed=cfg.run.seed, model=cfg.model.kind, **names))
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"out_dir template {out!r} has an unknown field {e}") from e
+
+
+def _scaled(cfg: Any) -> tuple[Any, float | None]:
+    scale = _budget()
+    return (cfg, None) if scale is None else (scale_budget(cfg, scale), scale)
+
+
+MODEL_FLAG = (("--model",), {"choices": MODEL_KINDS, "default": None, "help": "policy backbone"})
+
+
+def parse_train(args: list[str]) -> Parsed:
+    from ssm_metarl.recipes import recipe
+
+    known, rest = _preparse(
+        args,
+        (("--algo",), {"choices": ("ppo", "pg"), "default": "ppo"}),
+        (("--env", "--env_id"), {"default": "CartPole-v1", "dest": "env"}),
+        MODEL_FLAG,
+    )
+    base = recipe(known.algo, known.env, known.model)
+    base = base.replace(run__out_dir="runs/{env}-{model}-{algo}-s{seed}")
+    cls = PPOConfig if known.algo == "ppo" else PGConfig
+    desc = (
+        f"Train a policy with {'recurrent PPO + GAE' if known.algo == 'ppo' else 'REINFORCE with a baseline'} "
+        f"on {known.env}, starting from recipe({known.algo!r}, {known.env!r}). Selecting flags: --algo ppo|pg, "
+        "--env ENV_ID, --model KIND. out_dir may use {env} {model} {algo} {seed}."
+    )
+    cfg = _tyro(cls, base, rest, f"ssm-metarl train --algo {known.algo} --env {known.env}", desc)
+    cfg = _out_dir(cfg, env=known.env.replace("/", "_"), algo=known.algo)
+    cfg, scale = _scaled(cfg)
+    return Parsed("train", cfg, scale, {"algo": known.algo})
+
+
+def parse_meta_train(args: list[str]) -> Parsed:
+    from ssm_metarl.envs.trial import rl2_env_id
+    from ssm_metarl.recipes import recipe
+
+    known, rest = _preparse(
+        args,
+        (("--method",), {"choices": ("maml", "rl2"), "default": "maml"}),
+        (("--tasks", "--family"), {"default": "navigation-2d", "dest": "tasks"}),
+        MODEL_FLAG,
+        (("--episodes_per_trial", "--episodes-per-trial"), {"type": int, "default": None}),
+    )
+    template = "runs/meta-{algo}-{family}-{model}-s{seed}"
+    if known.method == "maml":
+        if known.episodes_per_trial is not None:
+            raise ConfigError("--episodes_per_trial is an RL² setting; MAML adapts by gradient steps")
+        cfg: Any = recipe("maml", known.tasks, known.model).replace(run__out_dir=template)
+        command: Any = MAMLCommand(cfg, EvalConfig(steps=cfg.inner.steps + 2))
+        cls: type = MAMLCommand
     else:
-        base = pg_defaults(env)
-        changes = {"episodes": episodes, "lr": lr, "num_envs": num_envs}
-        cfg = dataclasses.replace(
-            base,
-            env_id=env,
-            model=dataclasses.replace(base.model, **model_changes),
-            **common,
-            **{k: v for k, v in changes.items() if v is not None},
-        )
-        from ssm_metarl.rl.pg import train_pg
+        cfg = recipe("rl2", known.tasks, known.model).replace(run__out_dir=template)
+        if known.episodes_per_trial is not None:
+            cfg = cfg.replace(env_id=rl2_env_id(known.tasks, known.episodes_per_trial))
+        command, cls = RL2Command(cfg), RL2Command
+    desc = (
+        f"Meta-train on {known.tasks} with {known.method}, starting from recipe({known.method!r}, "
+        f"{known.tasks!r}). Selecting flags: --method maml|rl2, --tasks FAMILY, --model KIND, "
+        "--episodes_per_trial K (rl2). out_dir may use {algo} {family} {model} {seed}."
+    )
+    parsed = _tyro(
+        cls, command, rest, f"ssm-metarl meta-train --method {known.method} --tasks {known.tasks}", desc
+    )
+    cfg = _out_dir(parsed.config, algo=known.method, family=known.tasks)
+    cfg, scale = _scaled(cfg)
+    return Parsed(
+        "meta-train", cfg, scale, {"method": known.method, "family": known.tasks, "eval": parsed.eval}
+    )
 
-        result = train_pg(cfg)
-    print(f"trained {algo} {model} on {env} in {result.seconds:.1f} s")
+
+def _checkpoint_path(name: str) -> str:
+    from ssm_metarl.pretrained import PRETRAINED_DIR, list_pretrained
+
+    if not Path(name).exists() and name in list_pretrained():
+        return str(PRETRAINED_DIR / name)
+    return name
+
+
+def parse_adapt(args: list[str]) -> Parsed:
+    from ssm_metarl.checkpoint import load_metadata
+    from ssm_metarl.recipes import recipe
+
+    if not args or args[0].startswith(
+        "-"
+    ):  # the checkpoint comes first; without it, tyro says what is missing
+        return Parsed("adapt", _tyro(AdaptCommand, None, args, "ssm-metarl adapt", AdaptCommand.__doc__))
+    path = _checkpoint_path(args[0])
+    family = load_metadata(path).get("family")
+    if family is None:
+        raise InputError(f"{path} records no task family in its metadata, so there is nothing to adapt it to")
+    default = AdaptCommand(args[0], recipe("adapt", family))
+    cmd = _tyro(AdaptCommand, default, args, "ssm-metarl adapt", AdaptCommand.__doc__)
+    return Parsed("adapt", cmd, None, {"family": family, "path": path})
+
+
+def _simple(name: str, cls: type) -> Callable[[list[str]], Parsed]:
+    def parse(args: list[str]) -> Parsed:
+        return Parsed(name, _tyro(cls, None, args, f"ssm-metarl {name}", cls.__doc__))
+
+    return parse
+
+
+PARSERS: dict[str, Callable[[list[str]], Parsed]] = {
+    "train": parse_train,
+    "meta-train": parse_meta_train,
+    "adapt": parse_adapt,
+    "evaluate": _simple("evaluate", EvaluateCommand),
+    "demo": _simple("demo", DemoCommand),
+    "app": _simple("app", AppCommand),
+}
+
+SUMMARY = {
+    "train": "train a policy on a Gymnasium env (PPO or REINFORCE)",
+    "meta-train": "meta-train over a task family (MAML or in-context RL²), then measure it",
+    "adapt": "adapt a meta-trained checkpoint to held-out tasks (standard vs hybrid)",
+    "evaluate": "evaluate a saved policy (deterministic and stochastic)",
+    "demo": "the main job: a shipped policy adapts to physics it has never seen",
+    "app": "start the web app",
+}
+
+
+def parse(argv: list[str]) -> Parsed:
+    """Parse a whole command line (without the program name) into the config it would run."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        raise SystemExit(0 if argv else 2)
+    name = argv[0].replace("_", "-")
+    if name not in PARSERS:
+        close = difflib.get_close_matches(name, list(PARSERS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"unknown command {argv[0]!r}.{hint} Commands: {', '.join(PARSERS)}")
+    return PARSERS[name](argv[1:])
+
+
+def usage() -> str:
+    lines = ["usage: ssm-metarl COMMAND [flags]   (ssm-metarl COMMAND --help for its flags)", "", "commands:"]
+    lines += [f"  {name:<12} {text}" for name, text in SUMMARY.items()]
+    return "\n".join(lines)
+
+
+# ----- running ----------------------------------------------------------------------------------------------
+def _note_budget(p: Parsed) -> None:
+    if p.budget_scale is not None:
+        print(f"{BUDGET_ENV}={p.budget_scale:g}: training budgets scaled by {p.budget_scale:g}", flush=True)
+
+
+def run_train(p: Parsed) -> None:
+    from ssm_metarl.rl.pg import train_pg
+    from ssm_metarl.rl.ppo import train_ppo
+
+    cfg = p.config
+    _note_budget(p)
+    result = (train_ppo if isinstance(cfg, PPOConfig) else train_pg)(cfg)
+    print(f"trained {p.extra['algo']} {cfg.model.kind} on {cfg.env_id} in {result.seconds:.1f} s")
     if result.episode_returns:
         n = min(20, len(result.episode_returns))
         print(f"mean return of the last {n} training episodes: {sum(result.episode_returns[-n:]) / n:.1f}")
     for k, v in result.final_eval.items():
         print(f"{k}: {v:.2f}")
-    print(f"checkpoint: {Path(out) / 'final'}   metrics: {Path(out) / 'metrics.jsonl'}")
+    if cfg.run.out_dir is not None:
+        out = Path(cfg.run.out_dir)
+        print(f"checkpoint: {out / 'final'}   metrics: {out / 'metrics.jsonl'}   config: {out / 'run.json'}")
 
 
-def evaluate(
-    checkpoint: Annotated[str, tyro.conf.Positional],
-    env: str | None = None,
-    episodes: int = 10,
-    seed: int = 10_000,
-    json_out: bool = False,
-) -> None:
-    """Evaluate a saved policy: mean return over seeded episodes, deterministic and stochastic apart.
+def run_meta_train(p: Parsed) -> None:
+    from ssm_metarl.adapt import compare_adaptation
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.envs.trial import parse_rl2_env_id
+    from ssm_metarl.meta.evaluate import baseline_returns
+    from ssm_metarl.meta.maml import train_maml
+    from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+    from ssm_metarl.results import describe, format_table
 
-    Args:
-        checkpoint: checkpoint folder (model.safetensors + config.json).
-        env: Gymnasium env id (default: the one the checkpoint was trained on).
-        episodes: evaluation episodes for each mode.
-        seed: seed of the first episode.
-        json_out: print JSON instead of a table.
-    """
+    cfg, ev, family = p.config, p.extra["eval"], p.extra["family"]
+    _note_budget(p)
+    tasks = get_family(family).split(ev.split)[: ev.num_tasks]
+    if isinstance(cfg, MAMLConfig):
+        result = train_maml(cfg)
+        print(f"MAML on {family}: {result.env_steps} env steps in {result.seconds:.0f} s")
+        measure = cfg.inner.replace(steps=ev.steps)
+        rows = compare_adaptation(result.policy, family, tasks, measure, ev.seeds, modes=("standard",))
+    else:
+        result = train_rl2(cfg)
+        _, k = parse_rl2_env_id(cfg.env_id) or (family, 1)
+        print(f"RL² on {family}: {cfg.num_updates * cfg.batch_size} env steps in {result.seconds:.0f} s")
+        rows = {
+            "random policy": baseline_returns(family, tasks, "random", 10, ev.seeds),
+            "in-context": evaluate_in_context(result.policy, family, tasks, k, ev.seeds),
+        }
+    main = rows["standard"] if "standard" in rows else rows["in-context"]
+    print(f"{ev.split} tasks of {family}: {describe(main)}")
+    print(format_table(rows), end="")
+    if cfg.run.out_dir is not None:
+        print(f"checkpoint: {Path(cfg.run.out_dir) / 'final'}   config: {Path(cfg.run.out_dir) / 'run.json'}")
+
+
+def run_adapt(p: Parsed) -> None:
+    from ssm_metarl.adapt import adapt_checkpoint, comparison_header
+    from ssm_metarl.results import format_table
+
+    cmd: AdaptCommand = p.config
+    modes = ("standard",) if cmd.mode == "standard" else ("standard", "hybrid")
+    results = adapt_checkpoint(
+        p.extra["path"],
+        cmd.adapt,
+        cmd.tasks,
+        cmd.num_tasks,
+        tuple(range(cmd.seeds)),
+        modes,
+        cmd.buffer,
+        p.extra["family"],
+        cmd.out,
+    )
+    print(comparison_header(results))
+    print(format_table(results), end="")
+
+
+def run_evaluate(p: Parsed) -> None:
     from ssm_metarl.checkpoint import load_metadata, load_policy
     from ssm_metarl.rl.evaluate import evaluate_policy
 
-    policy = load_policy(checkpoint)
-    env_id = env or load_metadata(checkpoint).get("env_id")
+    cmd: EvaluateCommand = p.config
+    policy = load_policy(cmd.checkpoint)
+    env_id = cmd.env or load_metadata(cmd.checkpoint).get("env_id")
     if env_id is None:
-        raise ValueError(f"{checkpoint} does not record its env; pass --env")
+        raise InputError(f"{cmd.checkpoint} does not record its env; pass --env")
     rows = {}
     for mode, det in (("deterministic", True), ("stochastic", False)):
-        r = evaluate_policy(policy, env_id, episodes, seed=seed, deterministic=det)
-        rows[mode] = {"mean": r.mean, "std": r.std, "episodes": len(r.returns)}
-    if json_out:
-        print(json.dumps({"checkpoint": checkpoint, "env_id": env_id, **rows}))
+        r = evaluate_policy(policy, env_id, cmd.episodes, seed=cmd.seed, deterministic=det)
+        rows[mode] = {"mean": r.mean, "std": r.std, "episodes": r.num_episodes}
+    if cmd.json_out:
+        print(json.dumps({"checkpoint": cmd.checkpoint, "env_id": env_id, **rows}))
         return
-    print(f"{checkpoint} on {env_id}")
+    print(f"{cmd.checkpoint} on {env_id}")
     print(f"{'mode':<14} {'mean return':>12} {'std':>8} {'episodes':>9}")
     for mode, r in rows.items():
         print(f"{mode:<14} {r['mean']:>12.2f} {r['std']:>8.2f} {r['episodes']:>9d}")
 
 
-def meta_train(
-    method: Literal["maml", "rl2"] = "maml",
-    tasks: str = "navigation-2d",
-    model: ModelKind = "mlp",
-    iterations: int = 100,
-    meta_batch: int = 20,
-    trajectories: int = 20,
-    inner_steps: int = 1,
-    inner_lr: float = 0.1,
-    outer_lr: float = 1e-3,
-    first_order: bool = False,
-    baseline: Literal["critic", "linear"] | None = None,
-    action_bounds: Literal["tanh", "clip"] | None = None,
-    hidden_dim: int = 64,
-    episodes_per_trial: int = 2,
-    total_steps: int = 200_000,
-    eval_tasks: int = 10,
-    eval_steps: int = 3,
-    seed: int = 0,
-    out: str | None = None,
-    progress: bool = True,
-) -> None:
-    """Meta-train over a task family (MAML or in-context RL²), then evaluate on held-out tasks.
+def run_demo(p: Parsed) -> None:
+    from ssm_metarl.demo import run_demo as demo
 
-    Args:
-        method: maml (gradient-based adaptation) or rl2 (in-context: the recurrent state adapts).
-        tasks: task family (cartpole-physics, pendulum-physics, navigation-2d, bandit, tabular-mdp, ...).
-        model: policy backbone.
-        iterations: MAML meta-updates.
-        meta_batch: MAML tasks per meta-update.
-        trajectories: MAML episodes per task per inner step (and for the query set).
-        inner_steps: MAML inner policy-gradient steps.
-        inner_lr: MAML inner step size.
-        outer_lr: MAML meta (Adam) step size.
-        first_order: first-order MAML.
-        baseline: MAML inner-loop baseline: critic or linear (the MAML code's); default: maml_defaults(tasks).
-        action_bounds: continuous actions: tanh-squashed or clipped Gaussian; default: maml_defaults(tasks) for
-            MAML, tanh for RL².
-        hidden_dim: backbone width.
-        episodes_per_trial: RL²: episodes of one task per trial.
-        total_steps: RL²: PPO env steps.
-        eval_tasks: held-out (test split) tasks to evaluate on.
-        eval_steps: MAML: adaptation steps to evaluate.
-        seed: seed for everything.
-        out: output folder (default runs/meta-<method>-<tasks>-<model>-s<seed>).
-        progress: show a progress bar.
-    """
-    from ssm_metarl.config import MAMLConfig, ModelConfig, PPOConfig
-    from ssm_metarl.defaults import maml_defaults
-    from ssm_metarl.envs.tasks import get_family
-
-    out = out or f"runs/meta-{method}-{tasks}-{model}-s{seed}"
-    dist = get_family(tasks)
-    test = dist.test[:eval_tasks]
-    recipe = maml_defaults(tasks) if method == "maml" else MAMLConfig()
-    model_cfg = ModelConfig(kind=model, hidden_dim=hidden_dim, num_layers=2 if model == "mlp" else 1,
-                            action_bounds=action_bounds or recipe.model.action_bounds)  # fmt: skip
-    if method == "maml":
-        from ssm_metarl.meta.evaluate import evaluate_adaptation, random_policy_returns
-        from ssm_metarl.meta.maml import train_maml
-
-        cfg = MAMLConfig(family=tasks, model=model_cfg, meta_iterations=iterations, meta_batch_size=meta_batch,
-                         num_trajectories=trajectories, inner_steps=inner_steps, inner_lr=inner_lr,
-                         outer_lr=outer_lr, first_order=first_order, baseline=baseline or recipe.baseline,
-                         seed=seed, out_dir=out, progress=progress)  # fmt: skip
-        result = train_maml(cfg)
-        curve = evaluate_adaptation(
-            result.policy,
-            tasks,
-            test,
-            eval_steps,
-            trajectories,
-            inner_lr,
-            seeds=(seed,),
-            baseline=cfg.baseline,
-        )
-        print(
-            f"MAML on {tasks}: {result.env_steps} env steps in {result.seconds:.0f} s; held-out tasks: {len(test)}"
-        )
-        print(f"{'policy':<28} {'mean return':>12} {'95% CI +-':>10}")
-        print(f"{'random':<28} {random_policy_returns(tasks, test, trajectories, seed):>12.2f} {'':>10}")
-        for k, (m, h) in enumerate(curve.summary()):
-            print(f"{f'after {k} adaptation steps':<28} {m:>12.2f} {h:>10.2f}")
-    else:
-        from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
-
-        cfg = PPOConfig(model=model_cfg, total_steps=total_steps, seed=seed, out_dir=out, progress=progress,
-                        eval_episodes=2)  # fmt: skip
-        result = train_rl2(tasks, episodes_per_trial, cfg)
-        returns = evaluate_in_context(result.policy, tasks, test, episodes_per_trial, seed=seed)
-        print(
-            f"RL² on {tasks}: {total_steps} env steps in {result.seconds:.0f} s; held-out tasks: {len(test)}"
-        )
-        for i, m in enumerate(returns.mean(0)):
-            print(f"episode {i + 1} of the trial: mean return {m:.2f}")
-    print(f"checkpoint: {Path(out) / 'final'}")
-
-
-def demo(
-    model: str = "cartpole-ssm",
-    steps: int = 3,
-    tasks: int = 5,
-    seeds: int = 2,
-    trajectories: int = 8,
-    scratch: bool = True,
-    out: str = "runs/demo",
-) -> None:
-    """The main job (``make demo``): the shipped meta-trained SSM policy on CartPole physics it has never
-    seen, zero-shot and after standard and hybrid test-time adaptation, against a random policy, a constant
-    action and PPO from scratch given the same env steps.
-
-    Args:
-        model: a shipped model (ssm_metarl.list_pretrained()).
-        steps: adaptation steps.
-        tasks: tasks per split (held-out and out-of-range).
-        seeds: seeds per task (0..seeds-1).
-        trajectories: episodes per evaluation and per adaptation step.
-        scratch: also train PPO from scratch on every task (first seed) with the adaptation's env steps.
-        out: where the adaptation-curve PNG goes.
-    """
-    from ssm_metarl.demo import run_demo
-
-    result = run_demo(model, steps, tasks, tuple(range(seeds)), trajectories, scratch=scratch, out=out,
-                      progress=lambda line: print(line, flush=True))  # fmt: skip
-    print(f"\n{result.model} on {result.family}: mean return over {tasks} tasks per split x {seeds} seeds "
-          f"x {trajectories} episodes (± 95% CI over task-seed pairs)\n")  # fmt: skip
+    c: DemoCommand = p.config
+    result = demo(
+        c.model,
+        c.steps,
+        c.tasks,
+        tuple(range(c.seeds)),
+        c.episodes,
+        scratch=c.scratch,
+        out=c.out,
+        progress=lambda line: print(line, flush=True),
+    )
+    print(
+        f"\n{result.model} on {result.family}: mean return over {c.tasks} tasks per split x {c.seeds} seeds "
+        f"x {c.episodes} episodes (± 95% CI over task-seed pairs)\n"
+    )
     print(result.table())
     print(f"\nadaptation curves: {result.plot}  ({result.seconds:.0f} s in all)")
 
 
-def adapt(
-    checkpoint: Annotated[str, tyro.conf.Positional],
-    mode: Literal["standard", "hybrid", "both"] = "both",
-    tasks: Literal["train", "test", "out_of_range"] = "test",
-    steps: int = 3,
-    num_tasks: int = 10,
-    seeds: int = 3,
-    trajectories: int = 20,
-    lr: float | None = None,
-    experience_weight: float = 0.1,
-    buffer: str | None = None,
-    out: str | None = None,
-) -> None:
-    """Adapt a meta-trained checkpoint to tasks of its family (standard vs hybrid) and print the table.
-
-    Args:
-        checkpoint: checkpoint folder (or a shipped model's name, see ssm_metarl.list_pretrained()).
-        mode: standard (current-task data), hybrid (plus experience replay) or both; hybrid also runs standard
-            so the table carries the paired difference.
-        tasks: which split of the checkpoint's task family to adapt to.
-        steps: adaptation (gradient) steps.
-        num_tasks: tasks from the split.
-        seeds: seeds per task (0..seeds-1).
-        trajectories: episodes per adaptation step.
-        lr: adaptation step size (default: the checkpoint's inner_lr).
-        experience_weight: weight of the replay loss (hybrid).
-        buffer: a saved ExperienceBuffer folder (default: filled from training tasks).
-        out: write <out>.json and <out>.md as well.
-    """
-    from ssm_metarl.adapt import adapt_checkpoint
-    from ssm_metarl.pretrained import PRETRAINED_DIR, list_pretrained
-
-    if not Path(checkpoint).exists() and checkpoint in list_pretrained():
-        checkpoint = str(PRETRAINED_DIR / checkpoint)
-    comparison = adapt_checkpoint(checkpoint, mode, tasks, steps, num_tasks, tuple(range(seeds)), trajectories,
-                                  lr, experience_weight, buffer, out=out)  # fmt: skip
-    print(comparison.table())
-
-
-def app(
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    runs_dir: str = "runs/app",
-    max_jobs: int = 1,
-    open_browser: bool = False,
-) -> None:
-    """Start the web app on http://HOST:PORT: load a shipped model, meta-train one, watch it adapt.
-
-    Args:
-        host: address to bind; the default serves this machine only (the app never makes a public link).
-        port: port to listen on.
-        runs_dir: where models trained in the app are saved (<runs_dir>/<session>/<name>/final).
-        max_jobs: long jobs (meta-training, adaptation) that run at once; the others wait in the queue.
-        open_browser: also open the page in a browser.
-    """
+def run_app(p: Parsed) -> None:
     from ssm_metarl.app import launch
 
-    launch(host=host, port=port, runs_dir=runs_dir, max_jobs=max_jobs, open_browser=open_browser)
+    c: AppCommand = p.config
+    launch(host=c.host, port=c.port, runs_dir=c.runs_dir, max_jobs=c.max_jobs, open_browser=c.open_browser)
 
 
-COMMANDS = {
-    "train": train,
-    "evaluate": evaluate,
-    "meta-train": meta_train,
-    "adapt": adapt,
-    "demo": demo,
-    "app": app,
+RUNNERS: dict[str, Callable[[Parsed], None]] = {
+    "train": run_train,
+    "meta-train": run_meta_train,
+    "adapt": run_adapt,
+    "evaluate": run_evaluate,
+    "demo": run_demo,
+    "app": run_app,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``ssm-metarl`` console script; errors a user can fix exit with status 2."""
+    """Entry point of the ``ssm-metarl`` console script (exit status: see the module docstring)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # one intra-op thread unless SSM_METARL_THREADS says otherwise: on a busy 2-core machine torch's default
     # of two threads made `ssm-metarl adapt` 20x slower (measured: 17 ms per acting step instead of 0.5)
     set_training_threads(int(os.environ.get("SSM_METARL_THREADS", "1")))
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        tyro.extras.subcommand_cli_from_dict(
-            COMMANDS,
-            args=argv,
-            prog="ssm-metarl",
-            use_underscores=True,
-            config=(tyro.conf.FlagConversionOff,),
-        )
-    except (ValueError, FileNotFoundError) as e:
+        parsed = parse(args)
+        RUNNERS[parsed.command](parsed)
+    except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DivergenceError as e:
+        print(f"error: the run diverged: {e}", file=sys.stderr)
+        return 3
+    except SystemExit as e:  # tyro and argparse exit after printing help (0) or a parse error (2)
+        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 2
     return 0
 
 

@@ -50,10 +50,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.mode == "meta_rl":  # an env id maps to its physics family (CartPole-v1 -> cartpole-physics)
         from ssm_metarl.envs.tasks import family_for_env_id
 
-        cmd = ["meta-train", "--method", "maml", "--tasks", family_for_env_id(args.env), "--model", args.model or "ssm",
-               "--iterations", str(args.epochs), "--meta_batch", str(args.tasks_per_epoch), "--inner_lr",
-               str(args.inner_lr), "--outer_lr", str(args.outer_lr), "--trajectories", str(args.trajectories),
-               "--seed", str(args.seed)]  # fmt: skip
+        cmd = [
+            "meta-train",
+            "--method",
+            "maml",
+            "--tasks",
+            family_for_env_id(args.env),
+            "--model",
+            args.model or "ssm",
+        ]
+        cmd += ["--meta_iterations", str(args.epochs), "--meta_batch_size", str(args.tasks_per_epoch)]
+        cmd += ["--inner.lr", str(args.inner_lr), "--outer_lr", str(args.outer_lr)]
+        cmd += ["--inner.episodes", str(args.trajectories), "--seed", str(args.seed)]
         if args.out is not None:
             cmd += ["--out", args.out]
         return cli_main(cmd)

@@ -28,11 +28,12 @@ import numpy as np
 from torch import Tensor
 
 from ssm_metarl.adapt.replay import ExperienceBuffer, ReplayBatch
-from ssm_metarl.adapt.standard import AdaptAlgo, StandardAdapter, seeded_episodes, surrogate_loss
+from ssm_metarl.adapt.standard import StandardAdapter, surrogate_loss, task_episodes
+from ssm_metarl.config import AdaptConfig
 from ssm_metarl.envs.tasks import Task, get_family
 from ssm_metarl.meta.functional import Params, call, params_of
-from ssm_metarl.meta.maml import Episodes
 from ssm_metarl.models.heads import ActorCritic
+from ssm_metarl.rl.rollout import Episodes
 
 
 def replay_log_prob(policy: ActorCritic, params: Params, batch: ReplayBatch) -> Tensor:
@@ -40,10 +41,8 @@ def replay_log_prob(policy: ActorCritic, params: Params, batch: ReplayBatch) -> 
     from its initial state (what the replay loss uses); padding steps hold meaningless values."""
     ep = batch.to_episodes(policy.initial_state(batch.valid.shape[1]))
     r = ep.rollout
-    log_prob, _, _, _ = call(
-        policy, params, "evaluate", r.obs.transpose(0, 1), r.state0, r.reset.transpose(0, 1),
-        r.action.transpose(0, 1),
-    )  # fmt: skip
+    args = (r.obs.transpose(0, 1), r.state0, r.reset.transpose(0, 1), r.action.transpose(0, 1))
+    log_prob, _, _, _ = call(policy, params, "evaluate", *args)
     return log_prob.T
 
 
@@ -63,8 +62,7 @@ def check_buffer(policy: ActorCritic, buffer: ExperienceBuffer) -> None:
     first = next(iter(buffer.items()), None)
     if first is None:
         return
-    obs_dim = policy.backbone.input_dim
-    act_shape = () if policy.discrete else (policy.action_dim,)
+    obs_dim, act_shape = policy.obs_dim, policy.action_shape
     if first.obs.shape[1] != obs_dim or tuple(first.action.shape[1:]) != act_shape:
         raise ValueError(
             f"the buffer's trajectories have obs dim {first.obs.shape[1]} and action shape "
@@ -95,26 +93,26 @@ def fill_buffer(
     batches = []
     try:
         for i, task in enumerate(tasks):
-            batches.append((seeded_episodes(envs, policy, params, task, seed + 7919 * (i + 1)), task))
+            batches.append((task_episodes(envs, policy, params, task, seed + 7919 * (i + 1)), task))
     finally:
         envs.close()
     if buffer is None:
-        total = sum(int(ep.valid.sum()) for ep, _ in batches)
-        buffer = ExperienceBuffer(capacity or total, next(policy.parameters()).device, seed=seed)
+        total = sum(ep.num_steps for ep, _ in batches)
+        buffer = ExperienceBuffer(capacity or total, policy.device, seed=seed)
     for ep, task in batches:
         buffer.add_episodes(ep, task)
     return buffer
 
 
 class HybridAdapter(StandardAdapter):
-    """:class:`StandardAdapter` plus ``experience_weight`` times :func:`replay_loss` on the buffer.
+    """:class:`StandardAdapter` plus ``cfg.experience_weight`` times :func:`replay_loss` on the buffer.
 
     Args:
-        policy, lr, algo, gamma, ppo_epochs, clip_coef: as for :class:`StandardAdapter`.
+        policy, cfg: as for :class:`StandardAdapter` (``cfg.experience_weight``: weight of the replay loss, 0
+            gives exactly the standard adapter; ``cfg.replay_batch``: trajectories drawn with replacement
+            from the buffer per step).
         buffer: trajectories to replay (meta-training tasks, e.g. from :func:`fill_buffer`); copied at the
             start of each task, never modified.
-        experience_weight: weight of the replay loss (0 gives exactly the standard adapter).
-        replay_batch_size: trajectories drawn (with replacement) from the buffer per adaptation step.
         add_task_episodes: add each batch of the current task's episodes to the task's copy of the buffer
             after it was used, so later steps also replay earlier episodes of this task.
         task_steps: room (env steps) the task's copy of the buffer has beyond the given buffer's capacity, so
@@ -127,24 +125,13 @@ class HybridAdapter(StandardAdapter):
         self,
         policy: ActorCritic,
         buffer: ExperienceBuffer,
-        experience_weight: float = 0.1,
-        replay_batch_size: int = 20,
-        lr: float = 0.1,
-        algo: AdaptAlgo = "pg",
-        gamma: float = 0.99,
-        ppo_epochs: int = 4,
-        clip_coef: float = 0.2,
+        cfg: AdaptConfig | None = None,
         add_task_episodes: bool = True,
         task_steps: int = 50_000,
     ) -> None:
-        super().__init__(policy, lr, algo, gamma, ppo_epochs, clip_coef)
-        if experience_weight < 0:
-            raise ValueError(f"experience_weight must be >= 0, got {experience_weight}")
-        if replay_batch_size < 1:
-            raise ValueError(f"replay_batch_size must be >= 1, got {replay_batch_size}")
+        super().__init__(policy, cfg)
         check_buffer(policy, buffer)
-        self.base_buffer, self.experience_weight = buffer, experience_weight
-        self.replay_batch_size, self.add_task_episodes = replay_batch_size, add_task_episodes
+        self.base_buffer, self.add_task_episodes = buffer, add_task_episodes
         self.task_capacity = buffer.capacity + max(task_steps, 0)
         self.buffer = buffer.copy(self.task_capacity)
         self.rng = np.random.default_rng(0)
@@ -162,7 +149,7 @@ class HybridAdapter(StandardAdapter):
         """The replay batch of this step (None while the buffer is empty)."""
         if len(self.buffer) == 0:
             return None
-        return self.buffer.sample(self.replay_batch_size, self.rng)
+        return self.buffer.sample(self.cfg.replay_batch, self.rng)
 
     def loss(
         self, params: Params, ep: Episodes, extra: ReplayBatch | None = None
@@ -170,35 +157,23 @@ class HybridAdapter(StandardAdapter):
         loss, stats = self.task_loss(params, ep)
         stats = {f"task_{k}": v for k, v in stats.items()}
         if extra is not None:
-            rep, rep_stats = replay_loss(self.policy, params, extra, self.gamma, self.clip_coef)
-            loss = loss + self.experience_weight * rep
+            rep, rep_stats = replay_loss(self.policy, params, extra, self.cfg.gamma, self.cfg.clip_coef)
+            loss = loss + self.cfg.experience_weight * rep
             stats.update({f"replay_{k}": v for k, v in rep_stats.items()})
         stats["loss"] = float(loss.detach())
         return loss, stats
 
 
 def make_adapter(
-    mode: str,
-    policy: ActorCritic,
-    buffer: ExperienceBuffer | None = None,
-    experience_weight: float = 0.1,
-    replay_batch_size: int = 20,
-    lr: float = 0.1,
-    algo: AdaptAlgo = "pg",
-    gamma: float = 0.99,
-    ppo_epochs: int = 4,
-    clip_coef: float = 0.2,
+    mode: str, policy: ActorCritic, cfg: AdaptConfig | None = None, buffer: ExperienceBuffer | None = None
 ) -> StandardAdapter:
-    """``"standard"`` -> :class:`StandardAdapter`, ``"hybrid"`` -> :class:`HybridAdapter` (needs ``buffer``);
-    the arguments mean what they mean for those classes."""
+    """``"standard"`` -> :class:`StandardAdapter`, ``"hybrid"`` -> :class:`HybridAdapter` (needs ``buffer``)."""
     if mode == "standard":
-        return StandardAdapter(policy, lr, algo, gamma, ppo_epochs, clip_coef)
+        return StandardAdapter(policy, cfg)
     if mode == "hybrid":
         if buffer is None:
             raise ValueError("the hybrid adapter needs a buffer (see fill_buffer)")
-        return HybridAdapter(
-            policy, buffer, experience_weight, replay_batch_size, lr, algo, gamma, ppo_epochs, clip_coef
-        )
+        return HybridAdapter(policy, buffer, cfg)
     raise ValueError(f"unknown adaptation mode {mode!r}; expected 'standard' or 'hybrid'")
 
 

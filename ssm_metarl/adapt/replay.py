@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ssm_metarl.envs.tasks import Task
-from ssm_metarl.meta.maml import Episodes
+from ssm_metarl.rl.rollout import Episodes
 from ssm_metarl.types import Rollout, State
 
 _FORMAT = "ssm_metarl.ExperienceBuffer/1"
@@ -93,10 +93,18 @@ class ReplayBatch(NamedTuple):
         losses recompute values and use no bootstrap on whole trajectories."""
         zeros = torch.zeros_like(self.reward)
         rollout = Rollout(
-            obs=self.obs, action=self.action, log_prob=self.log_prob, value=zeros, reward=self.reward,
-            terminated=self.terminated, truncated=self.truncated, reset=self.reset, final_value=zeros,
-            last_value=zeros[0], state0=state0,
-        )  # fmt: skip
+            obs=self.obs,
+            action=self.action,
+            log_prob=self.log_prob,
+            value=zeros,
+            reward=self.reward,
+            terminated=self.terminated,
+            truncated=self.truncated,
+            reset=self.reset,
+            final_value=zeros,
+            last_value=zeros[0],
+            state0=state0,
+        )
         return Episodes(rollout, self.valid)
 
 
@@ -206,8 +214,12 @@ class ExperienceBuffer:
         L = int(obs.shape[0])
         if L == 0:
             raise ValueError("cannot store an empty trajectory")
-        for name, x in (("log_prob", log_prob), ("reward", reward), ("terminated", terminated),
-                        ("truncated", truncated)):  # fmt: skip
+        for name, x in (
+            ("log_prob", log_prob),
+            ("reward", reward),
+            ("terminated", terminated),
+            ("truncated", truncated),
+        ):
             if tuple(x.shape) != (L,):
                 raise ValueError(
                     f"{name} has shape {tuple(x.shape)}, expected ({L},) to match obs {tuple(obs.shape)}"
@@ -230,9 +242,16 @@ class ExperienceBuffer:
             return x.detach().to(device=self.device, dtype=dtype or x.dtype, copy=True)
 
         self._push(
-            Trajectory(own(obs), own(action), own(log_prob), own(reward), own(terminated, torch.bool),
-                       own(truncated, torch.bool), self.task_id(task))
-        )  # fmt: skip
+            Trajectory(
+                own(obs),
+                own(action),
+                own(log_prob),
+                own(reward),
+                own(terminated, torch.bool),
+                own(truncated, torch.bool),
+                self.task_id(task),
+            )
+        )
 
     def add_episodes(self, episodes: Episodes, tasks: Task | Sequence[Task] | None = None) -> None:
         """Store the valid steps of each of the B envs of ``episodes`` (from ``collect_episodes``: every
@@ -247,8 +266,15 @@ class ExperienceBuffer:
         lengths = valid.sum(0).tolist()  # (B,)
         for b in range(B):
             L = int(lengths[b])
-            self.add_trajectory(r.obs[:L, b], r.action[:L, b], r.log_prob[:L, b], r.reward[:L, b],
-                                r.terminated[:L, b], r.truncated[:L, b], per_env[b])  # fmt: skip
+            self.add_trajectory(
+                r.obs[:L, b],
+                r.action[:L, b],
+                r.log_prob[:L, b],
+                r.reward[:L, b],
+                r.terminated[:L, b],
+                r.truncated[:L, b],
+                per_env[b],
+            )
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> ReplayBatch:
         """``n`` trajectories drawn uniformly with replacement, padded to the longest (T = max L)."""
@@ -282,10 +308,15 @@ class ExperienceBuffer:
                 f"{None if hidden_state is None else tuple(hidden_state.shape)} must share the batch size"
             )
         first = next(iter(self.items()), None)
-        if first is not None and isinstance(first, tuple) and (
-            first[0].shape != observations.shape[1:] or first[1].shape != targets.shape[1:]
-            or (first[2] is None) != (hidden_state is None)
-        ):  # fmt: skip
+        if (
+            first is not None
+            and isinstance(first, tuple)
+            and (
+                first[0].shape != observations.shape[1:]
+                or first[1].shape != targets.shape[1:]
+                or (first[2] is None) != (hidden_state is None)
+            )
+        ):
             raise ValueError("pairs must all have the same shapes and all carry a hidden state or none")
         self._set_kind("pairs")
         d = self.device
@@ -322,8 +353,13 @@ class ExperienceBuffer:
         folder.mkdir(parents=True, exist_ok=True)
         items = self.items()
         tensors: dict[str, Tensor] = {}
-        meta: dict[str, Any] = {"format": _FORMAT, "kind": self.kind, "capacity": self.capacity,
-                                "count": len(items), "tasks": [t.to_dict() for t in self.tasks]}  # fmt: skip
+        meta: dict[str, Any] = {
+            "format": _FORMAT,
+            "kind": self.kind,
+            "capacity": self.capacity,
+            "count": len(items),
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
         if self.kind == "trajectories":
             for f in _TRAJ_FIELDS:
                 tensors[f] = torch.cat([getattr(t, f) for t in items])  # (S, ...)
@@ -379,8 +415,10 @@ class ExperienceBuffer:
         return buf
 
     def __repr__(self) -> str:
-        return (f"ExperienceBuffer(kind={self.kind}, items={len(self)}, steps={self.num_steps}, "
-                f"capacity={self.capacity}, tasks={len(self.tasks)})")  # fmt: skip
+        return (
+            f"ExperienceBuffer(kind={self.kind}, items={len(self)}, steps={self.num_steps}, "
+            f"capacity={self.capacity}, tasks={len(self.tasks)})"
+        )
 
 
 def _atomic(target: Path, write: Any) -> None:

@@ -14,19 +14,23 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 from matplotlib.figure import Figure
 
-from ssm_metarl.adapt import AdaptationComparison, compare_adaptation, fill_buffer, make_adapter
+from ssm_metarl.adapt import compare_adaptation, comparison_header, fill_buffer, make_adapter
+from ssm_metarl.adapt.evaluate import task_seed
 from ssm_metarl.app import plots
 from ssm_metarl.app.models import ModelInfo, model_info
 from ssm_metarl.app.render import Episode, episodes_gif, record_episode
 from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.checkpoint import load_policy
+from ssm_metarl.config import AdaptConfig
 from ssm_metarl.envs.tasks import BoxTaskDistribution, Task, get_family
-from ssm_metarl.meta.evaluate import mean_ci, random_policy_returns
+from ssm_metarl.errors import InputError
+from ssm_metarl.meta.evaluate import baseline_returns
 from ssm_metarl.meta.rl2 import evaluate_in_context
 from ssm_metarl.models.heads import ActorCritic
+from ssm_metarl.recipes import recipe
+from ssm_metarl.results import Returns, table_rows
 
 TaskSource = Literal["held-out", "out-of-range", "by hand"]
 TASK_SOURCES: list[str] = ["held-out", "out-of-range", "by hand"]
@@ -64,9 +68,8 @@ class AdaptOutcome:
     summary: str
     gif: str | None = None
     render_note: str = ""
-    comparison: AdaptationComparison | None = None
-    in_context: np.ndarray | None = None
-    """RL²: (S, I, K) returns of episode k of a trial."""
+    results: dict[str, Returns] = field(default_factory=dict)
+    """What the table and the curves show (the comparison, or the in-context episodes)."""
     replayed: dict[str, list[float]] = field(default_factory=dict)
     """mode -> returns of the replayed adaptation behind the rendered episodes (task 1, first seed)."""
 
@@ -130,10 +133,6 @@ def range_note(family: str, tasks: list[Task]) -> str:
     return ("Outside the training range: " + ", ".join(out) + ".") if out else "All parameters are in range."
 
 
-def _cell(m: float, h: float) -> str:
-    return f"{m:.1f} ± {h:.1f}"
-
-
 def _check_budget(req: AdaptRequest, n_tasks: int, in_context: bool) -> None:
     modes = 1 if in_context else 2
     per_task = (req.steps + 1) * req.trajectories if not in_context else 1
@@ -149,30 +148,22 @@ def _check_budget(req: AdaptRequest, n_tasks: int, in_context: bool) -> None:
 
 
 def _render(
-    policy: ActorCritic,
-    req: AdaptRequest,
-    task: Task,
-    buffer: Any,
-    lr: float,
-    session: AppSession,
+    policy: ActorCritic, cfg: AdaptConfig, task: Task, buffer: Any, session: AppSession
 ) -> tuple[str | None, str, dict[str, list[float]]]:
     """Replay the comparison's adaptation of ``task`` with its first seed; record before and after.
 
-    Returns the GIF's path (None when nothing could be drawn), a note, and the replayed runs' returns per
-    mode (they equal the comparison's ``returns[0, 0]``: same seeds, same data, same parameters)."""
-    seed = 0  # compare_adaptation adapts task i with seed s as seed s * 100_003 + i * 101; here s = i = 0
+    Returns the GIF's path (None when nothing could be drawn), a note, and the replayed runs' mean returns
+    per mode (they equal the comparison's first seed and task: same seeds, same data, same parameters)."""
     panels: list[tuple[str, Episode]] = []
     replayed: dict[str, list[float]] = {}
     ep = record_episode(policy, task, RENDER_SEED)
     panels.append((f"before: return {ep.ret:.0f}", ep))
     for mode in ("standard", "hybrid"):
-        adapter = make_adapter(
-            mode, policy, buffer, req.experience_weight, req.trajectories, lr=lr, algo=req.algo
-        )
-        run = adapter.adapt(task, req.steps, req.trajectories, seed)
-        replayed[mode] = run.returns
+        adapter = make_adapter(mode, policy, cfg, buffer)
+        run = adapter.adapt(task, task_seed(0, 0))
+        replayed[mode] = run.mean_returns
         ep = record_episode(adapter.adapted_policy(run.params), task, RENDER_SEED)
-        panels.append((f"after {req.steps} {mode}: {ep.ret:.0f}", ep))
+        panels.append((f"after {cfg.steps} {mode}: {ep.ret:.0f}", ep))
     if not any(e.frames for _, e in panels):
         return None, panels[0][1].note, replayed
     folder = session.run_dir / "episodes"
@@ -181,30 +172,22 @@ def _render(
     path = episodes_gif(panels, folder / f"{uuid.uuid4().hex[:8]}.gif")
     note = (
         f"One episode on task 1 ({task}), the same env seed in every panel: the policy before adaptation "
-        f"and after {req.steps} step(s) of each mode, with the first seed's adaptation data."
+        f"and after {cfg.steps} step(s) of each mode, with the first seed's adaptation data."
     )
     return str(path), note, replayed
 
 
 def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: list[Task]) -> AdaptOutcome:
     K = int(info.episodes_per_trial or 2)
-    seeds = range(req.seeds)
-    per_seed = [evaluate_in_context(policy, info.family, tasks, K, seed=s) for s in seeds]
-    returns = np.stack(per_seed)  # (S, I, K)
-    curve = [mean_ci(returns.mean(1)[:, k]) for k in range(K)]
-    random = mean_ci(
-        np.array([random_policy_returns(info.family, tasks, req.trajectories, s) for s in seeds])
-    )
-    fig = plots.adaptation_curve(
-        {"in-context (RL²)": curve},
-        random,
-        f"{info.label} on {len(tasks)} task(s)",
-        xlabel="episode of the trial",
-        x0=1,
-    )
-    rows = [["random policy", _cell(*random)]] + [
-        [f"episode {k + 1} of the trial", _cell(*curve[k])] for k in range(K)
-    ]
+    seeds = tuple(range(req.seeds))
+    results = {
+        "random policy": baseline_returns(info.family or "", tasks, "random", req.trajectories, seeds),
+        "in-context (RL²)": evaluate_in_context(
+            policy, info.family or "", tasks, K, seeds, label="in-context (RL²)"
+        ),
+    }
+    fig = plots.adaptation_curve(results, f"{info.label} on {len(tasks)} task(s)")
+    headers, rows = table_rows(results)
     summary = (
         f"**{info.label}** is an RL² model: it adapts *in context* (its recurrent state carries what it "
         f"learned from earlier episodes of the same task), so gradient-based standard and hybrid "
@@ -212,8 +195,7 @@ def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: 
         f"{len(tasks)} task(s) x {req.seeds} seed(s), mean ± 95% interval over seeds."
     )
     note = "Episodes are rendered for gradient-adapted (MAML) models only."
-    headers = ["policy / episode", "in-context (RL²)"]
-    return AdaptOutcome(fig, headers, rows, summary, render_note=note, in_context=returns)
+    return AdaptOutcome(fig, headers, rows, summary, render_note=note, results=results)
 
 
 def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
@@ -226,53 +208,28 @@ def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
     policy = load_policy(info.path).eval()
     if info.in_context:
         return _in_context(info, policy, req, tasks)
-    if req.lr is not None and req.lr <= 0:
-        raise UserError(f"The adaptation step size must be > 0, got {req.lr:g}.")
-    lr = req.lr or info.inner_lr or 0.1
-    seeds = tuple(range(req.seeds))
+    try:
+        base = recipe("adapt", info.family)
+        cfg = base.replace(
+            steps=req.steps,
+            episodes=req.trajectories,
+            lr=req.lr or info.inner_lr or base.lr,
+            experience_weight=req.experience_weight,
+            algo=req.algo,
+        )
+    except InputError as e:
+        raise UserError(str(e)) from e
     buffer = fill_buffer(
         policy, info.family, get_family(info.family).train[:10], req.trajectories, seed=10_007
     )
-    c = compare_adaptation(
-        policy,
-        info.family,
-        tasks,
-        steps=req.steps,
-        seeds=seeds,
-        num_trajectories=req.trajectories,
-        lr=lr,
-        experience_weight=req.experience_weight,
-        buffer=buffer,
-        algo=req.algo,
+    results = compare_adaptation(policy, info.family, tasks, cfg, tuple(range(req.seeds)), buffer=buffer)
+    fig = plots.adaptation_curve(results, f"{info.label} on {len(tasks)} {req.tasks} task(s)")
+    headers, rows = table_rows(results)
+    summary = "\n\n".join(
+        [comparison_header(results), range_note(info.family, tasks) if req.tasks == "by hand" else ""]
     )
-    c.extra.update({"model": info.label, "tasks": req.tasks})
-    hybrid = f"hybrid (w={c.experience_weight:g})"
-    fig = plots.adaptation_curve(
-        {"standard": c.summary("standard"), hybrid: c.summary("hybrid")},
-        c.random_summary(),
-        f"{info.label} on {len(tasks)} {req.tasks} task(s)",
-    )
-    per_step = c.curves["standard"].env_steps_per_step
-    diff = c.paired_difference("hybrid", "standard")
-    rows = [["random policy", "", _cell(*c.random_summary()), "", ""]]
-    for k in range(c.steps + 1):
-        name = "before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
-        rows.append(
-            [
-                name,
-                f"{round(k * per_step)}",
-                _cell(*c.summary("standard")[k]),
-                _cell(*c.summary("hybrid")[k]),
-                _cell(*diff[k]),
-            ]
-        )
-    header = c.table().splitlines()[:3]
-    summary = "\n\n".join([*header, range_note(info.family, tasks) if req.tasks == "by hand" else ""]).strip()
-    gif, note, replayed = (
-        _render(policy, req, tasks[0], buffer, lr, session) if req.render else (None, "", {})
-    )
-    headers = ["policy / step", "env steps", "standard", hybrid, "hybrid − standard"]
-    return AdaptOutcome(fig, headers, rows, summary, gif, note, c, replayed=replayed)
+    gif, note, replayed = _render(policy, cfg, tasks[0], buffer, session) if req.render else (None, "", {})
+    return AdaptOutcome(fig, headers, rows, summary.strip(), gif, note, results, replayed=replayed)
 
 
 __all__ = [

@@ -100,13 +100,14 @@ def _trained_card(label: str, meta: dict[str, Any], policy: ActorCritic) -> str:
         "",
         f"- env steps: {meta.get('env_steps', 0):,}"
         + (" (cancelled early)" if meta.get("cancelled") else ""),
-        f"- seed: {cfg.get('seed', '?')}",
+        f"- seed: {cfg.get('run', {}).get('seed', '?')}",
     ]
     if meta.get("algo") == "maml":
+        inner = cfg.get("inner", {})
         lines.append(
             f"- {meta.get('iterations_done', '?')} meta-iterations x {cfg.get('meta_batch_size')} tasks x "
-            f"{cfg.get('num_trajectories')} trajectories, {cfg.get('inner_steps')} inner step(s) of lr "
-            f"{cfg.get('inner_lr')}, outer Adam lr {cfg.get('outer_lr')}"
+            f"{inner.get('episodes')} trajectories, {inner.get('steps')} inner step(s) of lr "
+            f"{inner.get('lr')}, outer Adam lr {cfg.get('outer_lr')}"
         )
     else:
         lines.append(f"- {meta.get('episodes_per_trial')} episodes per trial, PPO lr {cfg.get('lr')}")
@@ -130,7 +131,7 @@ def model_info(session: AppSession, label: str | None) -> ModelInfo:
         else _trained_card(label, meta, policy)
     )
     cfg = meta.get("config", {})
-    inner_lr = cfg.get("inner_lr") if meta.get("algo") == "maml" else None
+    inner_lr = cfg.get("inner", {}).get("lr") if meta.get("algo") == "maml" else None
     return ModelInfo(
         label=label,
         path=path,

@@ -6,7 +6,7 @@ has encoded them (or by the caller).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-COLORS = {"standard": "#1f77b4", "hybrid": "#d62728", "in-context": "#2ca02c", "random": "#7f7f7f"}
+from ssm_metarl.results import Returns, plot_returns  # noqa: E402
 
 
 def _new(title: str, xlabel: str, ylabel: str = "mean return") -> tuple[Figure, Any]:
@@ -51,30 +51,15 @@ def learning_curve(rows: Sequence[dict[str, Any]], method: str, title: str) -> F
     return fig
 
 
-def adaptation_curve(
-    curves: dict[str, list[tuple[float, float]]],
-    random: tuple[float, float],
-    title: str,
-    xlabel: str = "adaptation step",
-    x0: int = 0,
-) -> Figure:
-    """One line per mode: mean return after each step with its 95% interval as a band; the random policy
-    as a dashed line with its band. ``curves[mode][k] = (mean, half-width)``, k = 0, 1, ..."""
-    fig, ax = _new(title, xlabel)
-    for mode, points in curves.items():
-        x = np.arange(x0, x0 + len(points))
-        m = np.array([p[0] for p in points])
-        h = np.array([p[1] for p in points])
-        color = COLORS.get(mode.split(" ")[0])
-        ax.plot(x, m, "o-", color=color, label=mode)
-        ax.fill_between(x, m - h, m + h, color=color, alpha=0.2)
-    rm, rh = random
-    ax.axhline(rm, color=COLORS["random"], ls="--", label="random policy")
-    if rh > 0:
-        ax.axhspan(rm - rh, rm + rh, color=COLORS["random"], alpha=0.1)
-    n = max((len(p) for p in curves.values()), default=1)
-    ax.set_xticks(np.arange(x0, x0 + n))
-    ax.legend(loc="best", fontsize=8)
+def adaptation_curve(results: Mapping[str, Returns], title: str) -> Figure:
+    """The curves of :func:`ssm_metarl.results.plot_returns` (adaptation steps or in-context episodes, with
+    95% bands over seeds; one-index rows such as the random policy as flat lines), on a new figure."""
+    fig, ax = _new(title, "")
+    curves = {k: r for k, r in results.items() if " - " not in k}  # paired differences go in the table only
+    plot_returns(curves, ax, title)
+    widest = max(curves.values(), key=lambda r: r.num_indices)
+    x0 = 1 if widest.index == "episode" else 0
+    ax.set_xticks(np.arange(x0, x0 + widest.num_indices))
     fig.tight_layout()
     return fig
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from PIL import Image, ImageDraw, ImageFont
 
-from ssm_metarl.adapt import seeded
 from ssm_metarl.envs.tasks import Task, get_family
 from ssm_metarl.models.heads import ActorCritic
+from ssm_metarl.rl.evaluate import seeded_episodes
 
 PANEL = (240, 180)  # (width, height) of one policy's panel in the GIF
 TITLE_H = 30
@@ -53,8 +54,9 @@ def _nav_frame(goal: np.ndarray, path: np.ndarray, size: int = 180, extent: floa
     return np.asarray(img)
 
 
-def record_episode(policy: ActorCritic, task: Task, seed: int, max_steps: int = 1000) -> Episode:
-    """One stochastic episode of ``policy`` on ``task`` (env and action noise seeded by ``seed``), rendered.
+def record_episode(policy: ActorCritic, task: Task, seed: int) -> Episode:
+    """One stochastic episode of ``policy`` on ``task`` (env and action noise seeded by ``seed``), rendered
+    frame by frame through the episode loop (:func:`~ssm_metarl.rl.evaluate.seeded_episodes`).
 
     Never raises for a family that cannot be drawn here: the episode then has no frames and a ``note``.
     """
@@ -69,31 +71,29 @@ def record_episode(policy: ActorCritic, task: Task, seed: int, max_steps: int = 
         )
     except Exception as e:  # a renderer that needs a display or GL: say so, show the rest
         env, ep.note = dist.make_env(task, seed=seed), f"this environment cannot be rendered here ({e})"
-    try:
-        obs, _ = env.reset(seed=seed)
-        state, reset, path = policy.initial_state(1), np.ones(1, dtype=bool), [np.asarray(obs, float)]
-        goal = np.array([task["goal_x"], task["goal_y"]]) if nav else None
-        with seeded(seed):
-            while ep.length < max_steps:
-                if nav:
-                    ep.frames.append(_nav_frame(goal, np.array(path)))
-                elif not ep.note:
-                    try:
-                        ep.frames.append(np.asarray(env.render()))
-                    except Exception as e:  # same: no frames, a note instead
-                        ep.note, ep.frames = f"this environment cannot be rendered here ({e})", []
-                action, state = policy.predict(np.asarray(obs)[None], state, reset, deterministic=False)
-                obs, reward, terminated, truncated, _ = env.step(action[0])
-                reset = np.zeros(1, dtype=bool)
-                ep.ret += float(reward)
-                ep.length += 1
-                path.append(np.asarray(obs, float))
-                if terminated or truncated:
-                    break
+    envs = SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
+    path: list[np.ndarray] = []
+    goal = np.array([task["goal_x"], task["goal_y"]]) if nav else None
+
+    def frame(obs: np.ndarray) -> None:
         if nav:
+            path.append(np.asarray(obs[0], float))
             ep.frames.append(_nav_frame(goal, np.array(path)))
+        elif not ep.note:
+            try:
+                ep.frames.append(np.asarray(env.render()))
+            except Exception as e:  # same: no frames, a note instead
+                ep.note, ep.frames = f"this environment cannot be rendered here ({e})", []
+
+    try:
+        episodes = seeded_episodes(envs, policy, seed, before_step=frame)
     finally:
-        env.close()
+        envs.close()
+    ep.length, ep.ret = int(episodes.lengths[0]), float(episodes.returns[0])
+    ep.frames = ep.frames[: ep.length]
+    if nav:
+        path[ep.length :] = [np.asarray(episodes.infos[0]["final_obs"], float)]
+        ep.frames.append(_nav_frame(goal, np.array(path)))
     return ep
 
 

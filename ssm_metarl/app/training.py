@@ -1,36 +1,41 @@
 """The "Meta-training" tab: one MAML or RL² run in a background thread, streamed to the page, cancellable.
 
-:func:`run_training` starts ``train_maml`` (or ``train_ppo`` on the family's RL² trial env, which is what
-``train_rl2`` runs) in a thread whose per-iteration callback hands each metrics row to the page and
-returns the session's stop flag (so Cancel ends the run after the current iteration). When the run ends,
-finished or cancelled, the policy is measured zero-shot on a few held-out tasks and saved as a checkpoint
-under the session's folder; it then appears in this session's model lists.
+:func:`run_training` starts ``train_maml`` or ``train_rl2`` from the family's recipe (the same config the CLI
+and the benchmarks start from, with the tab's controls as overrides) in a thread whose per-iteration
+callback hands each metrics row to the page and returns the session's stop flag (so Cancel ends the run
+after the current iteration). When the run ends, finished or cancelled, the policy is measured zero-shot
+on a few held-out tasks and saved as a checkpoint under the session's folder; it then appears in this
+session's model lists.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ssm_metarl.adapt import compare_adaptation
+from ssm_metarl.adapt import evaluate_adaptation
 from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.checkpoint import save_policy
-from ssm_metarl.config import MAMLConfig, ModelConfig, PPOConfig, replace
-from ssm_metarl.defaults import maml_defaults, rl2_defaults
-from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.config import MODEL_KINDS, MAMLConfig, PPOConfig
+from ssm_metarl.envs.tasks import TASK_FAMILIES, get_family
+from ssm_metarl.envs.trial import rl2_env_id
+from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import random_policy_returns
 from ssm_metarl.meta.maml import train_maml
-from ssm_metarl.meta.rl2 import evaluate_in_context, trial_id
+from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
 from ssm_metarl.models.heads import ActorCritic
-from ssm_metarl.rl.ppo import train_ppo
+from ssm_metarl.recipes import recipe
 
-FAMILIES = ["cartpole-physics", "pendulum-physics", "navigation-2d"]
-KINDS = ["ssm", "gru", "lstm", "transformer", "mlp"]
+logger = logging.getLogger(__name__)
+
+FAMILIES = sorted(TASK_FAMILIES)
+"""Every registered task family can be meta-trained here."""
+KINDS = list(MODEL_KINDS)
 METHODS = ["MAML", "RL²"]
 EVAL_TASKS = 3
 
@@ -62,11 +67,11 @@ class TrainRequest:
 
 
 def family_defaults(family: str, method: str) -> dict[str, float]:
-    """The tuned learning rates for ``family`` (:func:`maml_defaults` / :func:`rl2_defaults`)."""
+    """The recipe's learning rates for ``family`` (the tab's controls start there)."""
     if method == "MAML":
-        cfg = maml_defaults(family)
-        return {"inner_lr": cfg.inner_lr, "outer_lr": cfg.outer_lr}
-    return {"rl2_lr": rl2_defaults(family).lr}
+        cfg = recipe("maml", family)
+        return {"inner_lr": cfg.inner.lr, "outer_lr": cfg.outer_lr}
+    return {"rl2_lr": recipe("rl2", family).lr}
 
 
 def check_request(req: TrainRequest) -> None:
@@ -80,7 +85,7 @@ def check_request(req: TrainRequest) -> None:
     if req.method == "MAML" and min(req.iterations, req.meta_batch, req.trajectories) < 1:
         raise UserError("MAML needs at least 1 meta-iteration, 1 task per batch and 1 trajectory per task.")
     if req.method == "RL²":
-        batch = rl2_defaults(req.family).batch_size
+        batch = recipe("rl2", req.family).batch_size
         if req.total_steps < batch:
             raise UserError(
                 f"RL² trains with PPO on batches of {batch:,} env steps on {req.family}: give it a budget "
@@ -88,46 +93,50 @@ def check_request(req: TrainRequest) -> None:
             )
 
 
+def _model(base: Any, req: TrainRequest) -> Any:
+    return base.replace(kind=req.kind, hidden_dim=req.hidden_dim, state_dim=req.hidden_dim)
+
+
 def maml_config(req: TrainRequest, out_dir: Path | None) -> MAMLConfig:
-    model = ModelConfig(
-        kind=req.kind,
-        hidden_dim=req.hidden_dim,
-        state_dim=req.hidden_dim,
-        num_layers=2 if req.kind == "mlp" else 1,
-        separate_critic=True,
-    )
-    return replace(
-        maml_defaults(req.family),
-        model=model,
-        meta_iterations=req.iterations,
-        meta_batch_size=req.meta_batch,
-        num_trajectories=req.trajectories,
-        inner_steps=req.inner_steps,
-        inner_lr=req.inner_lr,
-        outer_lr=req.outer_lr,
-        first_order=req.first_order,
-        seed=req.seed,
-        out_dir=None if out_dir is None else str(out_dir),
-        progress=False,
-    )
+    """``recipe("maml", family, kind)`` with the tab's controls."""
+    base = recipe("maml", req.family, req.kind)  # type: ignore[arg-type]
+    try:
+        return base.replace(
+            model=_model(base.model, req),
+            inner=base.inner.replace(steps=req.inner_steps, lr=req.inner_lr, episodes=req.trajectories),
+            meta_iterations=req.iterations,
+            meta_batch_size=req.meta_batch,
+            outer_lr=req.outer_lr,
+            first_order=req.first_order,
+            run=base.run.replace(
+                seed=req.seed,
+                out_dir=None if out_dir is None else str(out_dir),
+                progress=False,
+                checkpoint_every=0,
+            ),
+        )
+    except InputError as e:
+        raise UserError(str(e)) from e
 
 
 def rl2_config(req: TrainRequest, out_dir: Path | None) -> PPOConfig:
-    base = rl2_defaults(req.family)
-    model = dataclasses.replace(
-        base.model, kind=req.kind, hidden_dim=req.hidden_dim, state_dim=req.hidden_dim
-    )
-    return replace(
-        base,
-        env_id=trial_id(req.family, req.episodes_per_trial),
-        model=model,
-        total_steps=req.total_steps,
-        lr=req.rl2_lr,
-        seed=req.seed,
-        eval_episodes=2,
-        out_dir=None if out_dir is None else str(out_dir),
-        progress=False,
-    )
+    """``recipe("rl2", family, kind)`` with the tab's controls."""
+    base = recipe("rl2", req.family, req.kind)  # type: ignore[arg-type]
+    try:
+        return base.replace(
+            env_id=rl2_env_id(req.family, req.episodes_per_trial),
+            model=_model(base.model, req),
+            total_steps=req.total_steps,
+            lr=req.rl2_lr,
+            run=base.run.replace(
+                seed=req.seed,
+                out_dir=None if out_dir is None else str(out_dir),
+                progress=False,
+                checkpoint_every=0,
+            ),
+        )
+    except InputError as e:
+        raise UserError(str(e)) from e
 
 
 @dataclass
@@ -147,18 +156,11 @@ def _evaluate(policy: ActorCritic, req: TrainRequest) -> dict[str, Any]:
     tasks = get_family(req.family).test[:EVAL_TASKS]
     random = random_policy_returns(req.family, tasks, req.trajectories, req.seed)
     if req.method == "RL²":
-        r = evaluate_in_context(policy, req.family, tasks, req.episodes_per_trial, seed=req.seed).mean(0)
-        return {"tasks": len(tasks), "zero_shot": float(r[0]), "after_1": float(r[-1]), "random": random}
-    c = compare_adaptation(
-        policy,
-        req.family,
-        tasks,
-        steps=0,
-        seeds=(req.seed,),
-        num_trajectories=req.trajectories,
-        modes=("standard",),
-    )
-    return {"tasks": len(tasks), "zero_shot": c.summary("standard")[0][0], "random": random}
+        r = evaluate_in_context(policy, req.family, tasks, req.episodes_per_trial, (req.seed,)).summary()
+        return {"tasks": len(tasks), "zero_shot": r[0].mean, "after_1": r[-1].mean, "random": random}
+    cfg = recipe("adapt", req.family).replace(steps=0, episodes=req.trajectories)
+    zero_shot = evaluate_adaptation(policy, req.family, tasks, cfg, (req.seed,)).at(0).mean
+    return {"tasks": len(tasks), "zero_shot": zero_shot, "random": random}
 
 
 def _train(session: AppSession, req: TrainRequest, label: str, rows: queue.Queue) -> tuple[str, Path, dict]:
@@ -171,11 +173,11 @@ def _train(session: AppSession, req: TrainRequest, label: str, rows: queue.Queue
 
     if req.method == "MAML":
         cfg: Any = maml_config(req, out)
-        result = train_maml(cfg, callback=callback)
+        result: Any = train_maml(cfg, callback=callback)
         meta = {"algo": "maml", "env_steps": result.env_steps, "iterations_done": len(result.metrics)}
     else:
         cfg = rl2_config(req, out)
-        result = train_ppo(cfg, callback=callback)
+        result = train_rl2(cfg, callback=callback)
         steps = [r["global_step"] for r in result.metrics if "update" in r]
         meta = {
             "algo": "rl2",
@@ -187,7 +189,7 @@ def _train(session: AppSession, req: TrainRequest, label: str, rows: queue.Queue
         {
             "family": req.family,
             "name": label,
-            "config": dataclasses.asdict(cfg),
+            "config": cfg.to_dict(),
             "source": "ssm-metarl app",
             "cancelled": session.stop.is_set(),
             "checkpoint": str(path),
@@ -216,7 +218,8 @@ def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0
     def body() -> None:
         try:
             outcome["value"] = _train(session, req, label, rows)
-        except Exception as e:  # reported on the page by the generator below
+        except Exception as e:  # the page shows a short message; the log keeps the traceback
+            logger.exception("meta-training job %s of session %s failed", label, session.id)
             outcome["error"] = e
 
     thread = threading.Thread(target=body, name=f"meta-train-{session.id}", daemon=True)
@@ -230,7 +233,7 @@ def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0
                 continue
             while not rows.empty():
                 progress.rows.append(rows.get_nowait())
-            yield dataclasses.replace(progress, rows=list(progress.rows))  # a snapshot: the page may lag
+            yield replace(progress, rows=list(progress.rows))  # a snapshot: the page may lag
         if "error" in outcome:
             raise UserError(f"Meta-training failed: {outcome['error']}") from outcome["error"]
         label, path, meta = outcome["value"]

@@ -36,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import SyncVectorEnv
 
+from ssm_metarl.errors import EnvError
 from ssm_metarl.spaces import space_from_info, space_info
 
 logger = logging.getLogger(__name__)
@@ -73,17 +74,21 @@ def make_env(
         ValueError: the id is not registered (the message lists close matches), or it is registered
             but its dependencies are missing.
     """
+    if env_id not in gym.registry and env_id.startswith("ssm_metarl/RL2-"):
+        from ssm_metarl.envs.trial import register_rl2_env_id
+
+        register_rl2_env_id(env_id)
     try:
         env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     except gym.error.UnregisteredEnv as err:
         matches = _close_matches(env_id)
         hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
-        raise ValueError(
+        raise EnvError(
             f"unknown environment id {env_id!r}.{hint} An id registered by a package exists only after "
             "that package is imported; gymnasium.pprint_registry() lists the registered ids."
         ) from err
     except (gym.error.DependencyNotInstalled, ImportError) as err:
-        raise ValueError(
+        raise EnvError(
             f"environment {env_id!r} is registered but cannot be built here: {err}. Install what it needs "
             "(MuJoCo envs: pip install 'gymnasium[mujoco]'; Box2D envs: pip install 'gymnasium[box2d]')."
         ) from err

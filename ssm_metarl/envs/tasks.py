@@ -2,8 +2,8 @@
 
 A :class:`Task` is a frozen, JSON-serialisable value: a family name and named float parameters, e.g.
 ``Task("navigation-2d", (("goal_x", 0.31), ("goal_y", -0.12)))``. A :class:`TaskDistribution` samples
-training tasks (``sample(rng, n)``), holds three fixed, seeded splits (``train``, ``test``,
-``out_of_range``; EVALUATION.md "Splits") and builds envs with one task each (``make_env`` /
+training tasks (``sample(rng, n)``), holds four fixed, seeded splits (``train``, ``validation``,
+``test``, ``out_of_range``; EVALUATION.md "Splits") and builds envs with one task each (``make_env`` /
 ``make_vec_env``). Every family is also a registered Gymnasium id whose env has
 ``set_task(task)`` / ``get_task()`` on ``env.unwrapped`` and takes ``task=`` in its constructor.
 
@@ -11,10 +11,11 @@ Splits
 ------
 The splits are generated from fixed seeds in this file (one per split, mixed with a CRC of the family
 name), so every process, machine and method evaluates on the same tasks. ``test`` is drawn from the
-training distribution and filtered to be disjoint from ``train``; ``out_of_range`` puts *every*
+training distribution and filtered to be disjoint from ``train``; ``validation`` likewise, disjoint from
+both (recipes and step sizes are chosen on it; ``test`` is only reported); ``out_of_range`` puts *every*
 parameter beyond its training range (families without a range have an empty ``out_of_range``). Families
 with a finite task set (``halfcheetah-dir``, ``ant-dir``: the two directions) use all their tasks as
-both ``train`` and ``test``: there is nothing held out to test on.
+``train``, ``validation`` and ``test``: there is nothing held out.
 
 The families themselves are defined in :mod:`ssm_metarl.envs.classic` and :mod:`ssm_metarl.envs.mujoco`;
 importing :mod:`ssm_metarl.envs` registers them all in :data:`TASK_FAMILIES`.
@@ -38,6 +39,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from ssm_metarl.envs import make as _make
+from ssm_metarl.errors import EnvError
 
 __all__ = [
     "ENV_ID_TO_FAMILY",
@@ -55,7 +57,7 @@ __all__ = [
 ]
 
 Interval = tuple[float, float]
-_SPLIT_SEEDS = {"train": 20_240_001, "test": 20_240_002, "out_of_range": 20_240_003}
+_SPLIT_SEEDS = {"train": 20_240_001, "validation": 20_240_004, "test": 20_240_002, "out_of_range": 20_240_003}
 
 
 @dataclass(frozen=True)
@@ -72,15 +74,15 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.family, str) or not self.family:
-            raise ValueError(f"Task.family must be a non-empty string, got {self.family!r}")
+            raise EnvError(f"Task.family must be a non-empty string, got {self.family!r}")
         raw: Iterable[Any] = self.params.items() if isinstance(self.params, Mapping) else self.params
         pairs = tuple((str(k), float(v)) for k, v in raw)
         names = [k for k, _ in pairs]
         if len(set(names)) != len(names):
-            raise ValueError(f"Task {self.family!r} has duplicate parameter names: {names}")
+            raise EnvError(f"Task {self.family!r} has duplicate parameter names: {names}")
         bad = [k for k, v in pairs if not math.isfinite(v)]
         if bad:
-            raise ValueError(f"Task {self.family!r} has non-finite parameters: {bad}")
+            raise EnvError(f"Task {self.family!r} has non-finite parameters: {bad}")
         object.__setattr__(self, "params", pairs)
 
     @classmethod
@@ -114,7 +116,7 @@ class Task:
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """Inverse of :meth:`to_dict`."""
         if set(data) != {"family", "params"}:
-            raise ValueError(f"a task dict has exactly the keys 'family' and 'params', got {sorted(data)}")
+            raise EnvError(f"a task dict has exactly the keys 'family' and 'params', got {sorted(data)}")
         return cls(str(data["family"]), tuple(dict(data["params"]).items()))
 
     def __str__(self) -> str:
@@ -128,10 +130,10 @@ def check_task(task: Task, family: str, names: Sequence[str]) -> dict[str, float
     if not isinstance(task, Task):
         raise TypeError(f"expected a Task, got {type(task).__name__}: {task!r}")
     if task.family != family:
-        raise ValueError(f"this env runs {family!r} tasks, got a {task.family!r} task: {task}")
+        raise EnvError(f"this env runs {family!r} tasks, got a {task.family!r} task: {task}")
     if set(task.names) != set(names):
         missing, extra = sorted(set(names) - set(task.names)), sorted(set(task.names) - set(names))
-        raise ValueError(f"{family!r} task parameters do not match: missing {missing}, unexpected {extra}")
+        raise EnvError(f"{family!r} task parameters do not match: missing {missing}, unexpected {extra}")
     return task.param_dict()
 
 
@@ -170,6 +172,12 @@ class TaskDistribution(ABC):
         return list(self._split("train"))
 
     @property
+    def validation(self) -> list[Task]:
+        """The fixed tasks for choosing recipes, step sizes and variants: same distribution as training,
+        disjoint from ``train`` and ``test`` (EVALUATION.md: choices are made here, never on ``test``)."""
+        return list(self._split("validation"))
+
+    @property
     def test(self) -> list[Task]:
         """The fixed held-out tasks: same distribution as training, disjoint from ``train``."""
         return list(self._split("test"))
@@ -180,9 +188,9 @@ class TaskDistribution(ABC):
         return list(self._split("out_of_range"))
 
     def split(self, name: str) -> list[Task]:
-        """``"train"``, ``"test"`` or ``"out_of_range"`` by name."""
+        """``"train"``, ``"validation"``, ``"test"`` or ``"out_of_range"`` by name."""
         if name not in _SPLIT_SEEDS:
-            raise ValueError(f"unknown split {name!r}; expected one of {list(_SPLIT_SEEDS)}")
+            raise EnvError(f"unknown split {name!r}; expected one of {list(_SPLIT_SEEDS)}")
         return list(self._split(name))
 
     def _split(self, split: str) -> tuple[Task, ...]:
@@ -194,10 +202,13 @@ class TaskDistribution(ABC):
                 tasks = self.all_tasks()
             elif split == "train":
                 tasks = self.sample(rng, self.num_train)
-            else:  # test: fresh draws that are not training tasks
-                train, tasks = set(self._split("train")), []
+            else:  # test, validation: fresh draws that are not training (or test) tasks
+                taken = set(self._split("train")) | (
+                    set(self._split("test")) if split == "validation" else set()
+                )
+                tasks = []
                 while len(tasks) < self.num_test:
-                    tasks += [t for t in self.sample(rng, self.num_test - len(tasks)) if t not in train]
+                    tasks += [t for t in self.sample(rng, self.num_test - len(tasks)) if t not in taken]
             self._splits[split] = tuple(tasks)
         return self._splits[split]
 
@@ -211,20 +222,24 @@ class TaskDistribution(ABC):
         ``kwargs`` (e.g. ``max_episode_steps``) override the family's ``env_kwargs``.
         """
         if task.family != self.name:
-            raise ValueError(f"family {self.name!r} cannot run a {task.family!r} task: {task}")
+            raise EnvError(f"family {self.name!r} cannot run a {task.family!r} task: {task}")
         return _make.make_env(self.env_id, seed, task=task, **{**self.env_kwargs, **kwargs})
 
     def task_env_id(self, task: Task) -> str:
         """A registered Gymnasium id whose env always runs ``task`` (so any env-id API, e.g. ``train_ppo``,
         can train on one task); registered on first use as ``ssm_metarl/<family>-task-<hash>-v0``."""
         if task.family != self.name:
-            raise ValueError(f"family {self.name!r} cannot run a {task.family!r} task: {task}")
+            raise EnvError(f"family {self.name!r} cannot run a {task.family!r} task: {task}")
         digest = hashlib.sha1(json.dumps(task.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
         env_id = f"ssm_metarl/{self.name}-task-{digest}-v0"
         if env_id not in gym.registry:
             spec = gym.spec(self.env_id)
-            gym.register(id=env_id, entry_point=spec.entry_point, max_episode_steps=spec.max_episode_steps,
-                         kwargs={**spec.kwargs, **self.env_kwargs, "task": task})  # fmt: skip
+            gym.register(
+                id=env_id,
+                entry_point=spec.entry_point,
+                max_episode_steps=spec.max_episode_steps,
+                kwargs={**spec.kwargs, **self.env_kwargs, "task": task},
+            )
         return env_id
 
     def multitask_env_id(self) -> str:
@@ -232,8 +247,12 @@ class TaskDistribution(ABC):
         multi-task training (the policy never sees which task it is in); ``ssm_metarl/<family>-multitask-v0``."""
         env_id = f"ssm_metarl/{self.name}-multitask-v0"
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="ssm_metarl.envs.tasks:MultiTaskEnv", kwargs={"family": self.name},
-                         disable_env_checker=True)  # fmt: skip
+            gym.register(
+                id=env_id,
+                entry_point="ssm_metarl.envs.tasks:MultiTaskEnv",
+                kwargs={"family": self.name},
+                disable_env_checker=True,
+            )
         return env_id
 
     def make_vec_env(
@@ -246,7 +265,7 @@ class TaskDistribution(ABC):
         autoreset semantics, e.g. ``Navigation2DVec``); other families ignore it.
         """
         if not tasks:
-            raise ValueError("make_vec_env needs at least one task")
+            raise EnvError("make_vec_env needs at least one task")
         env_fns = [
             functools.partial(self.make_env, task, None if seed is None else seed + i, **kwargs)
             for i, task in enumerate(tasks)
@@ -282,9 +301,9 @@ class BoxTaskDistribution(TaskDistribution):
         for p, (below, above) in self.beyond.items():
             lo, hi = self.ranges[p]
             if (below is None and above is None) or (below and below[1] >= lo) or (above and above[0] <= hi):
-                raise ValueError(f"{name}: out-of-range intervals for {p!r} must lie outside [{lo}, {hi}]")
+                raise EnvError(f"{name}: out-of-range intervals for {p!r} must lie outside [{lo}, {hi}]")
         if self.beyond and set(self.beyond) != set(self.ranges):
-            raise ValueError(f"{name}: give out-of-range intervals for every parameter or none")
+            raise EnvError(f"{name}: give out-of-range intervals for every parameter or none")
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
         lo, hi = (np.array([r[i] for r in self.ranges.values()]) for i in (0, 1))
@@ -363,7 +382,7 @@ ENV_ID_TO_FAMILY: dict[str, str] = {
 def register_family(dist: TaskDistribution) -> TaskDistribution:
     """Add ``dist`` to :data:`TASK_FAMILIES`; a second family with the same name is an error."""
     if dist.name in TASK_FAMILIES:
-        raise ValueError(f"task family {dist.name!r} is already registered: {TASK_FAMILIES[dist.name]!r}")
+        raise EnvError(f"task family {dist.name!r} is already registered: {TASK_FAMILIES[dist.name]!r}")
     TASK_FAMILIES[dist.name] = dist
     return dist
 
@@ -380,9 +399,7 @@ def get_family(name: str) -> TaskDistribution:
         return TASK_FAMILIES[name]
     close = difflib.get_close_matches(name, list(TASK_FAMILIES), n=3)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
-        f"unknown task family {name!r}.{hint} Known families: {', '.join(sorted(TASK_FAMILIES))}"
-    )
+    raise EnvError(f"unknown task family {name!r}.{hint} Known families: {', '.join(sorted(TASK_FAMILIES))}")
 
 
 def family_for_env_id(env_id: str) -> str:
@@ -399,7 +416,7 @@ def family_for_env_id(env_id: str) -> str:
         if dist.env_id == env_id:
             return name
     known = ", ".join(f"{k} -> {v}" for k, v in ENV_ID_TO_FAMILY.items())
-    raise ValueError(
+    raise EnvError(
         f"no task family for env id {env_id!r}. Meta-RL needs a task distribution: use one of {known}, "
         f"or a family name ({', '.join(sorted(TASK_FAMILIES))})."
     )
@@ -412,7 +429,7 @@ def set_tasks(vec_env: VectorEnv, tasks: Sequence[Task]) -> None:
     ``set_tasks`` method (``Navigation2DVec``). Call ``vec_env.reset()`` afterwards to start new episodes.
     """
     if len(tasks) != vec_env.num_envs:
-        raise ValueError(f"got {len(tasks)} tasks for {vec_env.num_envs} sub-envs")
+        raise EnvError(f"got {len(tasks)} tasks for {vec_env.num_envs} sub-envs")
     if hasattr(vec_env, "set_tasks"):
         vec_env.set_tasks(tasks)
     elif isinstance(vec_env, SyncVectorEnv):

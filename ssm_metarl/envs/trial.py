@@ -8,20 +8,24 @@ every trial reset, unless a fixed task was set (evaluation on held-out tasks).
 Observation layout (D = obs features, A = action encoding: one-hot n for Discrete, the action itself for
 Box): ``[obs (D), prev_action (A), prev_reward (1), done (1)]``, where ``done`` is 1 on the first step of
 every inner episode after the first. ``info["episode_in_trial"]`` is the index of the inner episode a step
-belongs to, and ``info["inner_episode_returns"]`` lists the finished inner episodes' returns.
+belongs to; at the end of a trial ``info["inner_episode_returns"]`` and ``info["inner_episode_lengths"]`` list
+the inner episodes' returns and lengths.
 
-Registered ids: ``ssm_metarl/RL2-<family>-v0`` for every family (``episodes_per_trial`` default 2; pass
-``gym.make(..., episodes_per_trial=K)``).
+Ids: :func:`rl2_env_id` registers ``ssm_metarl/RL2-<family>-k<K>-v0`` on first use, and
+:func:`ssm_metarl.envs.make.make_env` registers any such id it is asked for, so a saved config that names one
+works in a new process.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from ssm_metarl.envs.tasks import TASK_FAMILIES, Task, get_family
+from ssm_metarl.errors import EnvError
 
 
 class TrialEnv(gym.Env):
@@ -31,14 +35,14 @@ class TrialEnv(gym.Env):
 
     def __init__(self, family: str, episodes_per_trial: int = 2, task: Task | None = None) -> None:
         if episodes_per_trial < 1:
-            raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
+            raise EnvError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
         self.dist = get_family(family)
         self.episodes_per_trial = episodes_per_trial
         self.fixed_task = task
         self.inner = self.dist.make_env(task or self.dist.train[0])
         inner_obs, act = self.inner.observation_space, self.inner.action_space
         if not isinstance(inner_obs, gym.spaces.Box):
-            raise ValueError(f"RL² needs a Box observation space, {family} has {inner_obs}")
+            raise EnvError(f"RL² needs a Box observation space, {family} has {inner_obs}")
         self.discrete = isinstance(act, gym.spaces.Discrete)
         self.act_dim = int(act.n) if self.discrete else int(np.prod(act.shape))
         self.obs_dim = int(np.prod(inner_obs.shape))
@@ -55,7 +59,8 @@ class TrialEnv(gym.Env):
         self.task: Task | None = task
         self._episode = 0
         self._returns: list[float] = []
-        self._ret = 0.0
+        self._lengths: list[int] = []
+        self._ret, self._len = 0.0, 0
 
     def set_task(self, task: Task | None) -> None:
         """Fix the task of every following trial (None: draw a training task per trial)."""
@@ -80,20 +85,23 @@ class TrialEnv(gym.Env):
         self.inner.unwrapped.set_task(self.task)
         inner_seed = None if seed is None else int(self.np_random.integers(2**31))
         obs, info = self.inner.reset(seed=inner_seed)
-        self._episode, self._returns, self._ret = 0, [], 0.0
+        self._episode, self._returns, self._lengths, self._ret, self._len = 0, [], [], 0.0, 0
         return self._obs(obs, None, 0.0, False), {**info, "episode_in_trial": 0, "task": self.task.to_dict()}
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.inner.step(action)
         self._ret += float(reward)
+        self._len += 1
         info = {**info, "episode_in_trial": self._episode}
         new_episode = False
         if terminated or truncated:
             self._returns.append(self._ret)
-            self._ret = 0.0
+            self._lengths.append(self._len)
+            self._ret, self._len = 0.0, 0
             self._episode += 1
             if self._episode >= self.episodes_per_trial:
                 info["inner_episode_returns"] = list(self._returns)
+                info["inner_episode_lengths"] = list(self._lengths)
                 return self._obs(obs, action, reward, True), reward, terminated, truncated, info
             obs, _ = self.inner.reset()
             new_episode = True
@@ -103,15 +111,36 @@ class TrialEnv(gym.Env):
         self.inner.close()
 
 
-def trial_env_id(family: str) -> str:
-    return f"ssm_metarl/RL2-{family}-v0"
+_RL2_ID = re.compile(r"^ssm_metarl/RL2-(?P<family>.+)-k(?P<k>[0-9]+)-v0$")
 
 
-for _name in list(TASK_FAMILIES):
-    if trial_env_id(_name) not in gym.registry:
+def rl2_env_id(family: str, episodes_per_trial: int) -> str:
+    """The Gymnasium id of ``family``'s trials of ``episodes_per_trial`` episodes, registered on first use:
+    ``ssm_metarl/RL2-<family>-k<K>-v0``. PPO on it is RL²."""
+    get_family(family)  # an unknown family fails here, with the list of known ones
+    if episodes_per_trial < 1:
+        raise EnvError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
+    env_id = f"ssm_metarl/RL2-{family}-k{episodes_per_trial}-v0"
+    if env_id not in gym.registry:
         gym.register(
-            id=trial_env_id(_name),
+            id=env_id,
             entry_point=f"{__name__}:TrialEnv",
-            kwargs={"family": _name},
+            kwargs={"family": family, "episodes_per_trial": episodes_per_trial},
             disable_env_checker=True,
         )
+    return env_id
+
+
+def parse_rl2_env_id(env_id: str) -> tuple[str, int] | None:
+    """(family, episodes per trial) of an RL² trial id, None for any other id."""
+    m = _RL2_ID.match(env_id)
+    return (m["family"], int(m["k"])) if m else None
+
+
+def register_rl2_env_id(env_id: str) -> bool:
+    """Register ``env_id`` if it is an RL² trial id of a known family; whether it was one."""
+    parsed = parse_rl2_env_id(env_id)
+    if parsed is None or parsed[0] not in TASK_FAMILIES:
+        return False
+    rl2_env_id(*parsed)
+    return True

@@ -17,8 +17,6 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ssm_metarl.models.base import clear_step_caches
-
 Params = dict[str, Tensor]
 
 
@@ -69,9 +67,8 @@ def snapshot(module: nn.Module, params: Params) -> nn.Module:
     """A detached copy of ``module`` holding ``params`` (for acting: no graph, plain method calls).
 
     Parameters and buffers are copied from their data only (never their ``.grad`` or autograd history, which
-    after an optimiser step can be views that ``deepcopy`` refuses to touch), and acting caches are dropped.
+    after an optimiser step can be views that ``deepcopy`` refuses to touch).
     """
-    clear_step_caches(module)  # acting caches hold views of the parameters; never copy them
     memo: dict[int, Any] = {}
     with torch.no_grad():
         for name, p in module.named_parameters():

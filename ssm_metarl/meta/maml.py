@@ -1,12 +1,13 @@
 """MAML for reinforcement learning with any ActorCritic, recurrent policies included (Finn et al. 2017).
 
-Per meta-iteration, for each of K tasks sampled from the training distribution:
+Per meta-iteration, for each of K tasks sampled from the training distribution (``inner`` is the
+config's :class:`~ssm_metarl.config.AdaptConfig`):
 
     params_0 = theta                                             the meta-parameters, as a dict
-    for i in 1..inner_steps:                                     fresh support data at every step
-        D_i = num_trajectories whole episodes acting with params_{i-1}
-        params_i = params_{i-1} - inner_lr * grad L_pg(params_{i-1}; D_i)
-    Q = num_trajectories episodes acting with params_N           the query set
+    for i in 1..inner.steps:                                     fresh support data at every step
+        D_i = inner.episodes whole episodes acting with params_{i-1}
+        params_i = params_{i-1} - inner.lr * grad L_pg(params_{i-1}; D_i)
+    Q = inner.episodes episodes acting with params_N             the query set
     L_outer = PPO-clip (or PG) loss of params_N on Q             differentiable in theta through the steps
 
 and Adam takes a step on the mean outer loss over tasks. Second order keeps the graph of each inner
@@ -14,7 +15,7 @@ gradient; first order cuts it. With ``outer_algo="ppo"`` the outer loss is optim
 ``outer_epochs`` epochs, recomputing params_N from the *stored* support data each time (so the first
 epoch's ratio is exactly 1). Recurrent policies are unrolled over whole episodes from the initial state.
 The inner loss is REINFORCE with a detached baseline, so the inner step adapts the policy; the critic
-learns only in the outer loss. The baseline is the critic (``baseline="critic"``) or, as in the MAML paper's
+learns only in the outer loss. The baseline is the critic (``inner.baseline="critic"``) or, as in the MAML paper's
 code (rllab, pytorch-maml-rl), a linear regression of the returns on [obs, obs^2, t, t^2, t^3, 1] fitted on
 the very episodes it scores (``baseline="linear"``, :func:`linear_baseline`; then the outer advantages use
 it too): the critic sees only the observation, so on tasks whose identity is not in it (navigation: the
@@ -23,11 +24,9 @@ goal) it cannot follow the return's decay with time within the episode, which th
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,30 +34,15 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ssm_metarl.checkpoint import save_policy
 from ssm_metarl.config import MAMLConfig
 from ssm_metarl.envs.tasks import Task, TaskDistribution, get_family, set_tasks
 from ssm_metarl.meta.functional import Params, call, inner_update, params_of, snapshot
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.gae import discounted_returns, gae
 from ssm_metarl.rl.losses import pg_loss, ppo_loss
-from ssm_metarl.rl.metrics import MetricsLogger
-from ssm_metarl.rl.optim import make_adam
-from ssm_metarl.rl.rollout import collect_episodes
-from ssm_metarl.seeding import make_rng, seed_everything, set_training_threads
-from ssm_metarl.types import Rollout
-
-
-@dataclass(frozen=True)
-class Episodes:
-    """Whole episodes from B envs, padded: the rollout (time-major) and the valid mask (T, B)."""
-
-    rollout: Rollout
-    valid: Tensor
-
-    @property
-    def mean_return(self) -> float:
-        return float((self.rollout.reward * self.valid).sum(0).mean())
+from ssm_metarl.rl.rollout import Episodes, collect_episodes
+from ssm_metarl.rl.run import Run, generator_state, make_optimizer, set_generator_state
+from ssm_metarl.seeding import make_rng
 
 
 def sample_episodes(
@@ -66,8 +50,7 @@ def sample_episodes(
 ) -> Episodes:
     """Act with ``params`` (no graph) for one whole episode per sub-env, each sub-env on its task."""
     set_tasks(envs, tasks)
-    rollout, valid = collect_episodes(envs, snapshot(policy, params), seed=seed)
-    return Episodes(rollout, valid)
+    return collect_episodes(envs, snapshot(policy, params), seed=seed)
 
 
 def _evaluate(policy: ActorCritic, params: Params, ep: Episodes) -> tuple[Tensor, Tensor, Tensor]:
@@ -152,21 +135,50 @@ def outer_loss(
     r = query.rollout
     zeros = torch.zeros_like(r.last_value)
     value0 = r.value
-    if cfg.baseline == "linear":
+    if cfg.inner.baseline == "linear":
         ret = discounted_returns(r.reward, r.terminated, r.truncated, None, None, cfg.gamma)
         value0 = linear_baseline(query, ret)
-    advantage, ret = gae(r.reward, value0, r.terminated, r.truncated, torch.zeros_like(r.reward), zeros,
-                         cfg.gamma, cfg.gae_lambda)  # fmt: skip
+    advantage, ret = gae(
+        r.reward,
+        value0,
+        r.terminated,
+        r.truncated,
+        torch.zeros_like(r.reward),
+        zeros,
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
     log_prob, entropy, value = _evaluate(policy, params, query)
     mask = query.valid.T
     if cfg.outer_algo == "pg":
-        return pg_loss(log_prob, advantage.T, entropy, cfg.ent_coef, value=value, ret=ret.T, vf_coef=cfg.vf_coef,
-                       mask=mask, norm_adv=True)  # fmt: skip
-    return ppo_loss(log_prob, r.log_prob.T, advantage.T, value, r.value.T, ret.T, entropy, clip_coef=cfg.clip_coef,
-                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, clip_vloss=False, norm_adv=True, mask=mask)  # fmt: skip
+        return pg_loss(
+            log_prob,
+            advantage.T,
+            entropy,
+            cfg.ent_coef,
+            value=value,
+            ret=ret.T,
+            vf_coef=cfg.vf_coef,
+            mask=mask,
+            norm_adv=True,
+        )
+    return ppo_loss(
+        log_prob,
+        r.log_prob.T,
+        advantage.T,
+        value,
+        r.value.T,
+        ret.T,
+        entropy,
+        clip_coef=cfg.clip_coef,
+        vf_coef=cfg.vf_coef,
+        ent_coef=cfg.ent_coef,
+        clip_vloss=False,
+        mask=mask,
+    )
 
 
-def clip_grad_norm_per_head(policy: ActorCritic, max_norm: float) -> None:
+def clip_grad_norm_per_head(policy: ActorCritic, max_norm: float) -> dict[str, Tensor]:
     """Clip the actor's and the critic's gradient norms separately.
 
     Returns here are unnormalised (about -50 on navigation-2d), so the value loss's gradient is orders of
@@ -175,9 +187,11 @@ def clip_grad_norm_per_head(policy: ActorCritic, max_norm: float) -> None:
     """
     critic = [p for n, p in policy.named_parameters() if n.startswith("critic") and p.grad is not None]
     actor = [p for n, p in policy.named_parameters() if not n.startswith("critic") and p.grad is not None]
-    for group in (actor, critic):
-        if group:
-            torch.nn.utils.clip_grad_norm_(group, max_norm)
+    return {
+        f"{name}_grad_norm": torch.nn.utils.clip_grad_norm_(group, max_norm)
+        for name, group in (("actor", actor), ("critic", critic))
+        if group
+    }
 
 
 @dataclass
@@ -196,63 +210,78 @@ def build_meta_policy(cfg: MAMLConfig, dist: TaskDistribution) -> ActorCritic:
         env.close()
 
 
+def _collect_task(
+    envs: Any, policy: ActorCritic, task: Task, cfg: MAMLConfig, rng: np.random.Generator
+) -> tuple[list[Episodes], Episodes]:
+    """Support sets step by step (fresh episodes from each adapted parameter set), then the query set."""
+    inner = cfg.inner
+    same = [task] * inner.episodes
+    params = {k: v.detach() for k, v in params_of(policy).items()}
+    support: list[Episodes] = []
+    for _ in range(inner.steps):
+        ep = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
+        support.append(ep)
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        params = inner_update(
+            params, inner_loss(policy, params, ep, inner.gamma, inner.baseline), inner.lr, True
+        )
+    return support, sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
+
+
 def train_maml(
     cfg: MAMLConfig,
     policy: ActorCritic | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
     task_source: Any = None,
+    algo: str = "maml",
 ) -> MetaTrainResult:
     """Meta-train ``policy`` (or a new one) with MAML on ``cfg.family``'s training distribution.
 
     ``task_source`` (anything with ``sample(rng, n) -> list[Task]``, e.g. a ``TaskBatch``) replaces the
     family's own sampler; its tasks must belong to ``cfg.family``.
     """
-    cfg.validate()
-    set_training_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    rng = make_rng(cfg.seed)
+    run = Run(algo, cfg)
+    rng = make_rng(cfg.run.seed)
     dist = get_family(cfg.family)
-    policy = (policy or build_meta_policy(cfg, dist)).to(cfg.device)
-    optimizer = make_adam(policy.parameters(), lr=cfg.outer_lr)
-    envs = dist.make_vec_env(dist.train[:1] * cfg.num_trajectories, seed=cfg.seed, fast=True)
-    metrics = MetricsLogger(cfg.out_dir)
+    policy = (policy or build_meta_policy(cfg, dist)).to(cfg.run.device)
+    run.guard_parameters(policy, "the start of training")
+    optimizer = make_optimizer(policy.parameters(), lr=cfg.outer_lr)
+    envs = dist.make_vec_env(dist.train[:1] * cfg.inner.episodes, seed=cfg.run.seed, fast=True)
     result = MetaTrainResult(policy)
+    start = 0
+    resumed = run.resume(policy, optimizer)
+    if resumed is not None:
+        start, result.env_steps = resumed.update, int(resumed.state["env_steps"])
+        set_generator_state(rng, resumed.state["task_rng"])
     t0 = time.perf_counter()
 
-    for it in tqdm(range(cfg.meta_iterations), disable=not cfg.progress, unit="meta-it", leave=False):
+    for it in tqdm(
+        range(start, cfg.meta_iterations), disable=not cfg.run.progress, unit="meta-it", leave=False
+    ):
         tasks = (task_source or dist).sample(rng, cfg.meta_batch_size)
-        batches: list[tuple[list[Episodes], Episodes]] = []
-        pre, post = [], []
-        for task in tasks:  # collect: support sets step by step, then the query set
-            same = [task] * cfg.num_trajectories
-            params = {k: v.detach() for k, v in params_of(policy).items()}
-            support: list[Episodes] = []
-            for _ in range(cfg.inner_steps):
-                ep = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
-                support.append(ep)
-                params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-                loss = inner_loss(policy, params, ep, cfg.gamma, cfg.baseline)
-                params = inner_update(params, loss, cfg.inner_lr, True)
-            query = sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
-            pre.append(support[0].mean_return if support else query.mean_return)
-            post.append(query.mean_return)
-            result.env_steps += sum(int(e.valid.sum()) for e in [*support, query])
-            batches.append((support, query))
+        batches = [_collect_task(envs, policy, task, cfg, rng) for task in tasks]
+        pre = [support[0].mean_return if support else query.mean_return for support, query in batches]
+        post = [query.mean_return for _, query in batches]
+        result.env_steps += sum(e.num_steps for support, query in batches for e in [*support, query])
 
         epochs = 1 if cfg.outer_algo == "pg" else cfg.outer_epochs
-        for _ in range(epochs):
+        for epoch in range(epochs):
             optimizer.zero_grad(set_to_none=True)
             stats_sum: dict[str, float] = {}
             for support, query in batches:
+                inner = cfg.inner
                 adapted = adapt(
-                    policy, params_of(policy), support, cfg.inner_lr, cfg.gamma, cfg.first_order, cfg.baseline
+                    policy, params_of(policy), support, inner.lr, inner.gamma, cfg.first_order, inner.baseline
                 )
                 loss, stats = outer_loss(policy, adapted, query, cfg)
+                run.guard(f"meta-iteration {it + 1}, epoch {epoch + 1}", outer_loss=loss)
                 (loss / len(batches)).backward()
                 for k, v in stats.items():
                     stats_sum[k] = stats_sum.get(k, 0.0) + float(v) / len(batches)
-            clip_grad_norm_per_head(policy, cfg.max_grad_norm)
+            norms = clip_grad_norm_per_head(policy, cfg.max_grad_norm)
+            run.guard(f"meta-iteration {it + 1}, epoch {epoch + 1}", **norms)
             optimizer.step()
+        run.guard_parameters(policy, f"meta-iteration {it + 1}")
 
         row = {
             "iteration": it + 1,
@@ -262,22 +291,21 @@ def train_maml(
             "return_after": float(np.mean(post)),
             **stats_sum,
         }
-        metrics.log(row)
+        run.log(row)
+        state = {"env_steps": result.env_steps, "task_rng": generator_state(rng)}
+        run.maybe_checkpoint(it + 1, policy, optimizer, state)
         if callback is not None and callback(row):
             break
 
     result.seconds = time.perf_counter() - t0
-    result.metrics = metrics.rows
-    if cfg.out_dir is not None:
-        meta = {"algo": "maml", "family": cfg.family, "config": asdict(cfg), "env_steps": result.env_steps}
-        save_policy(Path(cfg.out_dir) / "final", policy, meta)
-    metrics.close()
+    result.metrics = run.metrics.rows
+    run.finish(policy, {"family": cfg.family, "env_steps": result.env_steps})
     envs.close()
     return result
 
 
 def train_multitask(cfg: MAMLConfig, policy: ActorCritic | None = None, **kwargs: Any) -> MetaTrainResult:
-    """The "multi-task PPO without meta-learning" baseline: the same loop, data and outer loss as
+    """The "multi-task training without meta-learning" baseline: the same loop, data and outer loss as
     :func:`train_maml` with no inner step, so the policy is trained for good returns on average over tasks
     rather than for returns after adaptation."""
-    return train_maml(dataclasses.replace(cfg, inner_steps=0), policy=policy, **kwargs)
+    return train_maml(cfg.replace(inner__steps=0), policy=policy, algo="multitask", **kwargs)

@@ -10,17 +10,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ssm_metarl.config import MAMLConfig, ModelConfig
+from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig, RunConfig
 from ssm_metarl.envs.tasks import Task, get_family
 from ssm_metarl.meta.functional import params_of, snapshot
-from ssm_metarl.meta.maml import Episodes, adapt, sample_episodes, train_maml
+from ssm_metarl.meta.maml import adapt, sample_episodes, train_maml
 from ssm_metarl.models import ActorCritic, policy_from_config
+from ssm_metarl.rl.rollout import Episodes
 
 
 def SSMMetaPolicy(  # noqa: N802 - the seed's class name
@@ -70,43 +71,50 @@ class TaskBatch:
 
 
 class MetaMAMLTrainer:
-    """MAML for RL on an :func:`SSMMetaPolicy` (or any ActorCritic); settings beyond the seed's are kwargs
-    of :class:`~ssm_metarl.config.MAMLConfig`."""
+    """MAML for RL on an :func:`SSMMetaPolicy` (or any ActorCritic): ``meta_lr`` is MAMLConfig.outer_lr,
+    ``inner_lr`` its inner.lr; other settings are kwargs of :meth:`MAMLConfig.replace`
+    (``inner__steps=2``, ...)."""
 
     def __init__(
-        self, policy: ActorCritic, meta_lr: float = 1e-3, inner_lr: float = 0.1, **maml_kwargs
+        self, policy: ActorCritic, meta_lr: float = 1e-3, inner_lr: float = 0.1, **maml_kwargs: Any
     ) -> None:
         self.policy = policy
-        self.cfg = MAMLConfig(outer_lr=meta_lr, inner_lr=inner_lr, progress=False, **maml_kwargs)
+        base = MAMLConfig(outer_lr=meta_lr, inner=AdaptConfig(lr=inner_lr), run=RunConfig(progress=False))
+        self.cfg = base.replace(**maml_kwargs)
 
     def meta_train(self, task_batch: TaskBatch, num_meta_iterations: int) -> list[float]:
         """Meta-train; returns the outer (meta) loss of each iteration."""
-        cfg = dataclasses.replace(
-            self.cfg, family=task_batch.family, meta_iterations=num_meta_iterations,
+        cfg = self.cfg.replace(
+            family=task_batch.family,
+            meta_iterations=num_meta_iterations,
             meta_batch_size=task_batch.batch_size,
-        )  # fmt: skip
+        )
         result = train_maml(cfg, policy=self.policy, task_source=task_batch)
         return [row["loss"] for row in result.metrics]
 
     def adapt_to_new_task(self, task_data: Task | Sequence[Episodes], seed: int = 0) -> ActorCritic:
         """An adapted copy of the policy: ``inner_steps`` gradient steps on support episodes of ``task_data``
         (a Task, whose episodes are collected here, or support episodes already collected)."""
-        cfg = self.cfg
+        inner = self.cfg.inner
         if isinstance(task_data, Task):
             dist = get_family(task_data.family)
-            envs = dist.make_vec_env([task_data] * cfg.num_trajectories, seed=seed, fast=True)
+            envs = dist.make_vec_env([task_data] * inner.episodes, seed=seed, fast=True)
             params = {k: v.detach() for k, v in params_of(self.policy).items()}
-            support = []
-            for i in range(max(cfg.inner_steps, 1)):
-                ep = sample_episodes(envs, self.policy, params, [task_data] * cfg.num_trajectories, seed + i)
-                support.append(ep)
-                params = adapt(self.policy, {k: v.requires_grad_(True) for k, v in params.items()}, [ep],
-                               cfg.inner_lr, cfg.gamma, first_order=True)  # fmt: skip
+            for i in range(max(inner.steps, 1)):
+                ep = sample_episodes(envs, self.policy, params, [task_data] * inner.episodes, seed + i)
+                leaf = {k: v.requires_grad_(True) for k, v in params.items()}
+                params = adapt(self.policy, leaf, [ep], inner.lr, inner.gamma, True, inner.baseline)
                 params = {k: v.detach() for k, v in params.items()}
             envs.close()
         else:
             params = adapt(
-                self.policy, params_of(self.policy), list(task_data), cfg.inner_lr, cfg.gamma, True
+                self.policy,
+                params_of(self.policy),
+                list(task_data),
+                inner.lr,
+                inner.gamma,
+                True,
+                inner.baseline,
             )
         with torch.no_grad():
             return snapshot(self.policy, params)

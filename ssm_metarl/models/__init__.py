@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import inspect
+from typing import Any
 
 import gymnasium as gym
 from torch import nn
 
-from ssm_metarl.config import ModelConfig
+from ssm_metarl import checkpoint
+from ssm_metarl.config import ModelConfig, ModelKind
+from ssm_metarl.errors import CheckpointError
 from ssm_metarl.models.base import SequenceModel, State
 from ssm_metarl.models.heads import ActorCritic, RunningNorm
 from ssm_metarl.models.improved import ImprovedSSMBackbone
@@ -16,9 +19,7 @@ from ssm_metarl.models.neural_ssm import StateSpaceModel, neural_ssm
 from ssm_metarl.models.rnn import GRU, LSTM
 from ssm_metarl.models.ssm import SSM
 from ssm_metarl.models.transformer import Transformer
-from ssm_metarl.spaces import flat_dim
-
-ModelKind = Literal["ssm", "neural_ssm", "improved", "gru", "lstm", "transformer", "mlp"]
+from ssm_metarl.spaces import flat_dim, space_from_info
 
 MODELS: dict[str, Any] = {
     "ssm": SSM,
@@ -74,6 +75,14 @@ def make_policy(
     )
 
 
+def model_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """The constructor kwargs of ``model.kind``'s backbone that a ModelConfig sets (beyond the sizes every
+    backbone takes)."""
+    accepted = inspect.signature(MODELS[model.kind]).parameters
+    candidates = {"state_dim": model.state_dim, "num_layers": model.num_layers, "complex": model.complex}
+    return {k: v for k, v in candidates.items() if k in accepted}
+
+
 def policy_from_config(
     model: ModelConfig, observation_space: gym.Space, action_space: gym.Space, normalize_obs: bool = False
 ) -> ActorCritic:
@@ -87,8 +96,39 @@ def policy_from_config(
         normalize_obs=normalize_obs,
         init_log_std=model.init_log_std,
         action_bounds=model.action_bounds,
-        **model.model_kwargs(),
+        **model_kwargs(model),
     )
+
+
+def policy_from_description(desc: dict[str, Any]) -> ActorCritic:
+    """Rebuild an untrained policy from the ``policy`` section of a checkpoint's config (what
+    :meth:`ActorCritic.describe` wrote)."""
+    try:
+        kind = desc["kind"]
+        if kind not in MODELS:
+            raise CheckpointError(
+                f"policy config names the unknown model kind {kind!r}; known: {sorted(MODELS)}"
+            )
+        return make_policy(
+            kind,
+            space_from_info(desc["observation_space"]),
+            space_from_info(desc["action_space"]),
+            hidden_dim=int(desc["hidden_dim"]),
+            separate_critic=bool(desc.get("separate_critic", False)),
+            normalize_obs=bool(desc.get("normalize_obs", False)),
+            init_log_std=float(desc.get("init_log_std", 0.0)),
+            action_bounds=str(desc.get("action_bounds", "tanh")),
+            **desc.get("model_kwargs", {}),
+        )
+    except KeyError as e:
+        raise CheckpointError(f"policy config lacks the field {e}") from e
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"policy config cannot be built: {e}") from e
+
+
+checkpoint.register_builder("policy", policy_from_description)
 
 
 __all__ = [
@@ -107,5 +147,7 @@ __all__ = [
     "Transformer",
     "make_model",
     "make_policy",
+    "model_kwargs",
     "policy_from_config",
+    "policy_from_description",
 ]

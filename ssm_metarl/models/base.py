@@ -42,36 +42,9 @@ def param_like(module: torch.nn.Module) -> Tensor:
     return next(module.parameters())
 
 
-def clear_step_caches(module: torch.nn.Module) -> None:
-    """Drop every cached acting plan in ``module`` (models that cache precomputed step weights define
-    ``clear_step_cache``). Call after parameters change in a way autograd version counters miss: fused
-    optimisers on CPU, writes through ``param.data``. Rollout and evaluation loops call it per segment."""
-    for m in module.modules():
-        clear = getattr(m, "clear_step_cache", None)
-        if callable(clear):
-            clear()
-
-
-def mask_state(state: State, reset: Tensor) -> State:
-    """Zero the rows of every state tensor where ``reset`` (B,) is True."""
-    if not state:
-        return state
-    keep = (~reset.bool()).to(state[0].dtype if not state[0].is_complex() else torch.float32)
-    out = []
-    for s in state:
-        k = keep.reshape(-1, *([1] * (s.dim() - 1))).to(s.device)
-        out.append(s * (k if not s.is_complex() else k.to(s.real.dtype)))
-    return tuple(out)
-
-
 def index_state(state: State, idx: Tensor | slice) -> State:
     """Select batch rows ``idx`` of every state tensor."""
     return tuple(s[idx] for s in state)
-
-
-def cat_states(states: list[State]) -> State:
-    """Concatenate states along the batch dimension."""
-    return tuple(torch.cat(parts, dim=0) for parts in zip(*states))
 
 
 def detach_state(state: State) -> State:

@@ -135,6 +135,29 @@ class ActorCritic(nn.Module):
             raise ValueError(f"unsupported action space {action_space!r}: expected Discrete(n) or a 1-D Box")
         self.critic = _orthogonal(nn.Linear(critic_feat, 1), 1.0)
 
+    # ----- what acting loops read ------------------------------------------------------------------
+    @property
+    def obs_dim(self) -> int:
+        """D: observation features the policy takes."""
+        return int(self.backbone.input_dim)
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one stored action: () for an index, (A,) for a raw Gaussian sample."""
+        return () if self.discrete else (self.action_dim,)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def update_obs_norm(self, obs: Tensor) -> None:
+        """Fold raw observations (..., D) into the running normalisation statistics (if enabled)."""
+        self.obs_norm.update(obs)
+
     # ----- state -------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> State:
         state = self.backbone.initial_state(batch_size)

@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.graph import increment_version
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
@@ -214,11 +216,12 @@ class SSM(nn.Module):
         """Every tensor ``step`` needs, flat, with lambda and the projections precomputed.
 
         With grad enabled it is rebuilt on each call (so gradients reach the parameters, and
-        functional_call works). Without grad it is cached, and rebuilt whenever any parameter tensor is
-        swapped (functional_call), moved or converted (.to), or modified in place by autograd-visible ops
-        (optimisers, load_state_dict, ``with no_grad: p.copy_``): the key is every parameter's identity,
-        version counter and data pointer. Writes through ``p.data`` bypass version counters: call
-        ``clear_step_cache()`` after those.
+        functional_call works). Without grad it is cached and rebuilt whenever any parameter tensor is
+        swapped (functional_call), moved or converted (``.to``), or modified in place (optimisers, fused ones
+        included, see :func:`_bump_versions_after_fused_step`; ``load_state_dict``; ``p.copy_`` under
+        ``no_grad``): the key is every parameter's identity, autograd version counter and data pointer.
+        Writes through ``p.data`` bypass autograd's version counters, and so this cache, like every other
+        version check in PyTorch: write parameters under ``torch.no_grad()`` instead.
         """
         if torch.is_grad_enabled():
             return self._build_plan(cache=False)
@@ -248,9 +251,22 @@ class SSM(nn.Module):
         key = [(id(p), p._version, p.data_ptr()) for p in params]
         return _Plan(self.encoder.weight, self.encoder.bias, layers, final, slots, params, key)
 
-    def clear_step_cache(self) -> None:
-        """Forget the cached acting plan (needed only after in-place writes through ``param.data``)."""
-        self._plan = None
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles never carry the acting plan: it holds views of this module's parameters."""
+        state = super().__getstate__()
+        return {**state, "_plan": None}
+
+
+def _bump_versions_after_fused_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Fused optimisers write parameters without bumping their autograd version counters (torch 2.13, CPU);
+    bump them, so the acting plan above and autograd's own saved-tensor checks both see the update."""
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            for p in group["params"]:
+                increment_version(p)
+
+
+register_optimizer_step_post_hook(_bump_versions_after_fused_step)
 
 
 class _Plan(NamedTuple):

@@ -1,105 +1,88 @@
-"""Evaluate a policy on whole, seeded episodes; deterministic and stochastic returns are kept apart."""
+"""Evaluate a policy on whole, seeded episodes; deterministic and stochastic returns are kept apart.
+
+Evaluation acts through :func:`~ssm_metarl.rl.rollout.collect_episodes` (the one episode loop) with the
+env *and* the policy's action noise seeded by ``seed``, inside a forked torch generator: evaluating never
+changes the random stream of the training run around it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 
 from ssm_metarl.envs.make import make_vec_env
-from ssm_metarl.models.base import clear_step_caches
-from ssm_metarl.models.heads import ActorCritic
+from ssm_metarl.errors import SpaceError
+from ssm_metarl.results import Returns
+from ssm_metarl.rl.rollout import Actor, Episodes, collect_episodes
+from ssm_metarl.spaces import flat_dim
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    returns: list[float]
-    lengths: list[int]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with torch's generator (and that of ``device`` when it is a GPU) seeded with ``seed``;
+    the generator state from before the block is restored afterwards."""
+    device = torch.device(device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
-def check_spaces(policy: ActorCritic, envs, env_id: str) -> None:
+def check_spaces(policy: Actor, envs: VectorEnv, env_id: str) -> None:
     """Fail loudly when ``policy`` was built for other observation or action spaces than ``envs`` has."""
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    if policy.backbone.input_dim != obs_dim:
-        raise ValueError(
-            f"policy expects {policy.backbone.input_dim} observation features, {env_id} gives {obs_dim}"
-        )
-    if policy.action_space != envs.single_action_space:
-        raise ValueError(f"policy acts in {policy.action_space}, {env_id} expects {envs.single_action_space}")
+    obs_dim = flat_dim(envs.single_observation_space)
+    if policy.obs_dim != obs_dim:
+        raise SpaceError(f"policy expects {policy.obs_dim} observation features, {env_id} gives {obs_dim}")
+    space = getattr(policy, "action_space", None)
+    if space is not None and space != envs.single_action_space:
+        raise SpaceError(f"policy acts in {space}, {env_id} expects {envs.single_action_space}")
 
 
-def _episode_loop(envs, seed: int | None, act: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> EvalResult:
-    """One episode in each sub-env of ``envs``; ``act(obs, reset)`` maps (B, ...) observations and the
-    (B,) episode-start flags to env actions. Steps after an env's episode ended are not counted."""
-    obs, _ = envs.reset(seed=seed)
-    B = envs.num_envs
-    reset = np.ones(B, dtype=bool)
-    returns, lengths = np.zeros(B), np.zeros(B, dtype=np.int64)
-    running = np.ones(B, dtype=bool)
-    while running.any():
-        obs, reward, terminated, truncated, _ = envs.step(act(obs, reset))
-        returns += reward * running
-        lengths += running
-        reset = terminated | truncated
-        running &= ~reset
-    return EvalResult(returns.tolist(), lengths.tolist())
+def seeded_episodes(
+    envs: VectorEnv,
+    policy: Actor,
+    seed: int,
+    deterministic: bool = False,
+    before_step: Callable[[np.ndarray], None] | None = None,
+) -> Episodes:
+    """One whole episode per sub-env, env resets and action noise both seeded by ``seed``."""
+    with seeded(seed, policy.device):
+        return collect_episodes(envs, policy, seed=seed, deterministic=deterministic, before_step=before_step)
 
 
-@torch.no_grad()
-def run_episodes(policy: ActorCritic, envs, seed: int | None, deterministic: bool) -> EvalResult:
-    """One episode in each env of ``envs`` (a vector env), acting with the policy's step path."""
-    clear_step_caches(policy)
-    p = next(policy.parameters())
-    state = policy.initial_state(envs.num_envs)
-
-    def act(obs: np.ndarray, reset: np.ndarray) -> np.ndarray:
-        nonlocal state
-        x = policy.normalize(torch.as_tensor(obs, device=p.device).to(p.dtype).reshape(envs.num_envs, -1))
-        reset_t = torch.as_tensor(reset, device=p.device)
-        action, _, _, state = policy.act(x, state, reset_t, deterministic=deterministic)
-        return policy.env_action(action)
-
-    return _episode_loop(envs, seed, act)
+def episodes_returns(
+    episodes: list[Episodes], seeds: tuple[int, ...], label: str, tasks: tuple[str, ...], **meta: object
+) -> Returns:
+    """A :class:`Returns` of one evaluation per (seed, task): ``episodes[s * I + i]``."""
+    S, I = len(seeds), len(tasks)
+    values = np.stack([ep.returns for ep in episodes]).reshape(S, I, 1, -1)
+    steps = np.array([ep.num_steps for ep in episodes]).reshape(S, I, 1)
+    return Returns(label, values, steps, seeds, "eval", tasks, dict(meta))
 
 
 def evaluate_policy(
-    policy: ActorCritic,
+    policy: Actor,
     env_id: str,
     num_episodes: int = 10,
     seed: int = 10_000,
     deterministic: bool = True,
     max_episode_steps: int | None = None,
-) -> EvalResult:
-    """Mean return over ``num_episodes`` seeded episodes of ``env_id`` (all run side by side); raises if the
-    policy was built for other spaces than the env has."""
+    label: str | None = None,
+) -> Returns:
+    """Returns of ``num_episodes`` seeded episodes of ``env_id`` (all run side by side); raises
+    :class:`~ssm_metarl.errors.SpaceError` if the policy was built for other spaces than the env has."""
     envs = make_vec_env(env_id, num_episodes, seed=seed, max_episode_steps=max_episode_steps)
     try:
         check_spaces(policy, envs, env_id)
-        return run_episodes(policy, envs, seed, deterministic)
+        ep = seeded_episodes(envs, policy, seed, deterministic)
     finally:
         envs.close()
+    mode = "deterministic" if deterministic else "stochastic"
+    return episodes_returns([ep], (seed,), label or mode, (env_id,), deterministic=deterministic)
 
 
-def baseline_returns(
-    env_id: str, num_episodes: int = 10, seed: int = 10_000, constant_action: int | None = None
-) -> EvalResult:
-    """Seeded episodes of a uniform-random policy (``constant_action=None``) or one that always takes
-    ``constant_action`` (discrete envs): the baseline rows of every results table."""
-    envs = make_vec_env(env_id, num_episodes, seed=seed)
-    try:
-        envs.action_space.seed(seed)
-        if constant_action is None:
-            return _episode_loop(envs, seed, lambda obs, reset: envs.action_space.sample())
-        return _episode_loop(envs, seed, lambda obs, reset: np.full(num_episodes, constant_action))
-    finally:
-        envs.close()
+__all__ = ["check_spaces", "episodes_returns", "evaluate_policy", "seeded", "seeded_episodes"]

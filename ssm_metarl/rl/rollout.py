@@ -1,4 +1,5 @@
-"""Rollout collection for any ActorCritic, recurrent or not, from a SyncVectorEnv in SAME_STEP autoreset.
+"""The one episode loop: every acting path (training rollouts, evaluation, in-context trials, online
+adaptation, rendering, the random-policy rows) steps a vector env through :class:`RolloutCollector`.
 
 The collector lives across segments: it carries the current observation, the policy state and the
 ``reset`` flags from one segment to the next, and stores the state at the start of each segment in
@@ -9,27 +10,63 @@ Per step (B envs at once, one batched forward, few torch ops):
     env.step(env_action(action_t)) -> reward_t, terminated_t, truncated_t, next obs (already reset where done)
     truncated_t -> final_value_t = V(final obs) from the pre-reset state, to bootstrap GAE
     reset_{t+1} = terminated_t | truncated_t
+
+:func:`collect_episodes` runs one whole episode in every sub-env (what evaluation, MAML and REINFORCE
+use). Anything with the :class:`Actor` interface acts: an :class:`~ssm_metarl.models.heads.ActorCritic`,
+or a :class:`BaselinePolicy` (uniformly random or constant actions, the baseline rows of every table).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from ssm_metarl.models.base import clear_step_caches
-from ssm_metarl.models.heads import ActorCritic, RunningNorm
+from ssm_metarl.models.heads import RunningNorm
 from ssm_metarl.types import Rollout, State
+
+
+class Actor(Protocol):
+    """What the collector needs of a policy."""
+
+    discrete: bool
+    obs_dim: int
+    action_shape: tuple[int, ...]
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def initial_state(self, batch_size: int) -> State: ...
+
+    def normalize(self, obs: Tensor) -> Tensor: ...
+
+    def update_obs_norm(self, obs: Tensor) -> None: ...
+
+    def act(
+        self, obs: Tensor, state: State, reset: Tensor, deterministic: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, State]: ...
+
+    def env_action(self, action: Tensor) -> np.ndarray: ...
 
 
 @dataclass
 class EpisodeStats:
-    """Returns and lengths of the episodes finished so far (raw, unnormalised rewards)."""
+    """Returns, lengths and final infos of the episodes finished so far (raw, unnormalised rewards)."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    """The info of each finished episode's last step (e.g. an RL² trial's ``inner_episode_returns``)."""
 
     def recent(self, n: int = 20) -> float:
         return float(np.mean(self.returns[-n:])) if self.returns else float("nan")
@@ -51,13 +88,30 @@ class RewardScaler:
         return np.clip(reward / std, -self.clip, self.clip)
 
 
+def final_infos(info: dict[str, Any], done: np.ndarray) -> dict[int, dict[str, Any]]:
+    """Sub-env index -> the info of its episode's last step, for the envs whose episode ended at this step
+    (same-step autoreset puts it under ``info["final_info"]``), with the episode's true last observation
+    under ``"final_obs"``."""
+    batched = info.get("final_info", {})
+    out = {}
+    for b in np.flatnonzero(done):
+        out[int(b)] = {
+            k: v[b]
+            for k, v in batched.items()
+            if not k.startswith("_") and batched.get(f"_{k}", np.ones(1))[b]
+        }
+        if "final_obs" in info:
+            out[int(b)]["final_obs"] = info["final_obs"][b]
+    return out
+
+
 class RolloutCollector:
-    """Collects fixed-length segments from ``envs`` with ``policy``; see the module docstring."""
+    """Collects segments from ``envs`` with ``policy``; see the module docstring."""
 
     def __init__(
         self,
-        envs,
-        policy: ActorCritic,
+        envs: VectorEnv,
+        policy: Actor,
         seed: int | None = None,
         update_obs_norm: bool = True,
         reward_scaler: RewardScaler | None = None,
@@ -67,8 +121,7 @@ class RolloutCollector:
         self.update_obs_norm = update_obs_norm
         self.reward_scaler = reward_scaler
         obs, _ = envs.reset(seed=seed)
-        p = next(policy.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        self.device, self.dtype = policy.device, policy.dtype
         self.obs = obs
         self.state: State = policy.initial_state(self.num_envs)
         self.reset = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -80,20 +133,34 @@ class RolloutCollector:
     def _tensor(self, x: np.ndarray) -> Tensor:
         return torch.as_tensor(x, device=self.device).to(self.dtype).reshape(self.num_envs, -1)
 
-    def _prep(self, policy: ActorCritic, obs: np.ndarray) -> Tensor:
+    def _prep(self, policy: Actor, obs: np.ndarray) -> Tensor:
         x = self._tensor(obs)
         if self.update_obs_norm:
-            policy.obs_norm.update(x)
+            policy.update_obs_norm(x)
         return policy.normalize(x)
 
     @torch.no_grad()
-    def collect(self, policy: ActorCritic, num_steps: int) -> Rollout:
+    def collect(
+        self,
+        policy: Actor,
+        num_steps: int,
+        deterministic: bool = False,
+        stop_after_episodes: int | None = None,
+        before_step: Callable[[np.ndarray], None] | None = None,
+    ) -> Rollout:
+        """``num_steps`` steps of every env (time-major Rollout).
+
+        ``stop_after_episodes``: end the segment early, after the step at which that many episodes (over
+        all envs, counted since the collector was made) have finished. ``before_step(obs)`` sees the raw
+        observations (B, ...) the policy is about to act on (rendering hooks in here).
+        """
         T, B = num_steps, self.num_envs
-        clear_step_caches(policy)  # parameters changed since the last segment; never act with stale weights
         kw = {"device": self.device}
-        obs_buf = torch.zeros(T, B, policy.backbone.input_dim, dtype=self.dtype, **kw)
-        act_shape = (T, B) if policy.discrete else (T, B, policy.action_dim)
-        act_buf = torch.zeros(act_shape, dtype=torch.long if policy.discrete else self.dtype, **kw)
+        obs_buf = torch.zeros(T, B, policy.obs_dim, dtype=self.dtype, **kw)
+        discrete = policy.discrete
+        act_buf = torch.zeros(
+            (T, B, *policy.action_shape), dtype=torch.long if discrete else self.dtype, **kw
+        )
         logp_buf = torch.zeros(T, B, dtype=self.dtype, **kw)
         val_buf = torch.zeros(T, B, dtype=self.dtype, **kw)
         final_val = torch.zeros(T, B, dtype=self.dtype, **kw)
@@ -104,14 +171,17 @@ class RolloutCollector:
         state0 = self.state
 
         obs_t = self._prep(policy, self.obs)
+        steps = T
         for t in range(T):
+            if before_step is not None:
+                before_step(self.obs)
             obs_buf[t] = obs_t
             reset_buf[t] = self.reset
-            action, log_prob, value, self.state = policy.act(obs_t, self.state, self.reset)
+            action, log_prob, value, self.state = policy.act(obs_t, self.state, self.reset, deterministic)
             act_buf[t], logp_buf[t], val_buf[t] = action, log_prob, value
             next_obs, reward, terminated, truncated, info = self.envs.step(policy.env_action(action))
             done = terminated | truncated
-            self._track_episodes(reward, done)
+            self._track_episodes(reward, done, info)
             if truncated.any():  # bootstrap: value of the true final observation, pre-reset state
                 final_val[t] = self._final_values(policy, info, truncated & ~terminated)
             rew_np[t] = self.reward_scaler(reward, done) if self.reward_scaler else reward
@@ -119,35 +189,40 @@ class RolloutCollector:
             self.reset = torch.as_tensor(done, device=self.device)
             self.obs = next_obs
             obs_t = self._prep(policy, next_obs)
+            if stop_after_episodes is not None and len(self.stats.returns) >= stop_after_episodes:
+                steps = t + 1
+                break
 
         # value of the observation after the segment, as the state will see it next segment
         _, _, last_value, _ = policy.act(obs_t, self.state, self.reset)
-        self.total_steps += T * B
-        rollout = Rollout(
-            obs=obs_buf,
-            action=act_buf,
-            log_prob=logp_buf,
-            value=val_buf,
-            reward=torch.as_tensor(rew_np, dtype=self.dtype, device=self.device),
-            terminated=torch.as_tensor(term_np, device=self.device),
-            truncated=torch.as_tensor(trunc_np, device=self.device),
-            reset=reset_buf,
-            final_value=final_val,
+        self.total_steps += steps * B
+        return Rollout(
+            obs=obs_buf[:steps],
+            action=act_buf[:steps],
+            log_prob=logp_buf[:steps],
+            value=val_buf[:steps],
+            reward=torch.as_tensor(rew_np[:steps], dtype=self.dtype, device=self.device),
+            terminated=torch.as_tensor(term_np[:steps], device=self.device),
+            truncated=torch.as_tensor(trunc_np[:steps], device=self.device),
+            reset=reset_buf[:steps],
+            final_value=final_val[:steps],
             last_value=last_value,
             state0=state0,
         )
-        return rollout
 
-    def _track_episodes(self, reward: np.ndarray, done: np.ndarray) -> None:
+    def _track_episodes(self, reward: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> None:
         self.ep_return += reward
         self.ep_length += 1
-        for b in np.flatnonzero(done):
-            self.stats.returns.append(float(self.ep_return[b]))
-            self.stats.lengths.append(int(self.ep_length[b]))
-        self.ep_return[done] = 0.0
-        self.ep_length[done] = 0
+        if done.any():
+            finals = final_infos(info, done)
+            for b in np.flatnonzero(done):
+                self.stats.returns.append(float(self.ep_return[b]))
+                self.stats.lengths.append(int(self.ep_length[b]))
+                self.stats.infos.append(finals[int(b)])
+            self.ep_return[done] = 0.0
+            self.ep_length[done] = 0
 
-    def _final_values(self, policy: ActorCritic, info: dict, mask: np.ndarray) -> Tensor:
+    def _final_values(self, policy: Actor, info: dict[str, Any], mask: np.ndarray) -> Tensor:
         """V(final obs) for envs in ``mask``, continuing each env's state without a reset; 0 elsewhere."""
         final = np.stack(
             [info["final_obs"][b] if mask[b] else np.zeros_like(self.obs[b]) for b in range(self.num_envs)]
@@ -158,34 +233,72 @@ class RolloutCollector:
         return value * torch.as_tensor(mask, device=self.device, dtype=value.dtype)
 
 
-__all__ = ["EpisodeStats", "RewardScaler", "RolloutCollector", "collect_episodes"]
+@dataclass(frozen=True)
+class Episodes:
+    """One whole episode from each of B envs, padded to the longest: the rollout (time-major) and the
+    valid mask (T, B), True on the steps of each env's episode."""
+
+    rollout: Rollout
+    valid: Tensor
+    infos: tuple[dict[str, Any], ...] = ()
+    """Per env: the info of its episode's last step."""
+
+    @property
+    def returns(self) -> np.ndarray:
+        """(B,) undiscounted return of each env's episode."""
+        return (self.rollout.reward * self.valid).sum(0).cpu().numpy().astype(np.float64)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(B,) steps of each env's episode."""
+        return self.valid.sum(0).cpu().numpy()
+
+    @property
+    def mean_return(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def num_steps(self) -> int:
+        """Env steps of all the episodes together."""
+        return int(self.valid.sum())
 
 
 @torch.no_grad()
 def collect_episodes(
-    envs, policy: ActorCritic, seed: int | None = None, update_obs_norm: bool = False
-) -> tuple[Rollout, Tensor]:
-    """One whole episode from each of the B envs, padded to the longest: ``(rollout, valid)``.
+    envs: VectorEnv,
+    policy: Actor,
+    seed: int | None = None,
+    update_obs_norm: bool = False,
+    deterministic: bool = False,
+    before_step: Callable[[np.ndarray], None] | None = None,
+    chunk: int = 64,
+) -> Episodes:
+    """One whole episode from each of the B envs, every one from the initial state (``reset[0] = True``).
 
-    ``valid`` (T, B) is True on the steps of each env's first episode; steps after an env's episode ended
-    are padding (the env auto-resets and keeps stepping, but nothing there is used). Every episode starts
-    from the initial state with ``reset[0] = True``.
+    Steps after an env's episode ended are padding (the env auto-resets and keeps stepping until every env
+    is done; nothing there is used).
     """
     collector = RolloutCollector(envs, policy, seed=seed, update_obs_norm=update_obs_norm)
+    B = collector.num_envs
     chunks: list[Rollout] = []
-    finished = np.zeros(collector.num_envs, dtype=bool)
-    length = np.zeros(collector.num_envs, dtype=np.int64)
+    length = np.zeros(B, dtype=np.int64)
+    finished = np.zeros(B, dtype=bool)
+    infos: dict[int, dict[str, Any]] = {}
+    seen = 0
     while not finished.all():
-        chunk = collector.collect(policy, 64)
-        done = (chunk.terminated | chunk.truncated).cpu().numpy()  # (64, B)
-        for b in np.flatnonzero(~finished):
-            ends = np.flatnonzero(done[:, b])
-            if ends.size:
-                finished[b] = True
-                length[b] += ends[0] + 1
-            else:
-                length[b] += done.shape[0]
-        chunks.append(chunk)
+        part = collector.collect(policy, chunk, deterministic, before_step=before_step)
+        done = (part.terminated | part.truncated).cpu().numpy()  # (T, B)
+        ended = 0
+        for t in range(done.shape[0]):
+            for b in np.flatnonzero(done[t]):
+                if not finished[b]:
+                    finished[b] = True
+                    length[b] += t + 1
+                    infos[int(b)] = collector.stats.infos[seen + ended]
+                ended += 1
+        seen += ended
+        length[~finished] += done.shape[0]
+        chunks.append(part)
     T = int(length.max())
     cat = {
         f: torch.cat([getattr(c, f) for c in chunks])[:T]
@@ -195,4 +308,66 @@ def collect_episodes(
     rollout = Rollout(**cat, last_value=torch.zeros_like(chunks[0].last_value), state0=chunks[0].state0)
     steps = torch.arange(T, device=rollout.reward.device)[:, None]  # (T, 1)
     valid = steps < torch.as_tensor(length, device=steps.device)[None, :]  # (T, B)
-    return rollout, valid
+    return Episodes(rollout, valid, tuple(infos[b] for b in range(B)))
+
+
+class BaselinePolicy:
+    """Uniformly random (``kind="random"``) or constant actions in ``action_space``, with the Actor interface.
+
+    Constant: the first action of a discrete space, the middle of the box (0 where unbounded) for a
+    continuous one. Random actions are ``action_space.sample()`` from a copy of the space seeded by ``seed``.
+    """
+
+    def __init__(
+        self, observation_space: gym.Space, action_space: gym.Space, kind: str = "random", seed: int = 0
+    ) -> None:
+        from ssm_metarl.spaces import flat_dim
+
+        if kind not in ("random", "constant"):
+            raise ValueError(f"kind must be 'random' or 'constant', got {kind!r}")
+        self.kind, self.space = kind, copy.deepcopy(action_space)
+        self.space.seed(seed)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.obs_dim = flat_dim(observation_space)
+        self.action_shape: tuple[int, ...] = () if self.discrete else tuple(action_space.shape)
+        self.device, self.dtype = torch.device("cpu"), torch.float32
+
+    def initial_state(self, batch_size: int) -> State:
+        return ()
+
+    def normalize(self, obs: Tensor) -> Tensor:
+        return obs
+
+    def update_obs_norm(self, obs: Tensor) -> None:
+        return None
+
+    def act(
+        self, obs: Tensor, state: State, reset: Tensor, deterministic: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, State]:
+        B = obs.shape[0]
+        if self.kind == "random":
+            a = np.stack([np.asarray(self.space.sample()) for _ in range(B)])
+        elif self.discrete:
+            a = np.full(B, int(self.space.start))
+        else:
+            middle = (np.asarray(self.space.low, np.float64) + np.asarray(self.space.high, np.float64)) / 2
+            a = np.tile(np.nan_to_num(middle), (B, 1))
+        action = torch.as_tensor(a, dtype=torch.long if self.discrete else self.dtype)
+        zeros = torch.zeros(B, dtype=self.dtype)
+        return action, zeros, zeros, state
+
+    def env_action(self, action: Tensor) -> np.ndarray:
+        a = action.numpy()
+        return a.astype(self.space.dtype) if not self.discrete else a
+
+
+__all__ = [
+    "Actor",
+    "BaselinePolicy",
+    "EpisodeStats",
+    "Episodes",
+    "RewardScaler",
+    "RolloutCollector",
+    "collect_episodes",
+    "final_infos",
+]

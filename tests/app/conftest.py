@@ -21,8 +21,9 @@ SHIPPED = "cartpole-ssm"
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CartPole-physics SSM policy after 1 tiny MAML iteration (seconds), saved as a checkpoint."""
-    from ssm_metarl.config import replace
     from ssm_metarl.defaults import maml_defaults
+
+    from ssm_metarl.config import replace
     from ssm_metarl.meta.maml import train_maml
 
     out = tmp_path_factory.mktemp("tiny-maml")

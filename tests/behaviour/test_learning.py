@@ -1,9 +1,9 @@
 """Policies learn from reward: fixed seeds, thresholds on cheap tasks (ISSUE: RL core behaviour tests)."""
 
 import numpy as np
+from ssm_metarl.defaults import pg_defaults, ppo_defaults
 
 from ssm_metarl.config import replace
-from ssm_metarl.defaults import pg_defaults, ppo_defaults
 from ssm_metarl.rl.pg import train_pg
 from ssm_metarl.rl.ppo import train_ppo
 

@@ -201,21 +201,79 @@ def test_help_documents_every_field():
 def test_discrete_checkpoint_on_continuous_env(tmp_path):
     """CartPole and InvertedPendulum both have 4 observation features; the action spaces differ."""
     out = tmp_path / "cp"
-    run(CLI + ["train", "--env", "CartPole-v1", "--total_steps", "512", "--out", str(out), "--eval_episodes", "1",
-               "--progress", "False"], tmp_path)  # fmt: skip
+    run(
+        CLI
+        + [
+            "train",
+            "--env",
+            "CartPole-v1",
+            "--total_steps",
+            "512",
+            "--out",
+            str(out),
+            "--eval_episodes",
+            "1",
+            "--progress",
+            "False",
+        ],
+        tmp_path,
+    )
     proc = run(CLI + ["evaluate", str(out / "final"), "--env", "InvertedPendulum-v5"], tmp_path, ok=False)
     assert proc.returncode == 2 and "Discrete(2)" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_meta_train_maml_and_rl2(tmp_path):
-    proc = run(CLI + ["meta-train", "--method", "maml", "--tasks", "navigation-2d", "--model", "ssm", "--iterations",
-                      "2", "--meta_batch", "2", "--trajectories", "3", "--eval_tasks", "2", "--eval_steps", "1",
-                      "--out", str(tmp_path / "maml"), "--progress", "False"], tmp_path)  # fmt: skip
+    proc = run(
+        CLI
+        + [
+            "meta-train",
+            "--method",
+            "maml",
+            "--tasks",
+            "navigation-2d",
+            "--model",
+            "ssm",
+            "--iterations",
+            "2",
+            "--meta_batch",
+            "2",
+            "--trajectories",
+            "3",
+            "--eval_tasks",
+            "2",
+            "--eval_steps",
+            "1",
+            "--out",
+            str(tmp_path / "maml"),
+            "--progress",
+            "False",
+        ],
+        tmp_path,
+    )
     assert "after 1 adaptation steps" in proc.stdout and "random" in proc.stdout
     cfg = json.loads((tmp_path / "maml" / "final" / "config.json").read_text())
     assert cfg["metadata"]["family"] == "navigation-2d"
-    proc = run(CLI + ["meta-train", "--method", "rl2", "--tasks", "bandit", "--model", "gru", "--total_steps", "512",
-                      "--eval_tasks", "2", "--out", str(tmp_path / "rl2"), "--progress", "False"], tmp_path)  # fmt: skip
+    proc = run(
+        CLI
+        + [
+            "meta-train",
+            "--method",
+            "rl2",
+            "--tasks",
+            "bandit",
+            "--model",
+            "gru",
+            "--total_steps",
+            "512",
+            "--eval_tasks",
+            "2",
+            "--out",
+            str(tmp_path / "rl2"),
+            "--progress",
+            "False",
+        ],
+        tmp_path,
+    )
     assert "episode 2 of the trial" in proc.stdout
     meta = json.loads((tmp_path / "rl2" / "final" / "config.json").read_text())["metadata"]
     assert meta["algo"] == "rl2" and meta["family"] == "bandit" and meta["episodes_per_trial"] == 2
@@ -223,9 +281,29 @@ def test_meta_train_maml_and_rl2(tmp_path):
 
 
 def test_seed_main_meta_rl(tmp_path):
-    proc = run([sys.executable, str(ROOT / "main.py"), "--mode", "meta_rl", "--env", "CartPole-v1", "--epochs", "1",
-                "--tasks_per_epoch", "2", "--inner_lr", "0.01", "--outer_lr", "0.001", "--trajectories", "2",
-                "--out", str(tmp_path / "mr")], tmp_path)  # fmt: skip
+    proc = run(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--mode",
+            "meta_rl",
+            "--env",
+            "CartPole-v1",
+            "--epochs",
+            "1",
+            "--tasks_per_epoch",
+            "2",
+            "--inner_lr",
+            "0.01",
+            "--outer_lr",
+            "0.001",
+            "--trajectories",
+            "2",
+            "--out",
+            str(tmp_path / "mr"),
+        ],
+        tmp_path,
+    )
     assert "cartpole-physics" in proc.stdout
     assert (
         json.loads((tmp_path / "mr" / "final" / "config.json").read_text())["metadata"]["family"]
@@ -243,8 +321,23 @@ def test_meta_rl_unknown_env(tmp_path):
 
 
 def test_demo_command_prints_the_table(tmp_path):
-    proc = run(CLI + ["demo", "--steps", "1", "--tasks", "1", "--seeds", "1", "--trajectories", "2",
-                      "--out", str(tmp_path / "demo")], tmp_path)  # fmt: skip
+    proc = run(
+        CLI
+        + [
+            "demo",
+            "--steps",
+            "1",
+            "--tasks",
+            "1",
+            "--seeds",
+            "1",
+            "--trajectories",
+            "2",
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        tmp_path,
+    )
     for row in (
         "random policy",
         "constant action",
@@ -259,8 +352,26 @@ def test_demo_command_prints_the_table(tmp_path):
 
 
 def test_adapt_command_on_a_shipped_model(tmp_path):
-    proc = run(CLI + ["adapt", "cartpole-ssm", "--tasks", "out_of_range", "--steps", "1", "--num_tasks", "1",
-                      "--seeds", "2", "--trajectories", "2", "--out", str(tmp_path / "cmp")], tmp_path)  # fmt: skip
+    proc = run(
+        CLI
+        + [
+            "adapt",
+            "cartpole-ssm",
+            "--tasks",
+            "out_of_range",
+            "--steps",
+            "1",
+            "--num_tasks",
+            "1",
+            "--seeds",
+            "2",
+            "--trajectories",
+            "2",
+            "--out",
+            str(tmp_path / "cmp"),
+        ],
+        tmp_path,
+    )
     assert "standard" in proc.stdout and "hybrid" in proc.stdout and "random" in proc.stdout
     saved = json.loads((tmp_path / "cmp.json").read_text())
     assert saved["family"] == "cartpole-physics" and saved["split"] == "out_of_range"

@@ -14,13 +14,15 @@ from ssm_metarl.adapt import (
     TestTimeAdapter,
     compare_adaptation,
     fill_buffer,
-    format_table,
     replay_log_prob,
     replay_loss,
-    seeded_episodes,
     surrogate_loss,
+    task_episodes,
 )
+from ssm_metarl.config import AdaptConfig
 from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.errors import InputError, SpaceError
+from ssm_metarl.results import format_table
 from ssm_metarl.meta.functional import params_of
 from ssm_metarl.meta.maml import inner_loss
 from ssm_metarl.models import make_policy
@@ -52,14 +54,14 @@ def test_standard_adaptation_raises_the_return_on_held_out_navigation_tasks():
     """A fresh mlp policy, 3 policy-gradient steps of 10 episodes on 4 held-out goals, 4 seeds."""
     dist = get_family("navigation-2d")
     policy = policy_for("navigation-2d", "mlp", hidden_dim=32)
-    c = compare_adaptation(policy, "navigation-2d", dist.test[:4], steps=3, seeds=(0, 1, 2, 3),
-                           num_trajectories=10, lr=2.0, modes=("standard",))  # fmt: skip
-    per_seed = c.curves["standard"].returns.mean(axis=1)  # (S, K + 1)
+    cfg = AdaptConfig(steps=3, episodes=10, lr=2.0)
+    c = compare_adaptation(policy, "navigation-2d", dist.test[:4], cfg, seeds=(0, 1, 2, 3), modes=("standard",))
+    per_seed = c["standard"].seed_means()  # (S, K + 1)
     gain = per_seed[:, -1] - per_seed[:, 0]  # (S,) paired by seed
-    mean, half = c.improvement("standard")
+    mean, half = c["standard"].gain()
     assert gain.min() > 10.0, gain  # every seed improves (returns are about -73 before)
     assert mean > 2 * half and mean > 3 * per_seed[:, 0].std(ddof=1), (mean, half, per_seed[:, 0])
-    assert c.summary("standard")[-1][0] > c.random_summary()[0]
+    assert c["standard"].at(-1).mean > c["random policy"].mean
 
 
 @pytest.mark.parametrize(
@@ -70,20 +72,19 @@ def test_hybrid_with_zero_weight_equals_standard_exactly(family, kind):
     task = get_family(family).test[0]
     buffer = fill_buffer(policy, family, get_family(family).train[:2], episodes_per_task=3, seed=5)
     n, K = 4, 2
-    std = StandardAdapter(policy, lr=0.5).adapt(task, K, n, seed=3)
-    hyb0 = HybridAdapter(policy, buffer, experience_weight=0.0, replay_batch_size=4, lr=0.5).adapt(
-        task, K, n, seed=3
-    )
+    cfg = AdaptConfig(steps=K, episodes=n, lr=0.5, replay_batch_size=4)
+    std = StandardAdapter(policy, cfg).adapt(task, seed=3)
+    hyb0 = HybridAdapter(policy, buffer, cfg.replace(experience_weight=0.0)).adapt(task, seed=3)
     assert same_params(std.params, hyb0.params)
-    assert std.returns == hyb0.returns and std.env_steps == hyb0.env_steps
+    assert std.mean_returns == hyb0.mean_returns and std.env_steps == hyb0.env_steps
     assert all("replay_loss" in s for s in hyb0.stats)  # the replay term was computed, with weight 0
-    adapter = HybridAdapter(policy, buffer, experience_weight=1.0, replay_batch_size=4, lr=0.5)
-    hyb = adapter.adapt(task, K, n, seed=3)
+    adapter = HybridAdapter(policy, buffer, cfg.replace(experience_weight=1.0))
+    hyb = adapter.adapt(task, seed=3)
     # the task's copy holds the training trajectories and this task's K + 1 batches; the given buffer is untouched
     assert len(adapter.buffer) == 6 + (K + 1) * n and len(buffer) == 6
     assert adapter.buffer.tasks[-1] == task
     assert not same_params(std.params, hyb.params)  # ... and it matters when weighted
-    assert hyb.returns[0] == std.returns[0]  # the same first episodes: same seeds, same initial weights
+    assert np.array_equal(hyb.returns[0], std.returns[0])  # the same first episodes: same seeds and weights
     assert same_params(StandardAdapter(policy).initial_params(), params_of(policy))  # policy untouched
 
 
@@ -91,19 +92,19 @@ def test_hybrid_with_zero_weight_equals_standard_exactly(family, kind):
 def test_compare_adaptation_discrete_and_continuous_recurrent(family, kind):
     policy = policy_for(family, kind)
     dist = get_family(family)
-    c = compare_adaptation(policy, family, dist.test[:2], steps=2, seeds=(0, 1), num_trajectories=2, lr=0.5,
-                           experience_weight=0.5, buffer_tasks=1)  # fmt: skip
-    std, hyb = c.curves["standard"].returns, c.curves["hybrid"].returns
-    assert std.shape == hyb.shape == (2, 2, 3)
+    cfg = AdaptConfig(steps=2, episodes=2, lr=0.5, experience_weight=0.5)
+    c = compare_adaptation(policy, family, dist.test[:2], cfg, seeds=(0, 1), buffer_tasks=1)
+    std, hyb = c["standard"].values, c["hybrid"].values
+    assert std.shape == hyb.shape == (2, 2, 3, 2)
     assert not np.array_equal(std[:, :, 1:], hyb[:, :, 1:])  # the replay term changed the adapted policies
     np.testing.assert_array_equal(std[:, :, 0], hyb[:, :, 0])  # k = 0 identical across modes
-    assert c.paired_difference()[0] == (0.0, 0.0)
-    assert c.buffer_steps > 0 and (c.env_steps["standard"] > 0).all()
-    assert np.isfinite(c.random_returns).all() and c.random_returns.shape == (2,)
+    assert tuple(c["hybrid - standard"].at(0)) == (0.0, 0.0)
+    assert c["hybrid"].meta["buffer_steps"] > 0 and (c["standard"].env_steps > 0).all()
+    assert np.isfinite(c["random policy"].values).all() and c["random policy"].seeds == (0, 1)
     table = format_table(c)
-    assert "random policy" in table and "after 2 steps" in table and "hybrid - standard" in table
-    rows = c.rows()
-    assert [r["name"] for r in rows] == ["random policy", "standard", "hybrid"] and len(rows[1]["mean"]) == 3
+    assert "random policy" in table and "2 steps" in table and "hybrid - standard" in table
+    assert list(c) == ["random policy", "standard", "hybrid", "hybrid - standard"]
+    assert len(c["standard"].to_dict()["mean"]) == 3
 
 
 def test_first_ppo_epoch_is_the_policy_gradient_and_ppo_adapts():
@@ -111,7 +112,7 @@ def test_first_ppo_epoch_is_the_policy_gradient_and_ppo_adapts():
     task = get_family("navigation-2d").test[0]
     params = {k: v.detach().requires_grad_(True) for k, v in params_of(policy).items()}
     envs = get_family("navigation-2d").make_vec_env([task] * 4, seed=0, fast=True)
-    ep = seeded_episodes(envs, policy, params, task, seed=1)
+    ep = task_episodes(envs, policy, params, task, seed=1)
     envs.close()
     loss, stats = surrogate_loss(policy, params, ep, 0.99, 0.2)
     assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-12) and stats["clipfrac"] == 0.0
@@ -121,7 +122,7 @@ def test_first_ppo_epoch_is_the_policy_gradient_and_ppo_adapts():
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
-    run = StandardAdapter(policy, lr=0.5, algo="ppo", ppo_epochs=3).adapt(task, 1, 4, seed=0)
+    run = StandardAdapter(policy, AdaptConfig(steps=1, episodes=4, lr=0.5, algo="ppo", ppo_epochs=3)).adapt(task)
     assert not same_params(run.params, params_of(policy)) and run.stats[0]["approx_kl"] > 0
 
 
@@ -158,8 +159,14 @@ def test_replay_recomputes_recurrent_state_from_each_trajectory_start(kind):
 
 
 def _traj(L: int, marker: float, D: int = 3):
-    return (torch.full((L, D), marker), torch.zeros(L, dtype=torch.long), torch.zeros(L),
-            torch.full((L,), marker), torch.zeros(L, dtype=torch.bool), torch.zeros(L, dtype=torch.bool))  # fmt: skip
+    return (
+        torch.full((L, D), marker),
+        torch.zeros(L, dtype=torch.long),
+        torch.zeros(L),
+        torch.full((L,), marker),
+        torch.zeros(L, dtype=torch.bool),
+        torch.zeros(L, dtype=torch.bool),
+    )
 
 
 def test_buffer_evicts_oldest_and_never_exceeds_capacity():
@@ -177,8 +184,10 @@ def test_buffer_evicts_oldest_and_never_exceeds_capacity():
     assert batch.obs.shape[1] == 100 and bool(batch.reset[0].all())
     marker = batch.reward[0]  # (B,) each trajectory's id, repeated along it, zero-padded after its end
     assert torch.equal(batch.reward, torch.where(batch.valid, marker, 0.0))
-    assert torch.equal(batch.obs[..., 0], batch.reward) and (batch.reset == (~batch.valid | (torch.arange(
-        batch.valid.shape[0])[:, None] == 0))).all()  # fmt: skip
+    assert (
+        torch.equal(batch.obs[..., 0], batch.reward)
+        and (batch.reset == (~batch.valid | (torch.arange(batch.valid.shape[0])[:, None] == 0))).all()
+    )
 
     pairs = ExperienceBuffer(max_size=4, device="cpu")  # the seeds' constructor
     assert pairs.get_batch(2) is None
@@ -249,7 +258,7 @@ def test_adapt_online_respects_adapt_every_and_the_env_action_bounds():
     wrong = make_policy(
         "mlp", env.observation_space, gym.spaces.Box(-1.0, 1.0, (1,), np.float32), hidden_dim=8
     )
-    with pytest.raises(ValueError, match="bounds"):
+    with pytest.raises(SpaceError, match="bounds"):
         TestTimeAdapter(wrong).adapt_online(env, num_episodes=1, adapt_every=10)
 
 
@@ -258,8 +267,16 @@ def test_adapt_online_hybrid_recurrent_discrete():
     policy = policy_for("cartpole-physics", "gru")
     start = fill_buffer(policy, "cartpole-physics", dist.train[:1], episodes_per_task=2, seed=0)
     env = dist.make_env(dist.test[0], seed=0)
-    adapter = TestTimeAdapter(policy, adaptation_lr=1e-2, adaptation_steps=2, buffer_size=2000, mode="hybrid",
-                              experience_weight=0.5, buffer=start, seed=1)  # fmt: skip
+    adapter = TestTimeAdapter(
+        policy,
+        adaptation_lr=1e-2,
+        adaptation_steps=2,
+        buffer_size=2000,
+        mode="hybrid",
+        experience_weight=0.5,
+        buffer=start,
+        seed=1,
+    )
     rewards, stats = adapter.adapt_online(env, num_episodes=3, adapt_every=7)
     assert (
         stats.total_steps == sum(stats.episode_lengths) and sum(rewards) == stats.total_steps
@@ -273,15 +290,15 @@ def test_adapt_checkpoint_is_what_the_cli_runs(tmp_path):
     from ssm_metarl.checkpoint import save_policy
 
     policy = policy_for("navigation-2d", "mlp")
-    ckpt = save_policy(tmp_path / "final", policy, {"family": "navigation-2d", "config": {"inner_lr": 0.3}})
+    ckpt = save_policy(tmp_path / "final", policy, {"family": "navigation-2d"})
     buf = fill_buffer(policy, "navigation-2d", get_family("navigation-2d").train[:1], 3, seed=0)
     saved = buf.save(tmp_path / "replay")
-    c = adapt_checkpoint(ckpt, mode="hybrid", split="out_of_range", steps=1, num_tasks=2, seeds=(0,),
-                         num_trajectories=3, buffer=saved, out=tmp_path / "result")  # fmt: skip
-    assert c.modes == ["standard", "hybrid"] and c.lr == 0.3 and c.buffer_steps == buf.num_steps
-    assert c.tasks == get_family("navigation-2d").out_of_range[:2]
-    assert (tmp_path / "result.json").is_file() and "| before adaptation |" in (
-        tmp_path / "result.md"
-    ).read_text()
-    with pytest.raises(ValueError, match="no task family"):
-        adapt_checkpoint(save_policy(tmp_path / "bare", policy), steps=0)
+    cfg = AdaptConfig(steps=1, episodes=3, lr=0.3)
+    c = adapt_checkpoint(ckpt, cfg, "out_of_range", num_tasks=2, seeds=(0,), buffer=saved, out=tmp_path / "result")
+    assert list(c) == ["random policy", "standard", "hybrid", "hybrid - standard"]
+    assert c["standard"].meta["lr"] == 0.3 and c["hybrid"].meta["buffer_steps"] == buf.num_steps
+    assert c["standard"].tasks == tuple(str(t) for t in get_family("navigation-2d").out_of_range[:2])
+    assert c["standard"].num_seeds == 1 and "±" not in format_table({"s": c["standard"]})  # one seed: no interval
+    assert (tmp_path / "result.json").is_file() and "| standard |" in (tmp_path / "result.md").read_text()
+    with pytest.raises(InputError, match="no task family"):
+        adapt_checkpoint(save_policy(tmp_path / "bare", policy), cfg)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from ssm_metarl.config import MAMLConfig, ModelConfig
+from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig
+from ssm_metarl.errors import ConfigError
 from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.meta.functional import call, inner_update, params_of
 from ssm_metarl.meta.maml import adapt, build_meta_policy, inner_loss, outer_loss, sample_episodes
@@ -12,12 +13,14 @@ from ssm_metarl.meta.maml import adapt, build_meta_policy, inner_loss, outer_los
 @pytest.fixture(scope="module", params=["mlp", "ssm"])
 def setup(request):
     torch.manual_seed(0)
-    cfg = MAMLConfig(model=ModelConfig(kind=request.param, hidden_dim=16, state_dim=8, num_layers=1),
-                     num_trajectories=6, gamma=0.99)  # fmt: skip
+    cfg = MAMLConfig(
+        model=ModelConfig(kind=request.param, hidden_dim=16, state_dim=8, num_layers=1),
+        inner=AdaptConfig(episodes=6, gamma=0.99, baseline="critic"),
+    )
     dist = get_family("navigation-2d")
     policy = build_meta_policy(cfg, dist).double()
     task = dist.train[0]
-    envs = dist.make_vec_env([task] * cfg.num_trajectories, seed=0, fast=True)
+    envs = dist.make_vec_env([task] * cfg.inner.episodes, seed=0, fast=True)
     meta = {k: v.detach() for k, v in params_of(policy).items()}
     support = sample_episodes(envs, policy, meta, [task] * 6, seed=1)
     query = sample_episodes(envs, policy, meta, [task] * 6, seed=2)
@@ -54,8 +57,10 @@ def test_first_order_gradient_equals_hand_built_reference(setup):
     grads = torch.autograd.grad(
         inner_loss(policy, theta, support, cfg.gamma), list(theta.values()), allow_unused=True
     )
-    leaf = {k: (v - 0.1 * g if g is not None else v).detach().requires_grad_(True)
-            for (k, v), g in zip(theta.items(), grads)}  # fmt: skip
+    leaf = {
+        k: (v - 0.1 * g if g is not None else v).detach().requires_grad_(True)
+        for (k, v), g in zip(theta.items(), grads)
+    }
     ref = torch.autograd.grad(outer_loss(policy, leaf, query, cfg)[0], list(leaf.values()), allow_unused=True)
     for (k, _), g in zip(leaf.items(), ref):
         if g is not None:
@@ -130,9 +135,9 @@ def test_linear_baseline_maml_step_lowers_loss_and_reaches_meta_parameters(setup
     )
     assert after.item() < before.item()
     policy.zero_grad()
-    lin = MAMLConfig(model=cfg.model, num_trajectories=6, baseline="linear")
+    lin = MAMLConfig(model=cfg.model, inner=AdaptConfig(episodes=6, baseline="linear"))
     adapted = adapt(policy, params_of(policy), [support], 0.1, cfg.gamma, False, baseline="linear")
     outer_loss(policy, adapted, query, lin)[0].backward()
     assert policy.actor.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="baseline"):
-        MAMLConfig(baseline="mean").validate()
+    with pytest.raises(ConfigError, match="baseline"):
+        AdaptConfig(baseline="mean")

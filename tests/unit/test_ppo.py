@@ -1,11 +1,13 @@
 """Recurrent PPO: exact first-epoch ratio, determinism, smoke runs on discrete and continuous envs."""
 
-import dataclasses
+import json
+import shutil
 
 import pytest
 import torch
 
-from ssm_metarl.config import ModelConfig, PPOConfig
+from ssm_metarl.config import ModelConfig, PPOConfig, RunConfig
+from ssm_metarl.errors import ConfigError
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.models import MODELS
 from ssm_metarl.models.base import index_state
@@ -13,17 +15,17 @@ from ssm_metarl.rl.ppo import build_policy, train_ppo
 from ssm_metarl.rl.rollout import RolloutCollector
 
 
-def tiny(env_id="CartPole-v1", kind="ssm", **kw):
+def tiny(env_id="CartPole-v1", kind="ssm", seed=0, out_dir=None, **kw):
     base = dict(
         env_id=env_id,
         model=ModelConfig(kind=kind, hidden_dim=16, state_dim=16),
         total_steps=4 * 32 * 2,
         num_envs=4,
-        num_steps=32,
+        rollout_steps=32,
         num_minibatches=2,
         update_epochs=2,
         eval_episodes=2,
-        progress=False,
+        run=RunConfig(seed=seed, out_dir=out_dir, progress=False, checkpoint_every=1, keep_checkpoints=10),
     )
     base.update(kw)
     return PPOConfig(**base)
@@ -75,28 +77,35 @@ def test_every_model_trains_a_few_updates(kind, env_id):
 
 
 def test_invalid_minibatches_rejected():
-    with pytest.raises(ValueError, match="must divide num_envs"):
-        tiny(num_minibatches=3).validate()
+    with pytest.raises(ConfigError, match="must divide num_envs"):
+        tiny(num_minibatches=3)
 
 
 def test_out_of_range_hyperparameter_rejected():
-    with pytest.raises(ValueError, match="gamma"):
-        dataclasses.replace(tiny(), gamma=1.5).validate()
+    with pytest.raises(ConfigError, match="gamma"):
+        tiny().replace(gamma=1.5)
 
 
-def test_resume_continues_from_checkpoint(tmp_path):
-    cfg = tiny(out_dir=str(tmp_path / "a"))
-    first = train_ppo(cfg)
-    resumed = train_ppo(
-        dataclasses.replace(
-            cfg,
-            total_steps=cfg.total_steps * 2,
-            resume=str(tmp_path / "a" / "final"),
-            out_dir=str(tmp_path / "b"),
-        )
-    )
-    assert resumed.metrics[0]["update"] == first.metrics[-2]["update"] + 1
-    assert (tmp_path / "a" / "best" / "model.safetensors").exists()
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_parameters(tmp_path, env_id):
+    """Resuming from update 2 of 4 (envs mid-episode, reward scaling and observation statistics running)
+    ends with exactly the parameters and metrics of the run that was never interrupted."""
+    norm = env_id != "CartPole-v1"
+    cfg = tiny(env_id, out_dir=str(tmp_path / "a"), total_steps=4 * 128, normalize_obs=norm, normalize_reward=norm)
+    full = train_ppo(cfg)
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "000000002", tmp_path / "b" / "checkpoints" / "000000002")
+    shutil.copy(tmp_path / "a" / "metrics.jsonl", tmp_path / "b" / "metrics.jsonl")
+    resumed = train_ppo(cfg.replace(run=cfg.run.replace(out_dir=str(tmp_path / "b"), resume=str(tmp_path / "b"))))
+    for (name, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["update"] for r in resumed.metrics if "update" in r] == [1, 2, 3, 4]
+    timing = {"seconds", "sps"}
+    same = [json.dumps({k: v for k, v in r.items() if k not in timing}, sort_keys=True) for r in full.metrics]
+    assert same == [json.dumps({k: v for k, v in r.items() if k not in timing}, sort_keys=True) for r in resumed.metrics]
+    assert resumed.episode_returns == full.episode_returns
+    with pytest.raises(ConfigError, match="lr: saved"):
+        train_ppo(cfg.replace(lr=0.5, run=cfg.run.replace(resume=str(tmp_path / "a"))))
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
@@ -114,7 +123,11 @@ def test_acting_sees_parameter_updates_that_bypass_version_counters(kind):
     opt.step()
     rollout = collector.collect(policy, 16)
     with torch.no_grad():
-        new_lp, _, _, _ = policy.evaluate(rollout.obs.transpose(0, 1), rollout.state0,
-                                          rollout.reset.transpose(0, 1), rollout.action.transpose(0, 1))  # fmt: skip
+        new_lp, _, _, _ = policy.evaluate(
+            rollout.obs.transpose(0, 1),
+            rollout.state0,
+            rollout.reset.transpose(0, 1),
+            rollout.action.transpose(0, 1),
+        )
     torch.testing.assert_close(new_lp, rollout.log_prob.T, rtol=1e-5, atol=1e-5)
     envs.close()

@@ -11,7 +11,7 @@ def test_seed_004_example():
     torch.manual_seed(0)
     dist = get_family("navigation-2d")
     policy = SSMMetaPolicy(state_dim=2, action_dim=2, family="navigation-2d", hidden_dim=16, ssm_state_dim=8)
-    trainer = MetaMAMLTrainer(policy, meta_lr=1e-3, inner_lr=1e-2, num_trajectories=4, outer_epochs=1)
+    trainer = MetaMAMLTrainer(policy, meta_lr=1e-3, inner_lr=1e-2, inner__episodes=4, outer_epochs=1)
     task_batch = TaskBatch(dist.train[:8], batch_size=2)
     before = [p.detach().clone() for p in policy.parameters()]
     meta_losses = trainer.meta_train(task_batch, num_meta_iterations=2)

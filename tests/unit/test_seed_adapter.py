@@ -86,8 +86,11 @@ def test_experience_replay_in_the_supervised_adapter():
     buffer.add(torch.randn(20, 2), torch.randn(20, 2), hidden_state=model.init_hidden(20))
     x, y = torch.randn(1, 2), torch.randn(1, 2)
     plain = Adapter(model, AdaptationConfig(num_steps=1, experience_weight=0.0))
-    with_replay = Adapter(model, AdaptationConfig(num_steps=1, experience_weight=5.0, experience_batch_size=8),
-                          experience_buffer=buffer)  # fmt: skip
+    with_replay = Adapter(
+        model,
+        AdaptationConfig(num_steps=1, experience_weight=5.0, experience_batch_size=8),
+        experience_buffer=buffer,
+    )
     assert with_replay.update_step(x, y)[0] > plain.update_step(x, y)[0]  # the replay term is in the loss
     with pytest.raises(ValueError, match="needs an experience_buffer"):
         Adapter(model, AdaptationConfig(experience_weight=0.1))
@@ -98,9 +101,15 @@ def test_experience_replay_in_the_supervised_adapter():
 def test_seed001_test_time_adapter_example():
     torch.manual_seed(0)
     env = Environment("Pendulum-v1", seed=0)
-    model = ImprovedSSM(input_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0],
-                        state_dim=8, hidden_dim=16, num_layers=1, action_low=float(env.action_space.low[0]),
-                        action_high=float(env.action_space.high[0]))  # fmt: skip
+    model = ImprovedSSM(
+        input_dim=env.observation_space.shape[0],
+        action_dim=env.action_space.shape[0],
+        state_dim=8,
+        hidden_dim=16,
+        num_layers=1,
+        action_low=float(env.action_space.low[0]),
+        action_high=float(env.action_space.high[0]),
+    )
     before = [p.detach().clone() for p in model.parameters()]
     # --- the README, verbatim ---
     # Create adapter

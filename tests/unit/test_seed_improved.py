@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from ssm_metarl import Environment, ImprovedSSM, PPOConfig, load_policy, save_policy, train_ppo
-from ssm_metarl.config import ModelConfig
+from ssm_metarl.config import ModelConfig, RunConfig
 
 
 def test_seed_improved_ssm_example_acts_in_halfcheetah(tmp_path):
@@ -46,8 +46,15 @@ def test_seed_custom_environment_example_trains_with_ppo():
     )
     env.close()
     before = [p.detach().clone() for p in model.parameters()]
-    cfg = PPOConfig(env_id="Pendulum-v1", model=ModelConfig(kind="improved"), total_steps=512, num_envs=2,
-                    num_steps=64, eval_episodes=1, progress=False)  # fmt: skip
+    cfg = PPOConfig(
+        env_id="Pendulum-v1",
+        model=ModelConfig(kind="improved"),
+        total_steps=512,
+        num_envs=2,
+        rollout_steps=64,
+        eval_episodes=1,
+        run=RunConfig(progress=False),
+    )
     result = train_ppo(cfg, policy=model)
     assert result.policy is model
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

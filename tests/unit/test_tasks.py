@@ -348,14 +348,16 @@ def test_multitask_env_draws_a_training_task_per_reset_reproducibly():
 
 
 def test_constant_and_random_baselines_differ_and_are_seeded():
-    from ssm_metarl.meta.evaluate import baseline_policy_returns
+    from ssm_metarl.meta.evaluate import baseline_returns
 
     tasks = get_family("navigation-2d").test[:2]
-    const = baseline_policy_returns("navigation-2d", tasks, "constant", episodes=3)
+    const = baseline_returns("navigation-2d", tasks, "constant", episodes=3).mean
     # the constant (zero) action stays at the origin: the return is -100 x the mean goal distance
     expected = -100 * np.mean([np.hypot(t["goal_x"], t["goal_y"]) for t in tasks])
     assert const == pytest.approx(expected, rel=1e-4)
-    rand = baseline_policy_returns("navigation-2d", tasks, "random", episodes=3, seed=1)
-    assert rand == baseline_policy_returns("navigation-2d", tasks, "random", episodes=3, seed=1)
+    rand = baseline_returns("navigation-2d", tasks, "random", episodes=3, seeds=(1, 2))
+    again = baseline_returns("navigation-2d", tasks, "random", episodes=3, seeds=(1, 2))
+    assert np.array_equal(rand.values, again.values) and rand.values.shape == (2, 2, 1, 3)
+    assert rand.mean < const - 10  # random steps wander away from every goal
     with pytest.raises(ValueError, match="kind"):
-        baseline_policy_returns("navigation-2d", tasks, "greedy")
+        baseline_returns("navigation-2d", tasks, "greedy")

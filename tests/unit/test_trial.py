@@ -2,9 +2,10 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from ssm_metarl.envs.tasks import get_family
-from ssm_metarl.envs.trial import TrialEnv, trial_env_id
+from ssm_metarl.envs.trial import TrialEnv, parse_rl2_env_id, rl2_env_id
 
 
 def test_trial_runs_k_episodes_of_one_task_and_encodes_previous_step():
@@ -31,7 +32,9 @@ def test_trial_runs_k_episodes_of_one_task_and_encodes_previous_step():
 
 def test_fixed_task_for_evaluation_and_registered_ids():
     dist = get_family("navigation-2d")
-    env = gym.make(trial_env_id("navigation-2d"), episodes_per_trial=2, task=dist.test[0])
+    env_id = rl2_env_id("navigation-2d", 2)
+    assert parse_rl2_env_id(env_id) == ("navigation-2d", 2) and parse_rl2_env_id("CartPole-v1") is None
+    env = gym.make(env_id, task=dist.test[0])
     env.reset(seed=0)
     assert env.unwrapped.get_task() == dist.test[0]
     env.reset(seed=5)
@@ -45,15 +48,26 @@ def test_fixed_task_for_evaluation_and_registered_ids():
 def test_rl2_training_and_per_episode_evaluation_run():
     import torch
 
-    from ssm_metarl.config import ModelConfig, PPOConfig
+    from ssm_metarl.config import ModelConfig, PPOConfig, RunConfig
+    from ssm_metarl.errors import ConfigError
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
 
     torch.manual_seed(0)
-    cfg = PPOConfig(model=ModelConfig(kind="ssm", hidden_dim=16, state_dim=8), total_steps=512, num_envs=2,
-                    num_steps=64, eval_episodes=1, progress=False)  # fmt: skip
-    result = train_rl2("bandit", 2, cfg)
+    cfg = PPOConfig(
+        env_id=rl2_env_id("bandit", 2),
+        model=ModelConfig(kind="ssm", hidden_dim=16, state_dim=8),
+        total_steps=512,
+        num_envs=2,
+        rollout_steps=64,
+        eval_episodes=1,
+        run=RunConfig(progress=False),
+    )
+    result = train_rl2(cfg)
     tasks = get_family("bandit").test[:3]
-    returns = evaluate_in_context(result.policy, "bandit", tasks, episodes_per_trial=2, seed=0)
-    assert returns.shape == (3, 2)
+    returns = evaluate_in_context(result.policy, "bandit", tasks, episodes_per_trial=2, seeds=(0, 1))
+    assert returns.values.shape == (2, 3, 2, 1) and returns.index == "episode"
     # every pull pays 0 or 1, and each inner episode has N pulls
-    assert ((returns >= 0) & (returns <= TrialEnv("bandit").inner.unwrapped.n)).all()
+    n = TrialEnv("bandit").inner.unwrapped.n
+    assert ((returns.values >= 0) & (returns.values <= n)).all() and (returns.env_steps == n).all()
+    with pytest.raises(ConfigError, match="trial env"):
+        train_rl2(cfg.replace(env_id="CartPole-v1"))

@@ -1,0 +1,191 @@
+"""Named, complete configs: the one place a default hyper-parameter is chosen.
+
+``recipe(algo, target)`` returns the full config (:mod:`ssm_metarl.config`) that the CLI, the app, the demo,
+the benchmarks and the tests start from; a flag or a ``cfg.replace(...)`` overrides one field of it. The
+target is a Gymnasium id for ``ppo`` / ``pg`` and a task family for ``maml`` / ``rl2`` / ``adapt``.
+
+============  ==============================================  ===============================================
+algo          returns                                         chosen by (results under benchmarks/results/)
+============  ==============================================  ===============================================
+``ppo``       PPOConfig: discrete or continuous control,      ``ppo_cartpole.py`` (``ppo_cartpole.md``),
+              read off the env's action space                 ``ppo_mujoco.py`` (``ppo_mujoco.md``)
+``pg``        PGConfig                                        the REINFORCE behaviour test (800 episodes)
+``rl2``       PPOConfig on the family's trial env             ``meta_navigation.py``, ``meta_bandits.py``,
+                                                              ``meta_cartpole.py``
+``maml``      MAMLConfig                                      ``maml_navigation_variants.py``,
+                                                              ``pendulum_adapt_lr.py``, ``meta_cheetah.py``
+``adapt``     AdaptConfig: the family's MAML inner loop       ``adaptation.py``
+============  ==============================================  ===============================================
+
+``model=`` picks another backbone for the same recipe (mlp backbones get two layers, the others one).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, overload
+
+import gymnasium as gym
+
+from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig, ModelKind, PGConfig, PPOConfig
+from ssm_metarl.errors import ConfigError
+
+Algo = Literal["ppo", "pg", "maml", "rl2", "adapt"]
+ALGOS: tuple[str, ...] = ("ppo", "pg", "maml", "rl2", "adapt")
+
+_SSM = ModelConfig(kind="ssm", hidden_dim=64, state_dim=64, num_layers=1, separate_critic=True)
+
+DISCRETE_PPO = PPOConfig(
+    total_steps=150_000,
+    num_envs=8,
+    rollout_steps=64,
+    lr=1e-3,
+    update_epochs=10,
+    num_minibatches=2,
+    gamma=0.98,
+    gae_lambda=0.8,
+    model=_SSM,
+)
+"""Discrete control (CartPole-like). A separate critic keeps the return at 475 once reached; with a shared
+trunk the ssm solved CartPole and then collapsed (``ppo_cartpole.md``)."""
+
+CONTINUOUS_PPO = PPOConfig(
+    total_steps=1_000_000,
+    num_envs=8,
+    rollout_steps=256,
+    lr=1e-3,
+    update_epochs=5,
+    num_minibatches=8,
+    gamma=0.99,
+    gae_lambda=0.95,
+    normalize_obs=True,
+    normalize_reward=True,
+    model=_SSM.replace(init_log_std=-0.5),
+)
+"""Continuous control (MuJoCo, Pendulum): observation and reward normalisation, initial log-std -0.5
+(``ppo_mujoco.md``)."""
+
+RL2_EPISODES_PER_TRIAL: dict[str, int] = {"navigation-2d": 4, "cartpole-physics": 2}
+"""Episodes per RL² trial by family (bandit families: 1, a trial is one episode of N pulls; others: 2)."""
+
+
+def is_discrete(env_id: str) -> bool:
+    """Whether ``env_id`` acts in a Discrete space (builds the env once; unknown ids raise the env error)."""
+    from ssm_metarl.envs.make import make_env
+
+    env = make_env(env_id)
+    try:
+        return isinstance(env.action_space, gym.spaces.Discrete)
+    finally:
+        env.close()
+
+
+def _family_env_id(family: str) -> str:
+    from ssm_metarl.envs.tasks import get_family
+
+    dist = get_family(family)
+    return dist.task_env_id(dist.train[0])
+
+
+def episodes_per_trial(family: str) -> int:
+    """The RL² recipe's episodes per trial for ``family``."""
+    if family.startswith("bandit"):
+        return 1
+    return RL2_EPISODES_PER_TRIAL.get(family, 2)
+
+
+def _with_model(model: ModelConfig, kind: ModelKind | None) -> ModelConfig:
+    if kind is None or kind == model.kind:
+        return model
+    return model.replace(kind=kind, num_layers=2 if kind == "mlp" else 1)
+
+
+def ppo_recipe(env_id: str, model: ModelKind | None = None) -> PPOConfig:
+    base = DISCRETE_PPO if is_discrete(env_id) else CONTINUOUS_PPO
+    return base.replace(env_id=env_id, model=_with_model(base.model, model))
+
+
+def pg_recipe(env_id: str, model: ModelKind | None = None) -> PGConfig:
+    """REINFORCE: a separate baseline network (on CartPole-v1, 800 episodes: last-50 mean 374 against 101
+    with a shared trunk)."""
+    discrete = is_discrete(env_id)
+    cfg = PGConfig(
+        env_id=env_id, lr=3e-3 if discrete else 1e-3, num_envs=8, normalize_obs=not discrete, model=_SSM
+    )
+    return cfg.replace(model=_with_model(cfg.model, model))
+
+
+def rl2_recipe(family: str, model: ModelKind | None = None, trial_episodes: int | None = None) -> PPOConfig:
+    """PPO over trials of ``trial_episodes`` episodes (default :func:`episodes_per_trial`) of one task."""
+    from ssm_metarl.envs.trial import rl2_env_id
+
+    k = episodes_per_trial(family) if trial_episodes is None else trial_episodes
+    if is_discrete(_family_env_id(family)):
+        base = DISCRETE_PPO.replace(num_envs=16, rollout_steps=128, gamma=0.99, gae_lambda=0.95)
+    else:
+        base = CONTINUOUS_PPO.replace(num_envs=16, rollout_steps=200, normalize_reward=False)
+    return base.replace(env_id=rl2_env_id(family, k), eval_episodes=2, model=_with_model(base.model, model))
+
+
+def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
+    """MAML by family: the inner step size and baseline are what the adaptation benchmarks chose.
+
+    - navigation-2d: rllab's linear baseline with inner lr 1.0 (``maml_navigation_variants.md``: -11.7 after
+      one step against -40.5 with the critic baseline);
+    - discrete families: inner lr 0.1, outer lr 1e-3;
+    - pendulum-physics: inner lr 0.03, outer lr 3e-4 (``pendulum_adapt_lr.md``: larger steps destroy the
+      multi-task policy it starts from);
+    - other continuous families: inner lr 1.0 with the critic baseline (``meta_cheetah.md``).
+    """
+    base = MAMLConfig(family=family, inner=AdaptConfig(steps=1, lr=1.0, episodes=20, baseline="critic"))
+    if family == "navigation-2d":
+        base = base.replace(inner__baseline="linear")
+    elif family == "pendulum-physics":
+        base = base.replace(inner__lr=0.03, outer_lr=3e-4)
+    elif is_discrete(_family_env_id(family)):
+        base = base.replace(inner__lr=0.1, outer_lr=1e-3)
+    return base.replace(model=_with_model(base.model, model))
+
+
+def adapt_recipe(family: str) -> AdaptConfig:
+    """Test-time adaptation on ``family``: the inner loop of its MAML recipe, three steps."""
+    return maml_recipe(family).inner.replace(steps=3)
+
+
+@overload
+def recipe(algo: Literal["ppo", "rl2"], target: str, model: ModelKind | None = None) -> PPOConfig: ...
+@overload
+def recipe(algo: Literal["pg"], target: str, model: ModelKind | None = None) -> PGConfig: ...
+@overload
+def recipe(algo: Literal["maml"], target: str, model: ModelKind | None = None) -> MAMLConfig: ...
+@overload
+def recipe(algo: Literal["adapt"], target: str, model: ModelKind | None = None) -> AdaptConfig: ...
+def recipe(
+    algo: Algo, target: str, model: ModelKind | None = None
+) -> PPOConfig | PGConfig | MAMLConfig | AdaptConfig:
+    """The named recipe ``algo`` for ``target`` (an env id for ppo/pg, a task family otherwise)."""
+    if algo == "ppo":
+        return ppo_recipe(target, model)
+    if algo == "pg":
+        return pg_recipe(target, model)
+    if algo == "rl2":
+        return rl2_recipe(target, model)
+    if algo == "maml":
+        return maml_recipe(target, model)
+    if algo == "adapt":
+        return adapt_recipe(target)
+    raise ConfigError(f"unknown recipe {algo!r}; choose one of {', '.join(ALGOS)}")
+
+
+__all__ = [
+    "ALGOS",
+    "CONTINUOUS_PPO",
+    "DISCRETE_PPO",
+    "adapt_recipe",
+    "episodes_per_trial",
+    "is_discrete",
+    "maml_recipe",
+    "pg_recipe",
+    "ppo_recipe",
+    "recipe",
+    "rl2_recipe",
+]

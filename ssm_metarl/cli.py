@@ -18,6 +18,7 @@ and shows its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import logging
@@ -64,19 +65,24 @@ class EvalConfig(Checked):
 
 
 @dataclass(frozen=True)
-class MAMLCommand:
+class MAMLCommand(MAMLConfig):
     """Meta-train with MAML, then measure adaptation on held-out tasks."""
 
-    config: tyro.conf.OmitArgPrefixes[MAMLConfig]
     eval: EvalConfig = EvalConfig()
+    """how the policy is measured after meta-training"""
 
 
 @dataclass(frozen=True)
-class RL2Command:
+class RL2Command(PPOConfig):
     """Meta-train in context (RL²: PPO over trials), then measure each episode of a trial on held-out tasks."""
 
-    config: tyro.conf.OmitArgPrefixes[PPOConfig]
     eval: EvalConfig = EvalConfig()
+    """how the policy is measured after meta-training"""
+
+
+def _base(cmd: Any, cls: type) -> Any:
+    """The training config inside a command (the command's fields minus ``eval``)."""
+    return cls(**{f.name: getattr(cmd, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -259,13 +265,13 @@ def parse_meta_train(args: list[str]) -> Parsed:
         if known.episodes_per_trial is not None:
             raise ConfigError("--episodes_per_trial is an RL² setting; MAML adapts by gradient steps")
         cfg: Any = recipe("maml", known.tasks, known.model).replace(run__out_dir=template)
-        command: Any = MAMLCommand(cfg, EvalConfig(steps=cfg.inner.steps + 2))
-        cls: type = MAMLCommand
+        command: Any = MAMLCommand(**vars(cfg), eval=EvalConfig(steps=cfg.inner.steps + 2))
+        cls, base_cls = MAMLCommand, MAMLConfig
     else:
         cfg = recipe("rl2", known.tasks, known.model).replace(run__out_dir=template)
         if known.episodes_per_trial is not None:
             cfg = cfg.replace(env_id=rl2_env_id(known.tasks, known.episodes_per_trial))
-        command, cls = RL2Command(cfg), RL2Command
+        command, cls, base_cls = RL2Command(**vars(cfg)), RL2Command, PPOConfig
     desc = (
         f"Meta-train on {known.tasks} with {known.method}, starting from recipe({known.method!r}, "
         f"{known.tasks!r}). Selecting flags: --method maml|rl2, --tasks FAMILY, --model KIND, "
@@ -274,7 +280,7 @@ def parse_meta_train(args: list[str]) -> Parsed:
     parsed = _tyro(
         cls, command, rest, f"ssm-metarl meta-train --method {known.method} --tasks {known.tasks}", desc
     )
-    cfg = _out_dir(parsed.config, algo=known.method, family=known.tasks)
+    cfg = _out_dir(_base(parsed, base_cls), algo=known.method, family=known.tasks)
     cfg, scale = _scaled(cfg)
     return Parsed(
         "meta-train", cfg, scale, {"method": known.method, "family": known.tasks, "eval": parsed.eval}

@@ -140,7 +140,7 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
                     a_table = gr.Dataframe(
                         label="Before / after (mean ± 95% interval over seeds)",
                         interactive=False,
-                        headers=["policy / step", "env steps", "standard", "hybrid", "hybrid − standard"],
+                        headers=["policy", "0 steps", "1 step", "env steps per step"],
                         elem_id="adapt-table",
                     )
                     a_summary = gr.Markdown(elem_id="adapt-summary")

@@ -351,7 +351,7 @@ class BaselinePolicy:
             a = np.full(B, int(self.space.start))
         else:
             middle = (np.asarray(self.space.low, np.float64) + np.asarray(self.space.high, np.float64)) / 2
-            a = np.tile(np.nan_to_num(middle), (B, 1))
+            a = np.repeat(np.nan_to_num(middle)[None], B, axis=0)
         action = torch.as_tensor(a, dtype=torch.long if self.discrete else self.dtype)
         zeros = torch.zeros(B, dtype=self.dtype)
         return action, zeros, zeros, state

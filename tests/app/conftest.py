@@ -21,23 +21,18 @@ SHIPPED = "cartpole-ssm"
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CartPole-physics SSM policy after 1 tiny MAML iteration (seconds), saved as a checkpoint."""
-    from ssm_metarl.defaults import maml_defaults
-
-    from ssm_metarl.config import replace
     from ssm_metarl.meta.maml import train_maml
+    from ssm_metarl.recipes import recipe
 
     out = tmp_path_factory.mktemp("tiny-maml")
-    cfg = replace(
-        maml_defaults("cartpole-physics"),
-        model__kind="ssm",
-        model__num_layers=1,
+    cfg = recipe("maml", "cartpole-physics", "ssm").replace(
         model__hidden_dim=16,
         model__state_dim=16,
         meta_iterations=1,
         meta_batch_size=2,
-        num_trajectories=2,
-        out_dir=str(out),
-        progress=False,
+        inner__episodes=2,
+        run__out_dir=str(out),
+        run__progress=False,
     )
     train_maml(cfg)
     return out / "final"

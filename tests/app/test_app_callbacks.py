@@ -97,13 +97,14 @@ def test_training_requests_that_cannot_run_are_explained(session):
 def test_adaptation_compares_modes_and_renders_the_measured_policies(session):
     req = AdaptRequest("tiny", "held-out", num_tasks=2, steps=1, seeds=1, trajectories=2, render=True)
     out = run_adaptation(session, req)
-    assert out.headers == ["policy / step", "env steps", "standard", "hybrid (w=0.1)", "hybrid − standard"]
-    assert [r[0] for r in out.rows] == ["random policy", "before adaptation", "after 1 step"]
-    c = out.comparison
-    assert c.tasks == get_family("cartpole-physics").test[:2] and c.seeds == (0,)
-    assert out.rows[1][2] == out.rows[1][3]  # the same weights and seeds before adaptation
+    assert out.headers == ["policy", "0 steps", "1 step", "env steps per step"]
+    assert [r[0] for r in out.rows] == ["random policy", "standard", "hybrid", "hybrid - standard"]
+    c = out.results
+    assert c["standard"].tasks == tuple(str(t) for t in get_family("cartpole-physics").test[:2])
+    assert c["standard"].seeds == (0,)
+    assert out.rows[1][1] == out.rows[2][1]  # the same weights and seeds before adaptation
     for mode in ("standard", "hybrid"):  # the rendered "after" policy is the one the table measured
-        np.testing.assert_allclose(out.replayed[mode], c.curves[mode].returns[0, 0])
+        np.testing.assert_allclose(out.replayed[mode], c[mode].values[0, 0].mean(-1))
     gif = Image.open(out.gif)
     assert gif.n_frames > 1 and gif.size[0] == 3 * 240
     assert len(out.figure.axes[0].lines) == 3  # standard, hybrid, random
@@ -142,8 +143,9 @@ def test_rl2_model_adapts_in_context(session):
     out = run_adaptation(
         session, AdaptRequest(final.label, "out-of-range", num_tasks=2, seeds=1, trajectories=2)
     )
-    assert [r[0] for r in out.rows] == ["random policy", "episode 1 of the trial", "episode 2 of the trial"]
-    assert out.in_context.shape == (1, 2, 2) and "in context" in out.summary
+    assert out.headers == ["policy", "episode 1", "episode 2"]
+    assert [r[0] for r in out.rows] == ["random policy", "in-context (RL²)"]
+    assert out.results["in-context (RL²)"].values.shape == (1, 2, 2, 1) and "in context" in out.summary
 
 
 def test_record_episode_draws_cartpole_and_navigation(tiny_checkpoint):

@@ -42,9 +42,9 @@ def test_meta_train_streams_then_adapt_and_load_the_new_model(client):
 
     status, plot, table, summary, gif, note = client.predict(*adapt_args("tiny"), api_name="/adapt")
     assert status.startswith("Done") and plot["type"] == "matplotlib"
-    assert table["headers"][2:4] == ["standard", "hybrid (w=0.1)"]
-    assert [r[0] for r in table["data"]] == ["random policy", "before adaptation", "after 1 step"]
-    assert "2 tasks x 1 seeds" in summary and gif.endswith(".gif") and "same env seed" in note
+    assert table["headers"][:3] == ["policy", "0 steps", "1 step"]
+    assert [r[0] for r in table["data"]] == ["random policy", "standard", "hybrid", "hybrid - standard"]
+    assert "2 task(s) x 1 seed" in summary and gif.endswith(".gif") and "same env seed" in note
 
     status, facts, zero_shot, card, _ = client.predict("tiny", api_name="/load_model")
     assert "Loaded **tiny**" in status and "`cartpole-physics`" in facts and "| `ssm` |" in facts

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ssm_metarl.envs.tasks import get_family
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "ssm_metarl.cli"]
 
@@ -43,6 +45,7 @@ def test_train_ppo_then_evaluate(tmp_path):
         tmp_path,
     )
     assert (out / "final" / "model.safetensors").exists() and (out / "best" / "config.json").exists()
+    assert json.loads((out / "run.json").read_text())["config"]["total_steps"] == 2048
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["final"] is True and rows[0]["global_step"] == 512
     proc = run(CLI + ["evaluate", str(out / "final"), "--episodes", "3", "--json_out", "True"], tmp_path)
@@ -193,9 +196,13 @@ def test_help_documents_every_field():
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
-    for flag in ("--algo", "--env", "--model", "--total_steps", "--episodes", "--resume"):
+    for flag in ("--algo", "--env", "--model", "--total_steps", "--resume", "--model.hidden_dim", "--seed"):
         assert flag in proc.stdout
-    assert "Gymnasium environment id" in proc.stdout
+    assert "Gymnasium environment id" in proc.stdout and "recipe('ppo', 'CartPole-v1')" in proc.stdout
+    pg = subprocess.run(CLI + ["train", "--algo", "pg", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert "--episodes" in pg.stdout and "REINFORCE" in pg.stdout
+    maml = subprocess.run(CLI + ["meta-train", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert "--inner.lr" in maml.stdout and "--eval.num_tasks" in maml.stdout
 
 
 def test_discrete_checkpoint_on_continuous_env(tmp_path):
@@ -225,59 +232,25 @@ def test_discrete_checkpoint_on_continuous_env(tmp_path):
 def test_meta_train_maml_and_rl2(tmp_path):
     proc = run(
         CLI
-        + [
-            "meta-train",
-            "--method",
-            "maml",
-            "--tasks",
-            "navigation-2d",
-            "--model",
-            "ssm",
-            "--iterations",
-            "2",
-            "--meta_batch",
-            "2",
-            "--trajectories",
-            "3",
-            "--eval_tasks",
-            "2",
-            "--eval_steps",
-            "1",
-            "--out",
-            str(tmp_path / "maml"),
-            "--progress",
-            "False",
-        ],
+        + ["meta-train", "--method", "maml", "--tasks", "navigation-2d", "--model", "ssm", "--meta_iterations", "2"]
+        + ["--meta_batch_size", "2", "--inner.episodes", "3", "--eval.num_tasks", "2", "--eval.steps", "1"]
+        + ["--out", str(tmp_path / "maml"), "--progress", "False"],
         tmp_path,
     )
-    assert "after 1 adaptation steps" in proc.stdout and "random" in proc.stdout
+    assert "1 step" in proc.stdout and "random policy" in proc.stdout
     cfg = json.loads((tmp_path / "maml" / "final" / "config.json").read_text())
     assert cfg["metadata"]["family"] == "navigation-2d"
     proc = run(
         CLI
-        + [
-            "meta-train",
-            "--method",
-            "rl2",
-            "--tasks",
-            "bandit",
-            "--model",
-            "gru",
-            "--total_steps",
-            "512",
-            "--eval_tasks",
-            "2",
-            "--out",
-            str(tmp_path / "rl2"),
-            "--progress",
-            "False",
-        ],
+        + ["meta-train", "--method", "rl2", "--tasks", "bandit", "--model", "gru", "--episodes_per_trial", "2"]
+        + ["--total_steps", "2048", "--eval.num_tasks", "2", "--out", str(tmp_path / "rl2"), "--progress", "False"]
+        + ["--checkpoint_every", "1"],
         tmp_path,
     )
-    assert "episode 2 of the trial" in proc.stdout
+    assert "episode 2" in proc.stdout
     meta = json.loads((tmp_path / "rl2" / "final" / "config.json").read_text())["metadata"]
     assert meta["algo"] == "rl2" and meta["family"] == "bandit" and meta["episodes_per_trial"] == 2
-    assert (tmp_path / "rl2" / "final" / "optimizer.safetensors").exists()
+    assert (tmp_path / "rl2" / "checkpoints").is_dir()
 
 
 def test_seed_main_meta_rl(tmp_path):
@@ -331,7 +304,7 @@ def test_demo_command_prints_the_table(tmp_path):
             "1",
             "--seeds",
             "1",
-            "--trajectories",
+            "--episodes",
             "2",
             "--out",
             str(tmp_path / "demo"),
@@ -365,7 +338,7 @@ def test_adapt_command_on_a_shipped_model(tmp_path):
             "1",
             "--seeds",
             "2",
-            "--trajectories",
+            "--episodes",
             "2",
             "--out",
             str(tmp_path / "cmp"),
@@ -373,7 +346,8 @@ def test_adapt_command_on_a_shipped_model(tmp_path):
         tmp_path,
     )
     assert "standard" in proc.stdout and "hybrid" in proc.stdout and "random" in proc.stdout
-    saved = json.loads((tmp_path / "cmp.json").read_text())
-    assert saved["family"] == "cartpole-physics" and saved["split"] == "out_of_range"
+    saved = json.loads((tmp_path / "cmp.json").read_text())["results"]
+    assert saved["standard"]["meta"]["family"] == "cartpole-physics" and saved["standard"]["meta"]["lr"] == 0.1
+    assert saved["standard"]["tasks"] == [str(get_family("cartpole-physics").out_of_range[0])]
     proc = run(CLI + ["adapt", str(tmp_path / "missing")], tmp_path, ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

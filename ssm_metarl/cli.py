@@ -9,8 +9,9 @@ name, and every other flag overrides one field of it::
     ssm-metarl adapt CHECKPOINT [--tasks SPLIT] [adaptation flags]
     ssm-metarl evaluate CHECKPOINT | demo | app
 
-``SSM_METARL_BUDGET=0.01`` scales every training budget (env steps, episodes, meta-iterations) by 0.01,
-for smoke runs of a documented command as written. Exit status: 0 done, 2 bad input (``error: ...``, no
+``SSM_METARL_BUDGET=0.01`` scales every budget by 0.01 (training env steps, episodes and meta-iterations; the
+tasks measured after meta-training; the tasks, seeds and episodes of ``adapt``), each to at least its
+smallest useful value, for smoke runs of a documented command as written. Exit status: 0 done, 2 bad input (``error: ...``, no
 traceback), 3 the run diverged (``error: ...`` naming the last good checkpoint); anything else is a bug
 and shows its traceback.
 """
@@ -56,7 +57,7 @@ class EvalConfig(Checked):
 
     split: Literal["validation", "test", "out_of_range"] = "test"
     """which fixed task list to measure on"""
-    num_tasks: Annotated[int, Range(ge=1, le=10_000)] = 10
+    num_tasks: Annotated[int, Range(ge=1, le=10_000)] = 20
     """the first this many tasks of the split"""
     seeds: tuple[int, ...] = (0,)
     """evaluation seeds"""
@@ -223,6 +224,10 @@ def _scaled(cfg: Any) -> tuple[Any, float | None]:
     return (cfg, None) if scale is None else (scale_budget(cfg, scale), scale)
 
 
+def _shrink(n: int, scale: float | None, least: int) -> int:
+    return n if scale is None else max(least, round(n * scale))
+
+
 MODEL_FLAG = (("--model",), {"choices": MODEL_KINDS, "default": None, "help": "policy backbone"})
 
 
@@ -282,9 +287,8 @@ def parse_meta_train(args: list[str]) -> Parsed:
     )
     cfg = _out_dir(_base(parsed, base_cls), algo=known.method, family=known.tasks)
     cfg, scale = _scaled(cfg)
-    return Parsed(
-        "meta-train", cfg, scale, {"method": known.method, "family": known.tasks, "eval": parsed.eval}
-    )
+    ev = parsed.eval.replace(num_tasks=_shrink(parsed.eval.num_tasks, scale, 2))
+    return Parsed("meta-train", cfg, scale, {"method": known.method, "family": known.tasks, "eval": ev})
 
 
 def _checkpoint_path(name: str) -> str:
@@ -309,7 +313,14 @@ def parse_adapt(args: list[str]) -> Parsed:
         raise InputError(f"{path} records no task family in its metadata, so there is nothing to adapt it to")
     default = AdaptCommand(args[0], recipe("adapt", family))
     cmd = _tyro(AdaptCommand, default, args, "ssm-metarl adapt", AdaptCommand.__doc__)
-    return Parsed("adapt", cmd, None, {"family": family, "path": path})
+    scale = _budget()
+    if scale is not None:
+        cmd = cmd.replace(
+            num_tasks=_shrink(cmd.num_tasks, scale, 1),
+            seeds=_shrink(cmd.seeds, scale, 1),
+            adapt=cmd.adapt.replace(episodes=_shrink(cmd.adapt.episodes, scale, 2)),
+        )
+    return Parsed("adapt", cmd, scale, {"family": family, "path": path})
 
 
 def _simple(name: str, cls: type) -> Callable[[list[str]], Parsed]:
@@ -418,6 +429,7 @@ def run_adapt(p: Parsed) -> None:
     from ssm_metarl.results import format_table
 
     cmd: AdaptCommand = p.config
+    _note_budget(p)
     modes = ("standard",) if cmd.mode == "standard" else ("standard", "hybrid")
     results = adapt_checkpoint(
         p.extra["path"],

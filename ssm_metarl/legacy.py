@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectories", type=int, default=10, help="meta_rl: episodes per task per step")
     p.add_argument("--model", default=None, help="policy backbone (default: ssm; improved mode: improved)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder")
+    p.add_argument("--out", default=None, help="output folder (default: runs/main-<mode>-<env>-s<seed>)")
     return p
 
 
@@ -62,9 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         cmd += ["--meta_iterations", str(args.epochs), "--meta_batch_size", str(args.tasks_per_epoch)]
         cmd += ["--inner.lr", str(args.inner_lr), "--outer_lr", str(args.outer_lr)]
         cmd += ["--inner.episodes", str(args.trajectories), "--seed", str(args.seed)]
-        if args.out is not None:
-            cmd += ["--out", args.out]
-        return cli_main(cmd)
+        return cli_main(cmd + ["--out", args.out or _default_out(args)])
     if args.mode == "policy_gradient":
         cmd = ["train", "--algo", "pg", "--episodes", str(args.episodes), "--model", args.model or "ssm"]
     else:
@@ -80,9 +78,12 @@ def _run(args: argparse.Namespace) -> int:
     cmd += ["--env", args.env, "--seed", str(args.seed)]
     if args.lr is not None:
         cmd += ["--lr", str(args.lr)]
-    if args.out is not None:
-        cmd += ["--out", args.out]
-    return cli_main(cmd)
+    return cli_main(cmd + ["--out", args.out or _default_out(args)])
+
+
+def _default_out(args: argparse.Namespace) -> str:
+    """``runs/main-<mode>-<env>-s<seed>``: the seeds' modes never write into an ``ssm-metarl`` run folder."""
+    return f"runs/main-{args.mode}-{args.env.replace('/', '_')}-s{args.seed}"
 
 
 if __name__ == "__main__":

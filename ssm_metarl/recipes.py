@@ -130,7 +130,8 @@ def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     """MAML by family: the inner step size and baseline are what the adaptation benchmarks chose.
 
     - navigation-2d: rllab's linear baseline with inner lr 1.0 (``maml_navigation_variants.md``: -11.7 after
-      one step against -40.5 with the critic baseline);
+      one step against -40.5 with the critic baseline), 60 meta-iterations and, when measured over several
+      steps, half the step size after the first (the MAML paper's test protocol; ``meta_navigation.md``);
     - discrete families: inner lr 0.1, outer lr 1e-3;
     - pendulum-physics: inner lr 0.03, outer lr 3e-4 (``pendulum_adapt_lr.md``: larger steps destroy the
       multi-task policy it starts from);
@@ -138,7 +139,7 @@ def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     """
     base = MAMLConfig(family=family, inner=AdaptConfig(steps=1, lr=1.0, episodes=20, baseline="critic"))
     if family == "navigation-2d":
-        base = base.replace(inner__baseline="linear")
+        base = base.replace(inner__baseline="linear", inner__later_lr=0.5, meta_iterations=60)
     elif family == "pendulum-physics":
         base = base.replace(inner__lr=0.03, outer_lr=3e-4)
     elif is_discrete(_family_env_id(family)):

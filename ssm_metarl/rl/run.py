@@ -167,6 +167,11 @@ class Run:
         if run.resume is not None:
             self._resumed = self._load(latest_checkpoint(run.resume))
             self.last_checkpoint = self._resumed.path
+        elif self.out is not None and (self.out / RUN_FILE).is_file():
+            raise ConfigError(
+                f"{self.out} already holds a run ({RUN_FILE}): continue it with resume={str(self.out)!r} "
+                "(--resume), or start this one in another out_dir"
+            )
         keep = int(self._resumed.state["metrics_rows"]) if self._resumed else 0
         source = self._resumed.path.parents[1] / "metrics.jsonl" if self._resumed else None
         self.metrics = MetricsLogger(self.out, run.tensorboard, keep_rows=keep, source=source)

@@ -109,7 +109,15 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         expect(alice.locator("#adapt-status")).to_contain_text("Done", timeout=JOB_TIMEOUT_MS)
         expect(alice.locator("#adapt-plot img")).to_be_visible()
         table = alice.locator("#adapt-table")
-        for text in ("random policy", "0 steps", "1 step", "2 steps", "standard", "hybrid", "hybrid - standard"):
+        for text in (
+            "random policy",
+            "0 steps",
+            "1 step",
+            "2 steps",
+            "standard",
+            "hybrid",
+            "hybrid - standard",
+        ):
             expect(table).to_contain_text(text)
         assert re.search(r"\d+\.\d ± \d+\.\d", table.inner_text())
         expect(alice.locator("#adapt-summary")).to_contain_text("cartpole-physics: 2 task(s) x 2 seeds")

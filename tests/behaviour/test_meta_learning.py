@@ -1,40 +1,26 @@
-"""Meta-learning works: fixed seeds, small budgets, thresholds set below what was measured (issue 4)."""
+"""Meta-learning works: fixed seeds, small budgets, thresholds set below what was measured, from the recipes."""
 
 import numpy as np
-from ssm_metarl.defaults import maml_defaults, rl2_defaults
 
-from ssm_metarl.config import replace
+from ssm_metarl.adapt import evaluate_adaptation
 from ssm_metarl.envs.tasks import get_family
-from ssm_metarl.meta.evaluate import evaluate_adaptation
+from ssm_metarl.envs.trial import rl2_env_id
 from ssm_metarl.meta.maml import train_maml, train_multitask
 from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+from ssm_metarl.recipes import recipe
 
 
 def _held_out_curve(policy, cfg):
     tasks = get_family("navigation-2d").test[:10]
-    curve = evaluate_adaptation(
-        policy,
-        "navigation-2d",
-        tasks,
-        inner_steps=1,
-        num_trajectories=10,
-        inner_lr=cfg.inner_lr,
-        seeds=(0, 1),
-        baseline=cfg.baseline,
-    )
-    return [m for m, _ in curve.summary()]
+    curve = evaluate_adaptation(policy, "navigation-2d", tasks, cfg.inner.replace(episodes=10), seeds=(0, 1))
+    return [iv.mean for iv in curve.summary()]
 
 
 def test_maml_adapts_on_navigation_and_beats_multitask_training():
     # measured (seed 0, linear baseline): MAML -45.9 before, -14.7 after one step; multi-task -45.8 before
     # (-16.2 after one step: most of the one-step gain is the inner step's, meta-training adds about 1.5)
-    cfg = replace(
-        maml_defaults("navigation-2d"),
-        meta_iterations=40,
-        meta_batch_size=10,
-        num_trajectories=10,
-        seed=0,
-        progress=False,
+    cfg = recipe("maml", "navigation-2d").replace(
+        meta_iterations=40, meta_batch_size=10, inner__episodes=10, run__seed=0, run__progress=False
     )
     maml = _held_out_curve(train_maml(cfg).policy, cfg)
     multitask = _held_out_curve(train_multitask(cfg).policy, cfg)
@@ -43,11 +29,13 @@ def test_maml_adapts_on_navigation_and_beats_multitask_training():
 
 
 def test_rl2_ssm_earns_more_in_its_second_episode_on_navigation():
-    cfg = replace(rl2_defaults("navigation-2d"), total_steps=300_000, seed=0, progress=False)
+    cfg = recipe("rl2", "navigation-2d").replace(
+        env_id=rl2_env_id("navigation-2d", 2), total_steps=300_000, run__seed=0, run__progress=False
+    )
     assert cfg.model.kind == "ssm"
-    policy = train_rl2("navigation-2d", 2, cfg).policy
-    returns = evaluate_in_context(policy, "navigation-2d", get_family("navigation-2d").test, 2, seed=0)
-    first, second = returns.mean(axis=0)
-    gain = returns[:, 1] - returns[:, 0]
+    policy = train_rl2(cfg).policy
+    returns = evaluate_in_context(policy, "navigation-2d", get_family("navigation-2d").test, 2, seeds=(0,))
+    first, second = returns.values[0, :, :, 0].mean(0)
+    gain = returns.values[0, :, 1, 0] - returns.values[0, :, 0, 0]
     assert second > first + 2.0, f"episode returns {first:.2f} -> {second:.2f}"
     assert np.mean(gain > 0) >= 0.7, f"only {np.mean(gain > 0):.0%} of held-out goals improved"

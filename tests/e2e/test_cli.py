@@ -232,7 +232,17 @@ def test_discrete_checkpoint_on_continuous_env(tmp_path):
 def test_meta_train_maml_and_rl2(tmp_path):
     proc = run(
         CLI
-        + ["meta-train", "--method", "maml", "--tasks", "navigation-2d", "--model", "ssm", "--meta_iterations", "2"]
+        + [
+            "meta-train",
+            "--method",
+            "maml",
+            "--tasks",
+            "navigation-2d",
+            "--model",
+            "ssm",
+            "--meta_iterations",
+            "2",
+        ]
         + ["--meta_batch_size", "2", "--inner.episodes", "3", "--eval.num_tasks", "2", "--eval.steps", "1"]
         + ["--out", str(tmp_path / "maml"), "--progress", "False"],
         tmp_path,
@@ -242,8 +252,27 @@ def test_meta_train_maml_and_rl2(tmp_path):
     assert cfg["metadata"]["family"] == "navigation-2d"
     proc = run(
         CLI
-        + ["meta-train", "--method", "rl2", "--tasks", "bandit", "--model", "gru", "--episodes_per_trial", "2"]
-        + ["--total_steps", "2048", "--eval.num_tasks", "2", "--out", str(tmp_path / "rl2"), "--progress", "False"]
+        + [
+            "meta-train",
+            "--method",
+            "rl2",
+            "--tasks",
+            "bandit",
+            "--model",
+            "gru",
+            "--episodes_per_trial",
+            "2",
+        ]
+        + [
+            "--total_steps",
+            "2048",
+            "--eval.num_tasks",
+            "2",
+            "--out",
+            str(tmp_path / "rl2"),
+            "--progress",
+            "False",
+        ]
         + ["--checkpoint_every", "1"],
         tmp_path,
     )
@@ -347,7 +376,9 @@ def test_adapt_command_on_a_shipped_model(tmp_path):
     )
     assert "standard" in proc.stdout and "hybrid" in proc.stdout and "random" in proc.stdout
     saved = json.loads((tmp_path / "cmp.json").read_text())["results"]
-    assert saved["standard"]["meta"]["family"] == "cartpole-physics" and saved["standard"]["meta"]["lr"] == 0.1
+    assert (
+        saved["standard"]["meta"]["family"] == "cartpole-physics" and saved["standard"]["meta"]["lr"] == 0.1
+    )
     assert saved["standard"]["tasks"] == [str(get_family("cartpole-physics").out_of_range[0])]
     proc = run(CLI + ["adapt", str(tmp_path / "missing")], tmp_path, ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -22,10 +22,10 @@ from ssm_metarl.adapt import (
 from ssm_metarl.config import AdaptConfig
 from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.errors import InputError, SpaceError
-from ssm_metarl.results import format_table
 from ssm_metarl.meta.functional import params_of
 from ssm_metarl.meta.maml import inner_loss
 from ssm_metarl.models import make_policy
+from ssm_metarl.results import format_table
 
 torch.set_num_threads(1)
 
@@ -55,7 +55,9 @@ def test_standard_adaptation_raises_the_return_on_held_out_navigation_tasks():
     dist = get_family("navigation-2d")
     policy = policy_for("navigation-2d", "mlp", hidden_dim=32)
     cfg = AdaptConfig(steps=3, episodes=10, lr=2.0)
-    c = compare_adaptation(policy, "navigation-2d", dist.test[:4], cfg, seeds=(0, 1, 2, 3), modes=("standard",))
+    c = compare_adaptation(
+        policy, "navigation-2d", dist.test[:4], cfg, seeds=(0, 1, 2, 3), modes=("standard",)
+    )
     per_seed = c["standard"].seed_means()  # (S, K + 1)
     gain = per_seed[:, -1] - per_seed[:, 0]  # (S,) paired by seed
     mean, half = c["standard"].gain()
@@ -122,7 +124,9 @@ def test_first_ppo_epoch_is_the_policy_gradient_and_ppo_adapts():
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
-    run = StandardAdapter(policy, AdaptConfig(steps=1, episodes=4, lr=0.5, algo="ppo", ppo_epochs=3)).adapt(task)
+    run = StandardAdapter(policy, AdaptConfig(steps=1, episodes=4, lr=0.5, algo="ppo", ppo_epochs=3)).adapt(
+        task
+    )
     assert not same_params(run.params, params_of(policy)) and run.stats[0]["approx_kl"] > 0
 
 
@@ -294,11 +298,15 @@ def test_adapt_checkpoint_is_what_the_cli_runs(tmp_path):
     buf = fill_buffer(policy, "navigation-2d", get_family("navigation-2d").train[:1], 3, seed=0)
     saved = buf.save(tmp_path / "replay")
     cfg = AdaptConfig(steps=1, episodes=3, lr=0.3)
-    c = adapt_checkpoint(ckpt, cfg, "out_of_range", num_tasks=2, seeds=(0,), buffer=saved, out=tmp_path / "result")
+    c = adapt_checkpoint(
+        ckpt, cfg, "out_of_range", num_tasks=2, seeds=(0,), buffer=saved, out=tmp_path / "result"
+    )
     assert list(c) == ["random policy", "standard", "hybrid", "hybrid - standard"]
     assert c["standard"].meta["lr"] == 0.3 and c["hybrid"].meta["buffer_steps"] == buf.num_steps
     assert c["standard"].tasks == tuple(str(t) for t in get_family("navigation-2d").out_of_range[:2])
-    assert c["standard"].num_seeds == 1 and "±" not in format_table({"s": c["standard"]})  # one seed: no interval
+    assert c["standard"].num_seeds == 1 and "±" not in format_table(
+        {"s": c["standard"]}
+    )  # one seed: no interval
     assert (tmp_path / "result.json").is_file() and "| standard |" in (tmp_path / "result.md").read_text()
     with pytest.raises(InputError, match="no task family"):
         adapt_checkpoint(save_policy(tmp_path / "bare", policy), cfg)

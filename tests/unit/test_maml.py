@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig
-from ssm_metarl.errors import ConfigError
 from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.errors import ConfigError
 from ssm_metarl.meta.functional import call, inner_update, params_of
 from ssm_metarl.meta.maml import adapt, build_meta_policy, inner_loss, outer_loss, sample_episodes
 

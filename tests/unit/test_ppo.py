@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ssm_metarl.config import ModelConfig, PPOConfig, RunConfig
-from ssm_metarl.errors import ConfigError
 from ssm_metarl.envs.make import make_vec_env
+from ssm_metarl.errors import ConfigError
 from ssm_metarl.models import MODELS
 from ssm_metarl.models.base import index_state
 from ssm_metarl.rl.ppo import build_policy, train_ppo
@@ -91,18 +91,26 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_parameters(tmp_path, e
     """Resuming from update 2 of 4 (envs mid-episode, reward scaling and observation statistics running)
     ends with exactly the parameters and metrics of the run that was never interrupted."""
     norm = env_id != "CartPole-v1"
-    cfg = tiny(env_id, out_dir=str(tmp_path / "a"), total_steps=4 * 128, normalize_obs=norm, normalize_reward=norm)
+    cfg = tiny(
+        env_id, out_dir=str(tmp_path / "a"), total_steps=4 * 128, normalize_obs=norm, normalize_reward=norm
+    )
     full = train_ppo(cfg)
     (tmp_path / "b" / "checkpoints").mkdir(parents=True)
-    shutil.copytree(tmp_path / "a" / "checkpoints" / "000000002", tmp_path / "b" / "checkpoints" / "000000002")
+    shutil.copytree(
+        tmp_path / "a" / "checkpoints" / "000000002", tmp_path / "b" / "checkpoints" / "000000002"
+    )
     shutil.copy(tmp_path / "a" / "metrics.jsonl", tmp_path / "b" / "metrics.jsonl")
-    resumed = train_ppo(cfg.replace(run=cfg.run.replace(out_dir=str(tmp_path / "b"), resume=str(tmp_path / "b"))))
+    resumed = train_ppo(
+        cfg.replace(run=cfg.run.replace(out_dir=str(tmp_path / "b"), resume=str(tmp_path / "b")))
+    )
     for (name, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
         assert torch.equal(a, b), name
     assert [r["update"] for r in resumed.metrics if "update" in r] == [1, 2, 3, 4]
     timing = {"seconds", "sps"}
     same = [json.dumps({k: v for k, v in r.items() if k not in timing}, sort_keys=True) for r in full.metrics]
-    assert same == [json.dumps({k: v for k, v in r.items() if k not in timing}, sort_keys=True) for r in resumed.metrics]
+    assert same == [
+        json.dumps({k: v for k, v in r.items() if k not in timing}, sort_keys=True) for r in resumed.metrics
+    ]
     assert resumed.episode_returns == full.episode_returns
     with pytest.raises(ConfigError, match="lr: saved"):
         train_ppo(cfg.replace(lr=0.5, run=cfg.run.replace(resume=str(tmp_path / "a"))))

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from ssm_metarl import list_pretrained, load_pretrained
-from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.adapt import evaluate_adaptation
 from ssm_metarl.config import AdaptConfig
+from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.models.heads import ActorCritic
 from ssm_metarl.pretrained import model_card, pretrained_info, pretrained_path
 
@@ -38,7 +38,9 @@ def test_cartpole_model_reproduces_its_card_and_scores_450_zero_shot():
     policy = load_pretrained("cartpole-ssm")
     card = pretrained_info("cartpole-ssm")["results"]
     tasks = get_family("cartpole-physics").train[:5]
-    curve = evaluate_adaptation(policy, "cartpole-physics", tasks, AdaptConfig(steps=0, episodes=5), seeds=(0,))
+    curve = evaluate_adaptation(
+        policy, "cartpole-physics", tasks, AdaptConfig(steps=0, episodes=5), seeds=(0,)
+    )
     zero_shot = curve.at(0).mean
     assert zero_shot >= 450, zero_shot
     assert zero_shot == pytest.approx(card["zero_shot_train"], abs=25)
@@ -51,7 +53,9 @@ def test_navigation_model_adapts_in_context_as_its_card_says():
     info = pretrained_info("navigation-ssm")
     assert info["algo"] == "rl2"
     k = info["episodes_per_trial"]
-    returns = evaluate_in_context(policy, "navigation-2d", get_family("navigation-2d").train[:10], k, seeds=(0,))
+    returns = evaluate_in_context(
+        policy, "navigation-2d", get_family("navigation-2d").train[:10], k, seeds=(0,)
+    )
     first, second = (iv.mean for iv in returns.summary()[:2])
     assert first == pytest.approx(info["results"]["zero_shot_train"], abs=6.0)
     assert second > first + 2.0  # it learns the goal within the trial, with no gradient step

@@ -11,3 +11,5 @@ def test_readme_python_example(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["action"].shape == (1,) and (tmp_path / "my_policy" / "config.json").exists()
+    assert set(namespace["results"]) == {"random policy", "standard", "hybrid", "hybrid - standard"}
+    assert namespace["result"].policy is not None

@@ -1,0 +1,103 @@
+"""One recipe per family: the CLI's defaults are the recipes the benchmarks (and so the README's numbers) use,
+and the README's quick-tour commands, run as written at a tiny budget, train exactly those configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ssm_metarl import cli
+from ssm_metarl.config import scale_budget
+from ssm_metarl.envs.tasks import TASK_FAMILIES
+from ssm_metarl.pretrained import list_pretrained, pretrained_info
+from ssm_metarl.recipes import recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _without_out_dir(cfg):
+    return cfg.replace(run__out_dir=None)
+
+
+@pytest.mark.parametrize("family", sorted(TASK_FAMILIES))
+@pytest.mark.parametrize("method", ["maml", "rl2"])
+def test_meta_train_defaults_are_the_family_recipe(family, method):
+    parsed = cli.parse(["meta-train", "--method", method, "--tasks", family])
+    assert _without_out_dir(parsed.config) == recipe(method, family)
+    assert parsed.config.run.out_dir == f"runs/meta-{method}-{family}-{parsed.config.model.kind}-s0"
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "HalfCheetah-v5", "Acrobot-v1"])
+@pytest.mark.parametrize("algo", ["ppo", "pg"])
+def test_train_defaults_are_the_env_recipe(env_id, algo):
+    parsed = cli.parse(["train", "--algo", algo, "--env", env_id])
+    assert _without_out_dir(parsed.config) == recipe(algo, env_id)
+    one = cli.parse(["train", "--algo", algo, "--env", env_id, "--model", "gru", "--seed", "3"]).config
+    assert one.model.kind == "gru" and one.run.seed == 3 and one.run.out_dir.endswith(f"gru-{algo}-s3")
+    assert _without_out_dir(one) == recipe(algo, env_id, "gru").replace(run__seed=3)
+
+
+@pytest.mark.parametrize("name", list_pretrained())
+def test_adapt_defaults_are_the_family_adapt_recipe(name):
+    family = pretrained_info(name)["family"]
+    assert cli.parse(["adapt", name]).config.adapt == recipe("adapt", family)
+
+
+def test_benchmarks_start_from_the_recipes():
+    """Every training script takes its configs from ``recipe(...)``; none builds a config of its own."""
+    for script in sorted(BENCHMARKS.glob("*.py")):
+        text = script.read_text()
+        for cls in ("PPOConfig(", "MAMLConfig(", "PGConfig(", "AdaptConfig("):
+            assert cls not in text, (
+                f"{script.name} builds {cls[:-1]} by hand instead of starting from a recipe"
+            )
+
+
+def quick_tour() -> list[str]:
+    block = (
+        (ROOT / "README.md").read_text().split("## Quick tour", 1)[1].split("```bash\n", 1)[1].split("```")[0]
+    )
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_readme_quick_tour_runs_as_written_and_trains_the_recipes(tmp_path):
+    lines = [c for c in quick_tour() if not re.search(r"ssm-metarl (app|demo)\b", c)]
+    assert len(lines) >= 9, lines
+    env = {
+        **os.environ,
+        cli.BUDGET_ENV: "0.01",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    for line in lines:
+        args = shlex.split(line.replace(".venv/bin/", ""))
+        argv = ([sys.executable, str(ROOT / "main.py")] + args[2:]) if args[0] == "python" else args
+        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
+        if "SSM_METARL_BUDGET=0.01" not in proc.stdout:
+            assert args[1] == "evaluate", line  # every other command has a budget, and says it was scaled
+    runs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/run.json")}
+    expected = {
+        "CartPole-v1-ssm-ppo-s0": recipe("ppo", "CartPole-v1", "ssm"),
+        "CartPole-v1-ssm-pg-s0": recipe("pg", "CartPole-v1").replace(episodes=800),
+        "meta-maml-navigation-2d-mlp-s0": recipe("maml", "navigation-2d", "mlp"),
+        "meta-rl2-bandit-ssm-s0": recipe("rl2", "bandit", "ssm"),
+        "main-policy_gradient-CartPole-v1-s0": recipe("pg", "CartPole-v1"),
+        "main-improved-HalfCheetah-v5-s0": recipe("ppo", "HalfCheetah-v5", "improved").replace(
+            lr=3e-4, total_steps=300_000
+        ),
+        "main-meta_rl-CartPole-v1-s0": recipe("maml", "cartpole-physics", "ssm").replace(
+            meta_iterations=100, meta_batch_size=5, inner__lr=0.01, outer_lr=0.001, inner__episodes=10
+        ),
+    }
+    for folder, cfg in expected.items():
+        assert folder in runs, sorted(runs)
+        want = scale_budget(cfg, 0.01).replace(run__out_dir=f"runs/{folder}").to_dict()
+        assert runs[folder]["config"] == json.loads(json.dumps(want)), folder

@@ -18,6 +18,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ssm_metarl tests benchmarks
 	$(BIN)/ruff format --check ssm_metarl tests benchmarks
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

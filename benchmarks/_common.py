@@ -112,6 +112,11 @@ def summarize(seconds: Sequence[float], scale: float = 1e3) -> dict[str, float]:
     }
 
 
+def ci_cell(mean: float, half: float | None, digits: int = 1) -> str:
+    """``"12.3 ± 0.8"``, or ``"12.3"`` where there is no interval (``half`` None: a single seed)."""
+    return f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, float):

@@ -8,9 +8,12 @@ multi-task PPO then MAML, run here; navigation: MAML with the mlp backbone, run 
 multi-task without meta-learning (multi-task PPO; navigation: ``train_multitask``) are adapted with K
 policy-gradient steps on the first ``--tasks`` held-out and out-of-range tasks
 (:func:`ssm_metarl.adapt.compare_adaptation`: same tasks, seeds and initial weights for every mode; hybrid
-adds the replay loss on a buffer of training-task episodes). PPO from scratch gets the env steps the
-adaptation used. Returns after 0..K steps with 95% intervals over seeds. Writes
-results/adaptation.{json,md,png}.
+adds the replay loss on a buffer of training-task episodes). Each step is the family's MAML inner loop
+(``recipe("maml", family).inner``: step size, baseline, later step size) with ``--trajectories`` episodes;
+on navigation-2d that is the recipe's linear baseline with half the step size after the first step (runs
+before the config redesign used the critic baseline and one step size there). PPO from scratch gets the env
+steps the adaptation used. Returns after 0..K steps with 95% intervals over seeds (none, and ``null`` in
+the JSON, for a single seed). Writes results/<name>.{json,md,png} (``--name``, default ``adaptation``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 from _common import (
     RESULTS_DIR,
+    ci_cell,
     command_line,
     git_commit,
     machine_info,
@@ -34,59 +38,55 @@ from _common import (
 SPLITS = ("test", "out_of_range")
 
 
-def _policies(family: str, seed: int) -> tuple[Any, Any, float, dict[str, Any]]:
-    """(meta-trained policy, multi-task policy, adaptation lr, how they were made)."""
-    from ssm_metarl.defaults import maml_defaults, ppo_defaults
-
-    from ssm_metarl.config import replace
+def _policies(family: str, seed: int) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(meta-trained policy, multi-task policy, the MAML inner loop it adapts with, how they were made)."""
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.maml import train_maml, train_multitask
     from ssm_metarl.pretrained import load_pretrained
+    from ssm_metarl.recipes import recipe
     from ssm_metarl.rl.ppo import train_ppo
 
     shipped = {"cartpole-physics": "cartpole-ssm"}  # the shipped navigation-ssm adapts in context (RL²)
     if family == "navigation-2d":
-        cfg = replace(maml_defaults(family), seed=0, progress=False, meta_iterations=60)
+        cfg = recipe("maml", family).replace(run__seed=seed, run__progress=False, meta_iterations=60)
         return (
             train_maml(cfg).policy,
             train_multitask(cfg).policy,
-            cfg.inner_lr,
-            {"meta": "MAML (mlp, maml_defaults, 60 iterations)", "multitask": "train_multitask, same budget"},
+            cfg.inner,
+            {"meta": "MAML (mlp, maml recipe, 60 iterations)", "multitask": "train_multitask, same budget"},
         )
     # cartpole- and pendulum-physics: multi-task PPO, then MAML from it (the recipe of the shipped cartpole-ssm)
     steps = {"cartpole-physics": 150_000, "pendulum-physics": 300_000}[family]
-    ppo_cfg = replace(
-        ppo_defaults(get_family(family).multitask_env_id()), seed=0, total_steps=steps, progress=False
+    ppo_cfg = recipe("ppo", get_family(family).multitask_env_id()).replace(
+        run__seed=seed, run__progress=False, total_steps=steps
     )
     multitask = train_ppo(ppo_cfg).policy
-    lr = maml_defaults(family).inner_lr
     if family in shipped:
         return (
             load_pretrained(shipped[family]),
             multitask,
-            lr,
+            recipe("maml", family).inner,
             {"meta": shipped[family], "multitask": f"multi-task PPO {steps}"},
         )
     from ssm_metarl.meta.functional import params_of, snapshot
 
     start = snapshot(multitask, params_of(multitask))  # MAML trains its own copy
-    cfg = replace(
-        maml_defaults(family),
-        seed=0,
+    cfg = recipe("maml", family, "ssm").replace(
+        run__seed=seed,
+        run__progress=False,
         meta_iterations=10,
         meta_batch_size=8,
-        num_trajectories=8,
+        inner__episodes=8,
+        inner__gamma=0.99,
         outer_epochs=10,
         outer_lr=3e-4,
-        gamma=0.99,
         gae_lambda=0.95,
-        progress=False,
     )
     meta = train_maml(cfg, policy=start).policy
     return (
         meta,
         multitask,
-        cfg.inner_lr,
+        cfg.inner,
         {"meta": "multi-task PPO + 10 MAML iterations", "multitask": f"multi-task PPO {steps}"},
     )
 
@@ -101,37 +101,27 @@ def run_family(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     family, seeds, K, n = job["family"], tuple(job["seeds"]), job["steps"], job["trajectories"]
     t0 = time.perf_counter()
-    meta, multitask, lr, made = _policies(family, 0)
+    meta, multitask, inner, made = _policies(family, 0)
+    # the family's MAML inner loop (step size, baseline, later step size), K steps of n episodes
+    cfg = inner.replace(steps=K, episodes=n, experience_weight=job["experience_weight"])
     dist = get_family(family)
-    out: dict[str, Any] = {"family": family, "lr": lr, "made": made, "splits": {}}
+    out: dict[str, Any] = {"family": family, "lr": cfg.lr, "adapt": cfg.to_dict(), "made": made, "splits": {}}
     for split in SPLITS:
         tasks = dist.split(split)[: job["tasks"]]
-        comp = compare_adaptation(
-            meta,
-            family,
-            tasks,
-            steps=K,
-            seeds=seeds,
-            num_trajectories=n,
-            lr=lr,
-            experience_weight=job["experience_weight"],
-        )
-        mt = compare_adaptation(
-            multitask, family, tasks, steps=K, seeds=seeds, num_trajectories=n, lr=lr, modes=("standard",)
-        )
-        budget = int(comp.env_steps["standard"][:, :, :K].sum(-1).mean())
+        comp = compare_adaptation(meta, family, tasks, cfg, seeds)
+        mt = compare_adaptation(multitask, family, tasks, cfg, seeds, modes=("standard",))["standard"]
+        std, hyb = comp["standard"], comp["hybrid"]
+        budget = int(std.env_steps[:, :, :K].sum(-1).mean())
         scratch = scratch_ppo_returns(family, tasks, budget, seeds[: job["scratch_seeds"]], n)
         out["splits"][split] = {
-            "standard": comp.curves["standard"]
-            .returns.mean(1)
-            .tolist(),  # (S, K + 1) per-seed means over tasks
-            "hybrid": comp.curves["hybrid"].returns.mean(1).tolist(),
-            "multitask_standard": mt.curves["standard"].returns.mean(1).tolist(),
-            "random": comp.random_returns.tolist(),
-            "scratch": scratch.mean(1).tolist(),
+            "standard": std.seed_means().tolist(),  # (S, K + 1) per-seed means over tasks
+            "hybrid": hyb.seed_means().tolist(),
+            "multitask_standard": mt.seed_means().tolist(),
+            "random": comp["random policy"].seed_means()[:, 0].tolist(),
+            "scratch": scratch.seed_means()[:, 0].tolist(),
             "scratch_env_steps": budget,
-            "buffer_steps": comp.buffer_steps,
-            "env_steps_per_step": comp.curves["standard"].env_steps_per_step,
+            "buffer_steps": hyb.meta.get("buffer_steps", 0),
+            "env_steps_per_step": float(std.env_steps.mean()),
         }
     out["minutes"] = (time.perf_counter() - t0) / 60
     return out
@@ -149,9 +139,10 @@ def main() -> None:
     parser.add_argument("--experience-weight", type=float, default=0.1)
     parser.add_argument("--scratch-seeds", type=int, default=2, help="seeds of the PPO-from-scratch row")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--name", default="adaptation", help="results/<name>.{json,md,png}")
     args = parser.parse_args()
 
-    from ssm_metarl.meta.evaluate import mean_ci
+    from ssm_metarl.results import mean_ci
 
     jobs = [
         {
@@ -170,6 +161,9 @@ def main() -> None:
         runs = pool.map(run_family, jobs, chunksize=1)
     minutes = (time.perf_counter() - t0) / 60
 
+    def cell(x: np.ndarray) -> str:
+        return ci_cell(*mean_ci(x))
+
     headline: dict[str, Any] = {}
     rows = []
     for r in runs:
@@ -180,14 +174,10 @@ def main() -> None:
                 headline[f"{fam}_standard_gain"] = float((std[:, -1] - std[:, 0]).mean())
                 headline[f"{fam}_hybrid_gain"] = float((hyb[:, -1] - hyb[:, 0]).mean())
                 diff = mean_ci(hyb[:, -1] - std[:, -1])
-                headline[f"{fam}_hybrid_minus_standard"] = diff[0]
-                headline[f"{fam}_hybrid_minus_standard_ci"] = diff[1]
+                headline[f"{fam}_hybrid_minus_standard"] = diff.mean
+                headline[f"{fam}_hybrid_minus_standard_ci"] = diff.half  # None for a single seed
             else:
-                headline[f"{fam}_out_of_range_hybrid_minus_standard"] = mean_ci(hyb[:, -1] - std[:, -1])[0]
-
-            def cell(x: np.ndarray) -> str:
-                m, h = mean_ci(x)
-                return f"{m:.1f} ± {h:.1f}"
+                headline[f"{fam}_out_of_range_hybrid_minus_standard"] = mean_ci(hyb[:, -1] - std[:, -1]).mean
 
             K = std.shape[1] - 1
             rows += [
@@ -230,24 +220,25 @@ def main() -> None:
         "seeds": args.seeds,
         "date": now_iso(),
     }
+    basis = "mean ± 95% CI over seeds" if len(args.seeds) > 1 else "one seed: no interval"
     md = (
         f"## Test-time adaptation ({len(args.seeds)} seeds, first {args.tasks} tasks per split, "
-        f"{args.trajectories} episodes per step, mean ± 95% CI over seeds)\n\n"
+        f"{args.trajectories} episodes per step, {basis})\n\n"
         + markdown_table(["family", "split", "policy", "0 steps", "1 step", f"{args.steps} steps"], rows)
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; {minutes:.0f} min."
     )
-    write_results("adaptation", payload, md)
-    _plot(runs)
+    write_results(args.name, payload, md)
+    _plot(runs, args.name)
     print(md)
 
 
-def _plot(runs: list[dict[str, Any]]) -> None:
+def _plot(runs: list[dict[str, Any]], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ssm_metarl.meta.evaluate import mean_ci
+    from ssm_metarl.results import mean_ci
 
     fig, axes = plt.subplots(len(SPLITS), len(runs), figsize=(4.2 * len(runs), 6.5), squeeze=False)
     for j, r in enumerate(runs):
@@ -255,17 +246,18 @@ def _plot(runs: list[dict[str, Any]]) -> None:
             ax, d = axes[i][j], r["splits"][split]
             for c, key in enumerate(("standard", "hybrid", "multitask_standard")):
                 x = np.asarray(d[key])
-                s = np.array([mean_ci(x[:, k]) for k in range(x.shape[1])])
+                s = [mean_ci(x[:, k]) for k in range(x.shape[1])]
+                m, h = np.array([iv.mean for iv in s]), np.array([iv.half or 0.0 for iv in s])
                 ks = np.arange(len(s))
-                ax.plot(ks, s[:, 0], marker="o", color=f"C{c}", label=key.replace("_", " + "))
-                ax.fill_between(ks, s[:, 0] - s[:, 1], s[:, 0] + s[:, 1], color=f"C{c}", alpha=0.2)
+                ax.plot(ks, m, marker="o", color=f"C{c}", label=key.replace("_", " + "))
+                ax.fill_between(ks, m - h, m + h, color=f"C{c}", alpha=0.2)
             ax.axhline(np.mean(d["random"]), color="grey", ls=":", label="random")
             ax.axhline(np.mean(d["scratch"]), color="k", ls="--", lw=0.8, label="PPO from scratch")
             ax.set_title(f"{r['family']}: {split.replace('_', '-')}", fontsize=9)
             ax.set_xlabel("adaptation steps")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS_DIR / "adaptation.png", dpi=110)
+    fig.savefig(RESULTS_DIR / f"{name}.png", dpi=110)
 
 
 if __name__ == "__main__":

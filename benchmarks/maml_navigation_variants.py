@@ -2,7 +2,7 @@
 
     python benchmarks/maml_navigation_variants.py                  # 4 variants x 30 meta-iterations, seed 0
 
-Each variant meta-trains the mlp policy of ``maml_defaults("navigation-2d")`` for ``--iterations``
+Each variant meta-trains the mlp policy of ``recipe("maml", "navigation-2d")`` for ``--iterations``
 meta-iterations with one combination of
 - action bounds: ``tanh`` (our default Gaussian, squashed into [-0.1, 0.1]) or ``clip`` (the MAML code's:
   the Gaussian sample clipped to the bounds),
@@ -10,8 +10,8 @@ meta-iterations with one combination of
   (rllab's linear fit on [obs, obs^2, t, t^2, t^3, 1] per batch of episodes, as in the MAML paper's code),
 - inner step size (1.0 for tanh, the paper's 0.1 for clip),
 then is evaluated with the paper's test protocol on the 20 held-out goals (40 trajectories per step, step
-size then half of it). Writes results/maml_navigation_variants.{json,md}. One seed: a probe, not a
-benchmark; ``meta_navigation.py`` measures the chosen defaults over 3 seeds.
+size then half of it). Writes results/<name>.{json,md} (``--name``, default ``maml_navigation_variants``).
+One seed: a probe, not a benchmark; ``meta_navigation.py`` measures the chosen recipe over 3 seeds.
 """
 
 from __future__ import annotations
@@ -33,43 +33,33 @@ VARIANTS = [
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from ssm_metarl.defaults import maml_defaults
 
-    from ssm_metarl.config import replace
+    from ssm_metarl.adapt import evaluate_adaptation
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import evaluate_adaptation
     from ssm_metarl.meta.maml import train_maml
+    from ssm_metarl.recipes import recipe
 
     torch.set_num_threads(1)
     v = job["variant"]
-    cfg = replace(
-        maml_defaults("navigation-2d"),
-        seed=job["seed"],
+    cfg = recipe("maml", "navigation-2d").replace(
+        run__seed=job["seed"],
+        run__progress=False,
         meta_iterations=job["iterations"],
-        progress=False,
-        inner_lr=v["inner_lr"],
-        baseline=v["baseline"],
+        inner__lr=v["inner_lr"],
+        inner__baseline=v["baseline"],
         model__action_bounds=v["action_bounds"],
     )
     t0 = time.perf_counter()
     result = train_maml(cfg)
     minutes = (time.perf_counter() - t0) / 60
-    torch.manual_seed(10_000 + job["seed"])
+    # the paper's test protocol: 40 trajectories per step, the step size then half of it
+    test = cfg.inner.replace(steps=3, episodes=40, later_lr=cfg.inner.lr / 2)
     curve = evaluate_adaptation(
-        result.policy,
-        "navigation-2d",
-        get_family("navigation-2d").test,
-        inner_steps=3,
-        num_trajectories=40,
-        inner_lr=cfg.inner_lr,
-        later_lr=cfg.inner_lr / 2,
-        gamma=cfg.gamma,
-        seeds=(job["seed"],),
-        baseline=cfg.baseline,
+        result.policy, "navigation-2d", get_family("navigation-2d").test, test, seeds=(job["seed"],)
     )
     return {
         **job,
-        "returns": curve.returns[0].mean(axis=0).tolist(),
+        "returns": curve.seed_means()[0].tolist(),  # after k = 0..3 steps, mean over tasks
         "train_minutes": minutes,
         "env_steps": result.env_steps,
     }
@@ -80,6 +70,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--name", default="maml_navigation_variants", help="results/<name>.{json,md}")
     args = parser.parse_args()
     jobs = [{"variant": v, "seed": args.seed, "iterations": args.iterations} for v in VARIANTS]
     t0 = time.perf_counter()
@@ -122,7 +113,7 @@ def main() -> None:
         )
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; {minutes:.0f} min."
     )
-    write_results("maml_navigation_variants", payload, md)
+    write_results(args.name, payload, md)
     print(md)
 
 

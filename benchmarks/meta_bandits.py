@@ -4,13 +4,14 @@
     python benchmarks/meta_bandits.py --cells k5-n10 --steps 300000 --seeds 0
     python benchmarks/meta_bandits.py --seeds 1 2 --merge benchmarks/results/meta_bandits.json  # add seeds
 
-Each agent is trained with PPO (``rl2_defaults``) on one-episode trials of N pulls of a bandit drawn from
-U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times; the classic
-algorithms play the same bandits (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy
+Each agent is trained with PPO (``recipe("rl2", family, model)``) on one-episode trials of N pulls of a
+bandit drawn from U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times
+(evaluation seeds 0, 1000, 2000, ...); the classic algorithms play the same bandits (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy
 for the prior where its dynamic program is small enough (N <= 20): the ceiling of what meta-training on this
 prior can reach on average. The figure of merit is the mean total reward;
 ``ssm_over_thompson_worst`` is the lowest ratio of the ssm agent to Thompson sampling over the cells.
-Writes results/meta_bandits.{json,md,png}.
+An agent's interval is over training seeds (none, and ``null`` in the JSON, for a single seed). Writes
+results/<name>.{json,md,png} (``--name``, default ``meta_bandits``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from _common import (
     RESULTS_DIR,
     add_merge_arguments,
+    ci_cell,
     command_line,
     git_commit,
     machine_info,
@@ -37,28 +39,23 @@ from _common import (
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from ssm_metarl.defaults import rl2_defaults
 
-    from ssm_metarl.config import replace
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+    from ssm_metarl.recipes import recipe
 
     torch.set_num_threads(1)
     family = f"bandit-{job['cell']}"
-    cfg = replace(
-        rl2_defaults(family),
-        model__kind=job["model"],
-        seed=job["seed"],
-        total_steps=job["steps"],
-        progress=False,
+    # a trial is one episode of N pulls: the recipe's trial env for bandit families
+    cfg = recipe("rl2", family, job["model"]).replace(
+        run__seed=job["seed"], run__progress=False, total_steps=job["steps"]
     )
     t0 = time.perf_counter()
-    policy = train_rl2(family, 1, cfg).policy
+    policy = train_rl2(cfg).policy
     seconds = time.perf_counter() - t0
     tasks = get_family(family).test
-    totals = np.stack(
-        [evaluate_in_context(policy, family, tasks, 1, seed=1000 * r)[:, 0] for r in range(job["eval_runs"])]
-    )
+    played = evaluate_in_context(policy, family, tasks, 1, seeds=[1000 * r for r in range(job["eval_runs"])])
+    totals = played.values[:, :, 0, 0]  # (eval runs, tasks): the total reward of each play
     return {
         **job,
         "mean_total": float(totals.mean()),
@@ -88,7 +85,7 @@ def main() -> None:
         thompson,
         ucb1,
     )
-    from ssm_metarl.meta.evaluate import mean_ci
+    from ssm_metarl.results import mean_ci
 
     jobs = [
         {"cell": c, "model": m, "seed": s, "steps": args.steps, "eval_runs": args.eval_runs}
@@ -168,7 +165,7 @@ def main() -> None:
             f"{r['random']:.2f}",
             f"{r['ucb1']:.2f}",
             f"{r['thompson']:.2f}",
-            *[f"{r[m]:.2f} ± {r[m + '_ci95']:.2f}" for m in models],
+            *[ci_cell(r[m], r[m + "_ci95"], 2) for m in models],
             f"{ratios.get(c, float('nan')):.3f}",
             "" if r["bayes_optimal"] is None else f"{r['bayes_optimal']:.2f}",
             f"{r['oracle']:.2f}",

@@ -23,6 +23,7 @@ import numpy as np
 from _common import (
     RESULTS_DIR,
     add_merge_arguments,
+    ci_cell,
     command_line,
     git_commit,
     machine_info,
@@ -37,17 +38,18 @@ FAMILY = "cartpole-physics"
 SPLITS = ("test", "out_of_range")
 TASKS = 10
 TRAJ = 10
+EPISODES_PER_TRIAL = 2
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from ssm_metarl.defaults import maml_defaults, ppo_defaults, rl2_defaults
 
-    from ssm_metarl.config import replace
+    from ssm_metarl.adapt import evaluate_adaptation
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import evaluate_adaptation
+    from ssm_metarl.envs.trial import rl2_env_id
     from ssm_metarl.meta.maml import train_maml
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+    from ssm_metarl.recipes import recipe
     from ssm_metarl.rl.ppo import train_ppo
 
     torch.set_num_threads(1)
@@ -56,52 +58,51 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {**job}
     t0 = time.perf_counter()
     if job["kind"] == "rl2":
-        cfg = replace(rl2_defaults(FAMILY), seed=seed, total_steps=job["rl2_steps"], progress=False)
-        policy = train_rl2(FAMILY, 2, cfg).policy
+        cfg = recipe("rl2", FAMILY).replace(
+            env_id=rl2_env_id(FAMILY, EPISODES_PER_TRIAL),
+            run__seed=seed,
+            run__progress=False,
+            total_steps=job["rl2_steps"],
+        )
+        policy = train_rl2(cfg).policy
         out["train_seconds"] = time.perf_counter() - t0
         for split in SPLITS:
-            r = evaluate_in_context(policy, FAMILY, dist.split(split)[:TASKS], 2, seed=10_000 + seed)
-            out[split] = r.mean(axis=0).tolist()
+            tasks = dist.split(split)[:TASKS]
+            r = evaluate_in_context(policy, FAMILY, tasks, EPISODES_PER_TRIAL, seeds=(10_000 + seed,))
+            out[split] = r.seed_means()[0].tolist()  # return of episode 1, 2, mean over tasks
         return out
 
-    def curve(policy, lr: float) -> dict[str, list[float]]:
-        res = {}
-        for split in SPLITS:
-            torch.manual_seed(10_000 + seed)
-            c = evaluate_adaptation(
-                policy,
-                FAMILY,
-                dist.split(split)[:TASKS],
-                inner_steps=3,
-                num_trajectories=TRAJ,
-                inner_lr=lr,
-                seeds=(seed,),
-            )
-            res[split] = c.returns[0].mean(axis=0).tolist()
-        return res
-
-    mt_cfg = replace(
-        ppo_defaults(dist.multitask_env_id()), seed=seed, total_steps=job["ppo_steps"], progress=False
+    mt_cfg = recipe("ppo", dist.multitask_env_id()).replace(
+        run__seed=seed, run__progress=False, total_steps=job["ppo_steps"]
     )
-    mt = train_ppo(mt_cfg).policy
-    out["multitask_seconds"] = time.perf_counter() - t0
-    maml_cfg = replace(
-        maml_defaults(FAMILY),
-        seed=seed,
+    # MAML from the multi-task ssm policy: the recipe of the shipped cartpole-ssm
+    maml_cfg = recipe("maml", FAMILY, "ssm").replace(
+        run__seed=seed,
+        run__progress=False,
         meta_iterations=job["maml_iterations"],
         meta_batch_size=8,
-        num_trajectories=8,
+        inner__episodes=8,
+        inner__gamma=0.99,
         outer_epochs=10,
         outer_lr=3e-4,
-        gamma=0.99,
         gae_lambda=0.95,
-        progress=False,
     )
-    out["multitask"] = curve(mt, maml_cfg.inner_lr)
+    test = maml_cfg.inner.replace(steps=3, episodes=TRAJ)  # 0, 1, 2, 3 steps of TRAJ episodes
+
+    def curve(policy) -> dict[str, list[float]]:
+        res = {}
+        for split in SPLITS:
+            c = evaluate_adaptation(policy, FAMILY, dist.split(split)[:TASKS], test, seeds=(seed,))
+            res[split] = c.seed_means()[0].tolist()  # after k = 0..3 steps, mean over tasks
+        return res
+
+    mt = train_ppo(mt_cfg).policy
+    out["multitask_seconds"] = time.perf_counter() - t0
+    out["multitask"] = curve(mt)
     t1 = time.perf_counter()
     maml = train_maml(maml_cfg, policy=mt).policy
     out["maml_seconds"] = time.perf_counter() - t1
-    out["maml"] = curve(maml, maml_cfg.inner_lr)
+    out["maml"] = curve(maml)
     return out
 
 
@@ -116,7 +117,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import baseline_policy_returns, mean_ci
+    from ssm_metarl.meta.evaluate import baseline_returns
+    from ssm_metarl.results import mean_ci
 
     jobs = [{"kind": "rl2", "seed": s, "rl2_steps": args.rl2_steps} for s in args.seeds]
     jobs += [
@@ -141,7 +143,7 @@ def main() -> None:
     seeds = sorted({r["seed"] for r in runs})
     dist = get_family(FAMILY)
 
-    def agg(kind: str, key: str, split: str) -> list[tuple[float, float]]:
+    def agg(kind: str, key: str, split: str) -> list[tuple[float, float | None]]:
         vals = np.array([r[key][split] for r in runs if r["kind"] == kind and key in r])  # (S, n)
         return [mean_ci(vals[:, k]) for k in range(vals.shape[1])]
 
@@ -149,8 +151,8 @@ def main() -> None:
     for split in SPLITS:
         tasks = dist.split(split)[:TASKS]
         table[split] = {
-            "random": baseline_policy_returns(FAMILY, tasks, "random", TRAJ, seed=0),
-            "constant": baseline_policy_returns(FAMILY, tasks, "constant", TRAJ, seed=0),
+            "random": baseline_returns(FAMILY, tasks, "random", TRAJ, (0,)).mean,
+            "constant": baseline_returns(FAMILY, tasks, "constant", TRAJ, (0,)).mean,
             "multitask_ppo": agg("maml", "multitask", split),
             "maml": agg("maml", "maml", split),
         }
@@ -178,8 +180,8 @@ def main() -> None:
         "date": now_iso(),
     }
 
-    def c(x: tuple[float, float]) -> str:
-        return f"{x[0]:.1f} ± {x[1]:.1f}"
+    def c(x: tuple[float, float | None]) -> str:
+        return ci_cell(*x)
 
     rows = []
     for split in SPLITS:
@@ -210,6 +212,11 @@ def main() -> None:
     print(md)
 
 
+def _mean_half(cells: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Means and half-widths of (mean, half) pairs; no interval (one seed) plots as zero."""
+    return np.array([m for m, _ in cells]), np.array([h or 0.0 for _, h in cells])
+
+
 def _plot(table: dict[str, Any], name: str) -> None:
     import matplotlib
 
@@ -220,13 +227,11 @@ def _plot(table: dict[str, Any], name: str) -> None:
     for ax, split in zip(axes, SPLITS):
         t = table[split]
         for i, key in enumerate(("multitask_ppo", "maml")):
-            m = np.array(t[key])
+            m, h = _mean_half(t[key])
             ks = np.arange(len(m))
-            ax.errorbar(ks, m[:, 0], yerr=m[:, 1], marker="o", color=f"C{i}", capsize=3, label=key)
-        r = np.array(t["rl2_ssm"])
-        ax.errorbar(
-            [0, 1], r[:, 0], yerr=r[:, 1], marker="s", color="C2", capsize=3, label="RL² (episode 1, 2)"
-        )
+            ax.errorbar(ks, m, yerr=h, marker="o", color=f"C{i}", capsize=3, label=key)
+        m, h = _mean_half(t["rl2_ssm"])
+        ax.errorbar([0, 1], m, yerr=h, marker="s", color="C2", capsize=3, label="RL² (episode 1, 2)")
         ax.axhline(t["random"], color="grey", ls=":", label="random")
         ax.set_title(f"{split.replace('_', '-')} tasks")
         ax.set_xlabel("adaptation steps / episode index - 1")

@@ -4,11 +4,11 @@
     python benchmarks/meta_cheetah.py --minutes 5 --name meta_cheetah_smoke
     python benchmarks/meta_cheetah.py --baseline linear --minutes 30 --name meta_cheetah_linear
 
-MAML with the mlp backbone (``maml_defaults``: inner lr 1.0, ten times learn2learn's 0.1, because our Gaussian
-is tanh-squashed; with 0.1 the post-step return stayed flat at about -12 for 43 iterations; 20 tasks x
-20 trajectories per meta-iteration; both directions, sampled), trained until ``--iterations`` or
-``--minutes`` run out, then evaluated on both directions: return after 0, 1 and 3 policy-gradient steps (20
-trajectories per step, 3 evaluation seeds). learn2learn's MAML-TRPO reaches about 260-275 after one step
+MAML with the mlp backbone (``recipe("maml", "halfcheetah-dir")``: inner lr 1.0, ten times learn2learn's
+0.1, because our Gaussian is tanh-squashed; with 0.1 the post-step return stayed flat at about -12 for 43
+iterations; 20 tasks x 20 trajectories per meta-iteration; both directions, sampled), trained until
+``--iterations`` or ``--minutes`` run out, then evaluated on both directions: return after 0, 1 and 3
+policy-gradient steps (the recipe's inner loop, 20 trajectories per step, 3 evaluation seeds). learn2learn's MAML-TRPO reaches about 260-275 after one step
 after 300 iterations (ANCHORS.md). ``--baseline linear`` uses rllab's linear feature baseline in the inner
 loss, as learn2learn's example does (``LinearValue``). Writes results/<name>.{json,md,png}.
 """
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from _common import (
     RESULTS_DIR,
+    ci_cell,
     command_line,
     git_commit,
     machine_info,
@@ -40,28 +41,26 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
     parser.add_argument("--inner-lr", type=float, default=1.0)
     parser.add_argument(
-        "--baseline", choices=["critic", "linear"], default=None, help="default: maml_defaults"
+        "--baseline", choices=["critic", "linear"], default=None, help="default: the maml recipe's"
     )
     parser.add_argument("--name", default="meta_cheetah")
     args = parser.parse_args()
 
     import torch
-    from ssm_metarl.defaults import maml_defaults
 
-    from ssm_metarl.config import replace
+    from ssm_metarl.adapt import evaluate_adaptation
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import evaluate_adaptation
     from ssm_metarl.meta.maml import train_maml
+    from ssm_metarl.recipes import recipe
 
     torch.set_num_threads(1)
-    cfg = replace(
-        maml_defaults(FAMILY),
-        seed=args.seed,
+    cfg = recipe("maml", FAMILY).replace(
+        run__seed=args.seed,
+        run__progress=False,
         meta_iterations=args.iterations,
-        inner_lr=args.inner_lr,
-        progress=False,
+        inner__lr=args.inner_lr,
     )
-    cfg = replace(cfg, baseline=args.baseline or cfg.baseline)
+    cfg = cfg.replace(inner__baseline=args.baseline or cfg.inner.baseline)
     t0 = time.perf_counter()
 
     def stop(row: dict[str, Any]) -> bool:
@@ -75,23 +74,15 @@ def main() -> None:
     result = train_maml(cfg, callback=stop)
     minutes = (time.perf_counter() - t0) / 60
     tasks = get_family(FAMILY).test
-    torch.manual_seed(args.seed)
+    # return after 0, 1, 2, 3 steps of 20 trajectories each, 3 evaluation seeds
     curve = evaluate_adaptation(
-        result.policy,
-        FAMILY,
-        tasks,
-        inner_steps=3,
-        num_trajectories=20,
-        inner_lr=cfg.inner_lr,
-        gamma=cfg.gamma,
-        seeds=(0, 1, 2),
-        baseline=cfg.baseline,
+        result.policy, FAMILY, tasks, cfg.inner.replace(steps=3, episodes=20), (0, 1, 2)
     )
     summary = curve.summary()
     headline = {
-        "return_after_1_step": summary[1][0],
-        "return_after_0_steps": summary[0][0],
-        "return_after_3_steps": summary[3][0],
+        "return_after_1_step": summary[1].mean,
+        "return_after_0_steps": summary[0].mean,
+        "return_after_3_steps": summary[3].mean,
         "minutes": minutes,
         "iterations": len(result.metrics),
     }
@@ -99,18 +90,18 @@ def main() -> None:
         "headline": headline,
         "targets": {"return_after_1_step": 275, "minutes": 60},
         "summary": [{"steps": k, "mean": m, "ci95": h} for k, (m, h) in enumerate(summary)],
-        "per_seed_task": curve.returns.tolist(),
+        "per_seed_task": curve.values.mean(-1).tolist(),  # (seed, task, step): mean over the episodes
         "training_curve": [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics],
         "env_steps": result.env_steps,
-        "config": vars(args) | {"baseline": cfg.baseline},
+        "config": vars(args) | {"baseline": cfg.inner.baseline},
         "machine": machine_info(),
         "command": command_line(),
         "commit": git_commit(),
         "date": now_iso(),
     }
-    rows = [[k, f"{m:.1f} ± {h:.1f}"] for k, (m, h) in enumerate(summary)]
+    rows = [[k, ci_cell(m, h)] for k, (m, h) in enumerate(summary)]
     md = (
-        f"## MAML on halfcheetah-dir (H=100, {cfg.baseline} baseline), {len(result.metrics)} meta-iterations, "
+        f"## MAML on halfcheetah-dir (H=100, {cfg.inner.baseline} baseline), {len(result.metrics)} meta-iterations, "
         f"{minutes:.0f} min, "
         f"{result.env_steps:,} env steps\n\n"
         + markdown_table(["adaptation steps", "return (both directions, 3 seeds)"], rows)

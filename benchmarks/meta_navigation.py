@@ -6,15 +6,16 @@
         --merge benchmarks/results/meta_navigation.json     # add rows to the committed results
 
 MAML (mlp and ssm) and the multi-task baseline (same loop, no inner step) are trained with
-``maml_defaults("navigation-2d")`` and evaluated on the 20 held-out test goals with the paper's test
-protocol: 40 trajectories per step, step size ``inner_lr`` then half of it, returns after 0..3 steps.
-RL² agents (ssm, gru, lstm, transformer) are trained with ``rl2_defaults`` on trials of 4 episodes and
-report the return of each episode of a trial on the same held-out goals, with no gradient step.
-Intervals are 95% t-intervals over seeds. A row is one (method, model, training budget, MAML recipe);
-the headline's MAML figures are the best model under today's ``maml_defaults`` recipe (earlier recipes
-merged from older files are shown for comparison), its in-context figures the ssm row with the most env
-steps, its speedups the ratio of training minutes to the ssm row with the same env steps.
-Writes results/meta_navigation.{json,md,png}.
+``recipe("maml", "navigation-2d", model)`` and evaluated on the 20 held-out test goals with the paper's test
+protocol: 40 trajectories per step, step size ``inner.lr`` then ``inner.later_lr`` (half of it), returns
+after 0..3 steps. RL² agents (ssm, gru, lstm, transformer) are trained with ``recipe("rl2", ...)`` on
+trials of 4 episodes and report the return of each episode of a trial on the same held-out goals, with no
+gradient step. Intervals are 95% t-intervals over seeds (none, and ``null`` in the JSON, for a single
+seed). A row is one (method, model, training budget, MAML recipe); the headline's MAML figures are the
+best model under today's maml recipe (earlier recipes merged from older files are shown for comparison),
+its in-context figures the ssm row with the most env steps, its speedups the ratio of training minutes to
+the ssm row with the same env steps. Writes results/<name>.{json,md,png} (``--name``, default
+``meta_navigation``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 from _common import (
     RESULTS_DIR,
     add_merge_arguments,
+    ci_cell,
     command_line,
     git_commit,
     machine_info,
@@ -59,49 +61,34 @@ def variant_label(v: dict[str, Any] | None) -> str:
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from ssm_metarl.defaults import maml_defaults, rl2_defaults
 
-    from ssm_metarl.config import replace
+    from ssm_metarl.adapt import evaluate_adaptation
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import evaluate_adaptation
+    from ssm_metarl.envs.trial import rl2_env_id
     from ssm_metarl.meta.maml import train_maml, train_multitask
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
+    from ssm_metarl.recipes import recipe
 
     torch.set_num_threads(1)
     dist = get_family(FAMILY)
     kind, model, seed = job["kind"], job["model"], job["seed"]
-    layers = 2 if model == "mlp" else 1
     t0 = time.perf_counter()
     if kind in ("maml", "multitask"):
-        cfg = replace(
-            maml_defaults(FAMILY),
-            model__kind=model,
-            model__num_layers=layers,
-            seed=seed,
-            meta_iterations=job["iterations"],
-            progress=False,
+        # the recipe with this backbone (mlp: two layers, others one)
+        cfg = recipe("maml", FAMILY, model).replace(
+            run__seed=seed, run__progress=False, meta_iterations=job["iterations"]
         )
         result = (train_maml if kind == "maml" else train_multitask)(cfg)
         train_s = time.perf_counter() - t0
-        torch.manual_seed(10_000 + seed)
-        curve = evaluate_adaptation(
-            result.policy,
-            FAMILY,
-            dist.test,
-            inner_steps=3,
-            num_trajectories=40,
-            inner_lr=cfg.inner_lr,
-            later_lr=cfg.inner_lr / 2,
-            gamma=cfg.gamma,
-            seeds=(seed,),
-            baseline=cfg.baseline,
-        )
-        returns = curve.returns[0].mean(axis=0).tolist()  # after k = 0..3 steps, mean over tasks
+        # the paper's test protocol: 40 trajectories per step, the recipe's step size then its later one
+        test = cfg.inner.replace(steps=3, episodes=40)
+        curve = evaluate_adaptation(result.policy, FAMILY, dist.test, test, seeds=(seed,))
+        returns = curve.seed_means()[0].tolist()  # after k = 0..3 steps, mean over tasks
         curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
         variant = {
             "action_bounds": cfg.model.action_bounds,
-            "baseline": cfg.baseline,
-            "inner_lr": cfg.inner_lr,
+            "baseline": cfg.inner.baseline,
+            "inner_lr": cfg.inner.lr,
         }
         return {
             **job,
@@ -111,19 +98,21 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "curve": curve_rows,
             "variant": variant,
         }
-    cfg = replace(
-        rl2_defaults(FAMILY), model__kind=model, seed=seed, total_steps=job["steps"], progress=False
+    cfg = recipe("rl2", FAMILY, model).replace(
+        env_id=rl2_env_id(FAMILY, EPISODES_PER_TRIAL),
+        run__seed=seed,
+        run__progress=False,
+        total_steps=job["steps"],
     )
-    result = train_rl2(FAMILY, EPISODES_PER_TRIAL, cfg)
+    result = train_rl2(cfg)
     train_s = time.perf_counter() - t0
-    torch.manual_seed(10_000 + seed)
     per_episode = evaluate_in_context(
-        result.policy, FAMILY, dist.test, EPISODES_PER_TRIAL, seed=10_000 + seed
+        result.policy, FAMILY, dist.test, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
     )
     rows = [r for r in result.metrics if "sps" in r]
     return {
         **job,
-        "returns": per_episode.mean(axis=0).tolist(),
+        "returns": per_episode.seed_means()[0].tolist(),  # episode 1..4 of a trial, mean over tasks
         "train_seconds": train_s,
         "env_steps": cfg.total_steps,
         "sps": rows[-1]["sps"] if rows else None,
@@ -131,8 +120,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ci(values: list[float]) -> tuple[float, float]:
-    from ssm_metarl.meta.evaluate import mean_ci
+def _ci(values: list[float]) -> tuple[float, float | None]:
+    from ssm_metarl.results import mean_ci
 
     return mean_ci(np.asarray(values))
 
@@ -209,10 +198,10 @@ def main() -> None:
 
     random_return = random_policy_returns(FAMILY, get_family(FAMILY).test, episodes=40, seed=0)
     rows = summarize(runs)
-    from ssm_metarl.defaults import maml_defaults
+    from ssm_metarl.recipes import recipe
 
-    d = maml_defaults(FAMILY)
-    current = {"action_bounds": d.model.action_bounds, "baseline": d.baseline, "inner_lr": d.inner_lr}
+    d = recipe("maml", FAMILY)
+    current = {"action_bounds": d.model.action_bounds, "baseline": d.inner.baseline, "inner_lr": d.inner.lr}
     maml = [r for r in rows if r["method"] == "maml" and r["variant"] == current]  # today's recipe only
     best = max(maml, key=lambda r: r["returns_mean"][1]) if maml else None
     rl2 = [r for r in rows if r["method"] == "rl2"]
@@ -270,7 +259,7 @@ def main() -> None:
     }
 
     def cells(r: dict[str, Any]) -> list[str]:
-        return [f"{m:.2f} ± {h:.2f}" for m, h in zip(r["returns_mean"], r["returns_ci95"])]
+        return [ci_cell(m, h, 2) for m, h in zip(r["returns_mean"], r["returns_ci95"])]
 
     maml_rows = [
         [
@@ -321,7 +310,7 @@ def _plot(rows: list[dict[str, Any]], random_return: float, name: str) -> None:
     ):
         for i, r in enumerate(x for x in rows if pick(x)):
             xs = np.arange(len(r["returns_mean"])) + (1 if r["method"] == "rl2" else 0)
-            m, h = np.asarray(r["returns_mean"]), np.asarray(r["returns_ci95"])
+            m, h = np.asarray(r["returns_mean"]), np.array([h or 0.0 for h in r["returns_ci95"]])
             label = f"{r['method']} ({r['model']}{variant_label(r['variant'])}, {r['env_steps'] / 1e6:.1f}M steps)"
             ax.plot(xs, m, marker="o", color=f"C{i}", label=label)
             ax.fill_between(xs, m - h, m + h, color=f"C{i}", alpha=0.2)

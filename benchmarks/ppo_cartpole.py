@@ -7,8 +7,9 @@ Measures, per method and seed: env steps and wall-clock until the mean of the la
 reaches 475 ("sustained 475"; runs stop there, capped at --max-steps), training steps/s, and the raw
 SyncVectorEnv(8) random-action throughput measured in the same run. SB3 PPO (MLP) runs with RL Zoo's tuned
 CartPole hyper-parameters; sb3-contrib RecurrentPPO (LSTM) runs a short fixed budget for its steps/s.
-Methods are interleaved seed by seed so machine noise hits all alike. One torch thread throughout.
-Writes results/ppo_cartpole.{json,md,png}.
+Methods are interleaved seed by seed so machine noise hits all alike. One torch thread throughout. Ours is
+``recipe("ppo", "CartPole-v1")`` with the model kind swapped (all one layer). ``--quick`` only changes the
+output name. Writes results/<name>.{json,md,png} (``--name``, default ``ppo_cartpole``).
 """
 
 from __future__ import annotations
@@ -21,20 +22,25 @@ from typing import Any
 import numpy as np
 import torch
 from _common import command_line, git_commit, machine_info, markdown_table, now_iso, write_results
-from ssm_metarl.defaults import ppo_defaults
 
-from ssm_metarl.config import replace
 from ssm_metarl.envs.make import make_vec_env
+from ssm_metarl.recipes import recipe
 from ssm_metarl.rl.ppo import train_ppo
 
 TARGET = 475.0
 MODELS = ["ssm", "gru", "lstm", "transformer", "mlp"]
 
 
-def run_ours(kind: str, seed: int, max_steps: int) -> dict[str, Any]:
-    cfg = replace(
-        ppo_defaults("CartPole-v1"), model__kind=kind, seed=seed, total_steps=max_steps, progress=False
+def ours_config(kind: str, seed: int, max_steps: int) -> Any:
+    """The CartPole recipe with the ``kind`` backbone swapped in, its other model settings kept (one layer for
+    every kind, mlp included, as in the committed results; ``recipe("ppo", env, "mlp")`` would give two)."""
+    return recipe("ppo", "CartPole-v1").replace(
+        model__kind=kind, run__seed=seed, run__progress=False, total_steps=max_steps
     )
+
+
+def run_ours(kind: str, seed: int, max_steps: int) -> dict[str, Any]:
+    cfg = ours_config(kind, seed, max_steps)
     hit: dict[str, float] = {}
 
     def stop(row: dict[str, Any]) -> bool:
@@ -155,6 +161,9 @@ def main() -> None:
     parser.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 peers")
     parser.add_argument("--recurrent-ppo-steps", type=int, default=4096)
     parser.add_argument("--quick", action="store_true", help="write results/ppo_cartpole_quick.*")
+    parser.add_argument(
+        "--name", default=None, help="results/<name>.{json,md,png} (default: ppo_cartpole[_quick])"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -219,7 +228,7 @@ def main() -> None:
             "env": "CartPole-v1",
             "target": "mean of the last 100 training episodes >= 475 (runs stop there)",
             "max_steps": args.max_steps,
-            "ours": {k: str(v) for k, v in ppo_defaults("CartPole-v1").__dict__.items()},
+            "ours": recipe("ppo", "CartPole-v1").to_dict(),
             "sb3": "PPO MlpPolicy, 8 envs, n_steps 32, batch 256, 20 epochs, lr 1e-3 linear, clip 0.2 linear, "
             "gae_lambda 0.8, gamma 0.98 (RL Zoo)",
             "recurrent_ppo": f"sb3-contrib RecurrentPPO MlpLstmPolicy, 8 envs, n_steps 32, {args.recurrent_ppo_steps} steps",
@@ -249,7 +258,7 @@ def main() -> None:
         f"Raw SyncVectorEnv(8) random-action throughput: {statistics.median(env_sps):.0f} steps/s.\n"
         f"Headline: {headline}\n\nCommand: `{command_line()}`; seeds {args.seeds}; {machine_info()['cpu']}."
     )
-    name = "ppo_cartpole_quick" if args.quick else "ppo_cartpole"
+    name = args.name or ("ppo_cartpole_quick" if args.quick else "ppo_cartpole")
     write_results(name, payload, md)
     _plot(rows, name)
     print(md)

@@ -5,8 +5,9 @@
 
 "Return at N" is the mean of the last 20 training episodes (1000 steps each, stochastic policy, raw
 reward) when N env steps have been collected; the final deterministic and stochastic evaluations (10
-seeded episodes each) are reported beside it. Tuned continuous-control defaults (ssm_metarl.defaults).
-Writes results/ppo_mujoco.{json,md,png}.
+seeded episodes each) are reported beside it. The continuous-control recipe (``recipe("ppo", env)``) with the
+model kind swapped, one layer for every kind (``recipe("ppo", env, "mlp")`` would give the mlp two).
+Writes results/<name>.{json,md,png} (``--name``, default ``ppo_mujoco``).
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ CHECKPOINTS = (300_000, 1_000_000)
 
 def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     import torch
-    from ssm_metarl.defaults import ppo_defaults
 
-    from ssm_metarl.config import replace
+    from ssm_metarl.recipes import recipe
     from ssm_metarl.rl.ppo import train_ppo
 
     torch.set_num_threads(1)
     env_id, kind, seed, steps = job
-    cfg = replace(ppo_defaults(env_id), model__kind=kind, seed=seed, total_steps=steps, progress=False)
+    # the continuous-control recipe with the kind swapped in, one layer for every kind (mlp included)
+    cfg = recipe("ppo", env_id).replace(
+        model__kind=kind, run__seed=seed, run__progress=False, total_steps=steps
+    )
     t0 = time.perf_counter()
     result = train_ppo(cfg)
     rows = [r for r in result.metrics if "sps" in r]

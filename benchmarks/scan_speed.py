@@ -2,6 +2,7 @@
 
     python benchmarks/scan_speed.py            # full run -> results/scan_speed.json and .md
     python benchmarks/scan_speed.py --quick    # < 60 s subset -> results/scan_speed_quick.json and .md
+    python benchmarks/scan_speed.py --quick --name _try   # the same, written to results/_try.json and .md
 
 All timings use one thread, interleave the methods round-robin (so that machine noise hits all alike) and
 report medians of wall-clock time and of this thread's CPU time (the better estimate on a shared machine).
@@ -419,6 +420,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fast subset (< 60 s), written to *_quick.*")
     parser.add_argument("--no-crossover", action="store_true", help="skip the kernel crossover sweep")
+    parser.add_argument("--name", default=None, help="results/<name>.{json,md} (default: scan_speed[_quick])")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
@@ -458,9 +460,8 @@ def main() -> None:
         "date": now_iso(),
     }
     payload["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    json_path, md_path = write_results(
-        "scan_speed_quick" if args.quick else "scan_speed", payload, to_markdown(payload)
-    )
+    name = args.name or ("scan_speed_quick" if args.quick else "scan_speed")
+    json_path, md_path = write_results(name, payload, to_markdown(payload))
     print("headline:", payload["headline"])
     print(f"wrote {json_path} and {md_path}")
 

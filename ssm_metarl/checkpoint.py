@@ -185,11 +185,12 @@ def _set_dtype(module: torch.nn.Module, name: str, dtype: torch.dtype) -> None:
     owner_name, _, attr = name.rpartition(".")
     owner = module.get_submodule(owner_name) if owner_name else module
     with torch.no_grad():
-        if attr in owner._parameters and owner._parameters[attr] is not None:
-            p = owner._parameters[attr]
+        p = owner._parameters.get(attr)
+        b = owner._buffers.get(attr)
+        if p is not None:
             owner._parameters[attr] = torch.nn.Parameter(p.to(dtype), requires_grad=p.requires_grad)
-        elif attr in owner._buffers and owner._buffers[attr] is not None:
-            owner._buffers[attr] = owner._buffers[attr].to(dtype)
+        elif b is not None:
+            owner._buffers[attr] = b.to(dtype)
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Any:

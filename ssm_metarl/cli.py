@@ -271,7 +271,8 @@ def parse_meta_train(args: list[str]) -> Parsed:
             raise ConfigError("--episodes_per_trial is an RL² setting; MAML adapts by gradient steps")
         cfg: Any = recipe("maml", known.tasks, known.model).replace(run__out_dir=template)
         command: Any = MAMLCommand(**vars(cfg), eval=EvalConfig(steps=cfg.inner.steps + 2))
-        cls, base_cls = MAMLCommand, MAMLConfig
+        cls: type = MAMLCommand
+        base_cls: type = MAMLConfig
     else:
         cfg = recipe("rl2", known.tasks, known.model).replace(run__out_dir=template)
         if known.episodes_per_trial is not None:
@@ -405,10 +406,10 @@ def run_meta_train(p: Parsed) -> None:
     _note_budget(p)
     tasks = get_family(family).split(ev.split)[: ev.num_tasks]
     if isinstance(cfg, MAMLConfig):
-        result = train_maml(cfg)
-        print(f"MAML on {family}: {result.env_steps} env steps in {result.seconds:.0f} s")
+        maml = train_maml(cfg)
+        print(f"MAML on {family}: {maml.env_steps} env steps in {maml.seconds:.0f} s")
         measure = cfg.inner.replace(steps=ev.steps)
-        rows = compare_adaptation(result.policy, family, tasks, measure, ev.seeds, modes=("standard",))
+        rows = compare_adaptation(maml.policy, family, tasks, measure, ev.seeds, modes=("standard",))
     else:
         result = train_rl2(cfg)
         _, k = parse_rl2_env_id(cfg.env_id) or (family, 1)
@@ -425,12 +426,12 @@ def run_meta_train(p: Parsed) -> None:
 
 
 def run_adapt(p: Parsed) -> None:
-    from ssm_metarl.adapt import adapt_checkpoint, comparison_header
+    from ssm_metarl.adapt import Mode, adapt_checkpoint, comparison_header
     from ssm_metarl.results import format_table
 
     cmd: AdaptCommand = p.config
     _note_budget(p)
-    modes = ("standard",) if cmd.mode == "standard" else ("standard", "hybrid")
+    modes: tuple[Mode, ...] = ("standard",) if cmd.mode == "standard" else ("standard", "hybrid")
     results = adapt_checkpoint(
         p.extra["path"],
         cmd.adapt,
@@ -457,8 +458,8 @@ def run_evaluate(p: Parsed) -> None:
         raise InputError(f"{cmd.checkpoint} does not record its env; pass --env")
     rows = {}
     for mode, det in (("deterministic", True), ("stochastic", False)):
-        r = evaluate_policy(policy, env_id, cmd.episodes, seed=cmd.seed, deterministic=det)
-        rows[mode] = {"mean": r.mean, "std": r.std, "episodes": r.num_episodes}
+        ev = evaluate_policy(policy, env_id, cmd.episodes, seed=cmd.seed, deterministic=det)
+        rows[mode] = {"mean": ev.mean, "std": ev.std, "episodes": ev.num_episodes}
     if cmd.json_out:
         print(json.dumps({"checkpoint": cmd.checkpoint, "env_id": env_id, **rows}))
         return

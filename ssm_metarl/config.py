@@ -21,7 +21,6 @@ demo, the benchmarks and the tests all start from them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 import types
@@ -127,9 +126,13 @@ class Checked:
         return cls(**values)
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, include_extras=True)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
+    return _HINTS[cls]
 
 
 def _strip(tp: Any) -> tuple[Any, list[Any]]:

@@ -140,8 +140,9 @@ class TestTimeAdapter:
             check_buffer(model, buffer)
             for t in buffer.items():
                 if t.obs.shape[0] <= buffer_size:
+                    task = buffer.tasks[t.task_id] if t.task_id >= 0 else None
                     self.buffer.add_trajectory(
-                        *t[:6], task=buffer.tasks[t.task_id] if t.task_id >= 0 else None
+                        t.obs, t.action, t.log_prob, t.reward, t.terminated, t.truncated, task
                     )
         self.meta_parameters = {k: v.detach().clone() for k, v in model.named_parameters()}
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.cfg.lr)
@@ -200,9 +201,11 @@ class TestTimeAdapter:
 
     def _store(self, episode: list[Rollout]) -> None:
         """Add a finished episode to the buffer (its first ``capacity`` steps: a prefix still starts it)."""
-        steps = {f: torch.cat([getattr(p, f)[:, 0] for p in episode]) for f in _STORED}
         cap = self.buffer.capacity
-        self.buffer.add_trajectory(*(steps[f][:cap] for f in _STORED))
+        obs, action, log_prob, reward, terminated, truncated = (
+            torch.cat([getattr(p, f)[:, 0] for p in episode])[:cap] for f in _STORED
+        )
+        self.buffer.add_trajectory(obs, action, log_prob, reward, terminated, truncated)
 
     def adapt_online(
         self, env: Any, num_episodes: int = 5, adapt_every: int = 10
@@ -232,7 +235,7 @@ class TestTimeAdapter:
                     sent = pol.env_action(seg.action[:, 0])
                     low, high = np.minimum(low, sent.min(0)), np.maximum(high, sent.max(0))
                 start = 0
-                for t in np.flatnonzero(seg.done[:, 0].cpu().numpy()):
+                for t in np.flatnonzero(seg.done[:, 0].cpu().numpy()).tolist():
                     self._store([*current, _slice(seg, start, t + 1)])
                     current, start = [], t + 1
                 if start < T:

@@ -405,7 +405,8 @@ class ExperienceBuffer:
             parts = {f: tensors[f].split(lengths) for f in _TRAJ_FIELDS}
             for i, tid in enumerate(tensors["task_id"].tolist()):
                 task = buf.tasks[tid] if tid >= 0 else None
-                buf.add_trajectory(*(parts[f][i] for f in _TRAJ_FIELDS), task=task)
+                obs, action, log_prob, reward, terminated, truncated = (parts[f][i] for f in _TRAJ_FIELDS)
+                buf.add_trajectory(obs, action, log_prob, reward, terminated, truncated, task=task)
         elif meta["kind"] == "pairs":
             buf.add(tensors["x"], tensors["y"], tensors.get("hidden"))
         if len(buf) != count:

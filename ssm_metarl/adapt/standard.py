@@ -189,7 +189,8 @@ class StandardAdapter:
     def adapted_policy(self, params: Params) -> ActorCritic:
         """A detached copy of the policy holding ``params`` (e.g. ``run.params``), to act or save."""
         with torch.no_grad():
-            return snapshot(self.policy, params)
+            adapted: ActorCritic = snapshot(self.policy, params)
+        return adapted
 
 
 __all__ = ["AdaptationRun", "StandardAdapter", "surrogate_loss", "task_episodes"]

@@ -97,7 +97,8 @@ class Adapter:
             self.optimizer = torch.optim.SGD(params, lr=config.learning_rate)
 
     def _initial(self, batch_size: int) -> Any:
-        init = getattr(self.model, "init_hidden", None) or self.model.initial_state
+        model: Any = self.model
+        init = getattr(model, "init_hidden", None) or model.initial_state
         return init(batch_size)
 
     def _loss(self, x: Tensor, y: Tensor, hidden: Any) -> Tensor:

@@ -89,12 +89,12 @@ class Callbacks:
     ) -> Iterator[tuple[Any, ...]]:
         """Streams -> status, learning curve, the load and adaptation tabs' model dropdowns, session."""
         session = self.session(session)
-        self.training[request.session_hash] = session
+        self.training[str(request.session_hash)] = session
         keep = (gr.Dropdown(), gr.Dropdown())
         req = TrainRequest(
             family=family,
             kind=kind,
-            method=method,
+            method="RL²" if method == "RL²" else "MAML",
             name=name or "my-model",
             iterations=int(iterations),
             meta_batch=int(meta_batch),
@@ -129,7 +129,7 @@ class Callbacks:
 
     def page_closed(self, request: gr.Request) -> None:
         """The page went away: its running job stops after the current iteration."""
-        session = self.training.pop(request.session_hash, None)
+        session = self.training.pop(str(request.session_hash), None)
         if session is not None:
             session.stop.set()
 

@@ -73,7 +73,7 @@ def record_episode(policy: ActorCritic, task: Task, seed: int) -> Episode:
         env, ep.note = dist.make_env(task, seed=seed), f"this environment cannot be rendered here ({e})"
     envs = SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
     path: list[np.ndarray] = []
-    goal = np.array([task["goal_x"], task["goal_y"]]) if nav else None
+    goal = np.array([task["goal_x"], task["goal_y"]]) if nav else np.zeros(2)
 
     def frame(obs: np.ndarray) -> None:
         if nav:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from ssm_metarl.adapt import evaluate_adaptation
 from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.checkpoint import save_policy
-from ssm_metarl.config import MODEL_KINDS, MAMLConfig, PPOConfig
+from ssm_metarl.config import MODEL_KINDS, MAMLConfig, ModelKind, PPOConfig
 from ssm_metarl.envs.tasks import TASK_FAMILIES, get_family
 from ssm_metarl.envs.trial import rl2_env_id
 from ssm_metarl.errors import InputError
@@ -93,13 +93,19 @@ def check_request(req: TrainRequest) -> None:
             )
 
 
+def _kind(kind: str) -> ModelKind:
+    if kind not in MODEL_KINDS:
+        raise UserError(f"Unknown model kind {kind!r}; pick one of {', '.join(MODEL_KINDS)}.")
+    return kind  # type: ignore[return-value]
+
+
 def _model(base: Any, req: TrainRequest) -> Any:
     return base.replace(kind=req.kind, hidden_dim=req.hidden_dim, state_dim=req.hidden_dim)
 
 
 def maml_config(req: TrainRequest, out_dir: Path | None) -> MAMLConfig:
     """``recipe("maml", family, kind)`` with the tab's controls."""
-    base = recipe("maml", req.family, req.kind)  # type: ignore[arg-type]
+    base = recipe("maml", req.family, _kind(req.kind))
     try:
         return base.replace(
             model=_model(base.model, req),
@@ -121,7 +127,7 @@ def maml_config(req: TrainRequest, out_dir: Path | None) -> MAMLConfig:
 
 def rl2_config(req: TrainRequest, out_dir: Path | None) -> PPOConfig:
     """``recipe("rl2", family, kind)`` with the tab's controls."""
-    base = recipe("rl2", req.family, req.kind)  # type: ignore[arg-type]
+    base = recipe("rl2", req.family, _kind(req.kind))
     try:
         return base.replace(
             env_id=rl2_env_id(req.family, req.episodes_per_trial),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = (
     "False"  # never phone home (Blocks also gets analytics_enabled=False)
@@ -160,7 +161,7 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
                 gr.Markdown(about.LINKS + "\n" + about.benchmark_tables())
 
         # ----- wiring ------------------------------------------------------------------------------
-        jobs = {"concurrency_id": "jobs", "concurrency_limit": max_jobs}
+        jobs: dict[str, Any] = {"concurrency_id": "jobs", "concurrency_limit": max_jobs}
         load_btn.click(
             cb.load_model,
             [load_pick, session],

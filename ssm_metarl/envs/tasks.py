@@ -363,7 +363,8 @@ class MultiTaskEnv(gym.Wrapper):
             self._task_rng = np.random.default_rng(seed)
         elif not hasattr(self, "_task_rng"):
             self._task_rng = np.random.default_rng()
-        self.env.unwrapped.set_task(self.dist.sample(self._task_rng, 1)[0])
+        env: Any = self.env.unwrapped
+        env.set_task(self.dist.sample(self._task_rng, 1)[0])
         return self.env.reset(seed=seed, options=options)
 
 

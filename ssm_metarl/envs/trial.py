@@ -40,7 +40,8 @@ class TrialEnv(gym.Env):
         self.episodes_per_trial = episodes_per_trial
         self.fixed_task = task
         self.inner = self.dist.make_env(task or self.dist.train[0])
-        inner_obs, act = self.inner.observation_space, self.inner.action_space
+        inner_obs: Any = self.inner.observation_space
+        act: Any = self.inner.action_space
         if not isinstance(inner_obs, gym.spaces.Box):
             raise EnvError(f"RL² needs a Box observation space, {family} has {inner_obs}")
         self.discrete = isinstance(act, gym.spaces.Discrete)
@@ -69,7 +70,7 @@ class TrialEnv(gym.Env):
     def get_task(self) -> Task | None:
         return self.task
 
-    def _obs(self, obs: np.ndarray, action: Any, reward: float, done: bool) -> np.ndarray:
+    def _obs(self, obs: np.ndarray, action: Any, reward: Any, done: bool) -> np.ndarray:
         enc = np.zeros(self.act_dim, dtype=np.float32)
         if action is not None:
             if self.discrete:
@@ -82,7 +83,8 @@ class TrialEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.task = self.fixed_task or self.dist.sample(self.np_random, 1)[0]
-        self.inner.unwrapped.set_task(self.task)
+        inner: Any = self.inner.unwrapped
+        inner.set_task(self.task)
         inner_seed = None if seed is None else int(self.np_random.integers(2**31))
         obs, info = self.inner.reset(seed=inner_seed)
         self._episode, self._returns, self._lengths, self._ret, self._len = 0, [], [], 0.0, 0

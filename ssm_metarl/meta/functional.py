@@ -11,13 +11,14 @@ module's own), and :func:`inner_update` takes one gradient step on such a dict, 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 Params = dict[str, Tensor]
+M = TypeVar("M", bound=nn.Module)
 
 
 class _MethodCall(nn.Module):
@@ -63,7 +64,7 @@ def inner_update(params: Params, loss: Tensor, lr: float, first_order: bool = Fa
     return new
 
 
-def snapshot(module: nn.Module, params: Params) -> nn.Module:
+def snapshot(module: M, params: Params) -> M:
     """A detached copy of ``module`` holding ``params`` (for acting: no graph, plain method calls).
 
     Parameters and buffers are copied from their data only (never their ``.grad`` or autograd history, which

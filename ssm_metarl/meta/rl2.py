@@ -43,6 +43,10 @@ def train_rl2(
     return train_ppo(cfg, policy, callback, algo="rl2", metadata={"family": family, "episodes_per_trial": k})
 
 
+def _trial(family: str, k: int, task: Task) -> Callable[[], TrialEnv]:
+    return lambda: TrialEnv(family, k, task=task)
+
+
 def evaluate_in_context(
     policy: ActorCritic,
     family: str,
@@ -57,8 +61,7 @@ def evaluate_in_context(
     per_seed, steps = [], []
     for seed in seeds:
         envs = SyncVectorEnv(
-            [lambda t=t: TrialEnv(family, episodes_per_trial, task=t) for t in tasks],
-            autoreset_mode=AutoresetMode.SAME_STEP,
+            [_trial(family, episodes_per_trial, t) for t in tasks], autoreset_mode=AutoresetMode.SAME_STEP
         )
         try:
             ep = seeded_episodes(envs, policy, seed, deterministic)

@@ -22,6 +22,7 @@ from ssm_metarl.meta.functional import params_of, snapshot
 from ssm_metarl.meta.maml import adapt, sample_episodes, train_maml
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.rollout import Episodes
+from ssm_metarl.spaces import flat_dim
 
 
 def SSMMetaPolicy(  # noqa: N802 - the seed's class name
@@ -35,11 +36,12 @@ def SSMMetaPolicy(  # noqa: N802 - the seed's class name
     action sizes) are checked against the family's spaces, so a mismatch fails here, not mid-training."""
     dist = get_family(family)
     env = dist.make_env(dist.train[0])
+    act_space: Any = env.action_space
     try:
-        obs_dim, act_space = int(np.prod(env.observation_space.shape)), env.action_space
+        obs_dim = flat_dim(env.observation_space)
     finally:
         env.close()
-    act_dim = int(getattr(act_space, "n", None) or np.prod(act_space.shape))
+    act_dim = int(getattr(act_space, "n", None) or np.prod(act_space.shape))  # Discrete(n) or a Box
     if (obs_dim, act_dim) != (state_dim, action_dim):
         raise ValueError(
             f"{family} has observation size {obs_dim} and action size {act_dim}; got state_dim={state_dim}, "
@@ -117,4 +119,5 @@ class MetaMAMLTrainer:
                 inner.baseline,
             )
         with torch.no_grad():
-            return snapshot(self.policy, params)
+            adapted: ActorCritic = snapshot(self.policy, params)
+        return adapted

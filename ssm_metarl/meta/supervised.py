@@ -63,7 +63,8 @@ class MetaMAML:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=outer_lr)
 
     def _initial(self, batch_size: int) -> Hidden:
-        init = getattr(self.model, "init_hidden", None) or self.model.initial_state
+        model: Any = self.model
+        init = getattr(model, "init_hidden", None) or model.initial_state
         return init(batch_size)
 
     def task_hidden_states(

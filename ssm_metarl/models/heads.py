@@ -44,6 +44,10 @@ ACTION_BOUNDS = ("tanh", "clip")
 class RunningNorm(nn.Module):
     """Running mean and variance of observations (parallel-variance update, Chan et al. 1979)."""
 
+    mean: Tensor
+    var: Tensor
+    count: Tensor
+
     def __init__(self, dim: int, enabled: bool = True, clip: float = 10.0, eps: float = 1e-8) -> None:
         super().__init__()
         self.enabled = enabled
@@ -89,12 +93,21 @@ class ActorCritic(nn.Module):
     appended to the actor's, and callers still see one opaque State.
     """
 
+    backbone: Any
+    """A SequenceModel (see :mod:`ssm_metarl.models.base`)."""
+    critic_backbone: Any
+    actor: nn.Linear
+    critic: nn.Linear
+    log_std: nn.Parameter
+    action_low: Tensor
+    action_high: Tensor
+
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Any,
         observation_space: gym.Space,
         action_space: gym.Space,
-        critic_backbone: nn.Module | None = None,
+        critic_backbone: Any = None,
         init_log_std: float = 0.0,
         normalize_obs: bool = False,
         spec: dict[str, Any] | None = None,

@@ -26,6 +26,8 @@ The stack is ``x -> Linear(D, H) -> L layers -> LayerNorm`` (the last norm if ``
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,10 +46,10 @@ class SSMLayer(nn.Module):
         self.rnn = nn.RNN(hidden_dim, state_dim, nonlinearity="tanh", batch_first=True)  # A, B, b
         self.readout = nn.Linear(state_dim, hidden_dim)  # C
         self.skip = nn.Parameter(torch.zeros(hidden_dim))  # D
-        nn.init.orthogonal_(self.rnn.weight_hh_l0)
-        nn.init.orthogonal_(self.rnn.weight_ih_l0)
-        nn.init.zeros_(self.rnn.bias_ih_l0)
-        nn.init.zeros_(self.rnn.bias_hh_l0)
+        for name in ("weight_hh_l0", "weight_ih_l0"):
+            nn.init.orthogonal_(self.rnn.get_parameter(name))
+        for name in ("bias_ih_l0", "bias_hh_l0"):
+            nn.init.zeros_(self.rnn.get_parameter(name))
         nn.init.orthogonal_(self.readout.weight)
         nn.init.zeros_(self.readout.bias)
 
@@ -140,7 +142,7 @@ class ImprovedSSMBackbone(nn.Module):
         r = reset.bool().unsqueeze(-1)  # (B, 1)
         z = F.linear(x, self.input_proj.weight, self.input_proj.bias)  # (B, H)
         new = []
-        for layer, h in zip(self.layers, state):
+        for layer, h in zip(cast(list[SSMLayer], list(self.layers)), state):
             z, h = layer.step(z, h, r)  # (B, H), (B, N)
             new.append(h)
         return self._final(z), tuple(new)

@@ -27,6 +27,7 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -58,6 +59,10 @@ class _InstanceOrClassMethod:
         if obj is None:
             return types.MethodType(self.on_class, objtype)
         return types.MethodType(self.on_instance, obj)
+
+
+def _write_text(tmp: str, text: str) -> None:
+    Path(tmp).write_text(text)
 
 
 def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -132,7 +137,7 @@ def _load_new(
             f"{weights} carries no model config (no metadata, no {weights.name}.json beside it): build "
             "the model with its sizes and call model.load(path)"
         )
-    model = cls(**saved)
+    model = cls(**saved)  # type: ignore[arg-type]
     dtype = next(iter(tensors.values())).dtype
     if dtype.is_floating_point:
         model.to(dtype)
@@ -245,7 +250,7 @@ class StateSpaceModel(nn.Module):
         """
         as_tuple = isinstance(hidden_state, tuple)
         B = x.shape[0]
-        h = hidden_state[0] if as_tuple else hidden_state
+        h: Any = hidden_state[0] if isinstance(hidden_state, tuple) else hidden_state
         h = self.init_hidden(B) if h is None else h
         if tuple(h.shape) != (B, self.state_dim):
             raise ValueError(
@@ -281,9 +286,8 @@ class StateSpaceModel(nn.Module):
         _atomic_write(
             weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT, "config": config})
         )
-        _atomic_write(
-            config_file, lambda tmp: Path(tmp).write_text(json.dumps(self.config(), indent=2) + "\n")
-        )
+        text = json.dumps(self.config(), indent=2) + "\n"
+        _atomic_write(config_file, functools.partial(_write_text, text=text))
         return weights
 
     def _check_and_copy(self, tensors: dict[str, Tensor], saved: dict[str, int] | None, where: Path) -> None:

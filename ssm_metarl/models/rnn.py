@@ -37,6 +37,7 @@ is shared with ``improved.py``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -76,7 +77,7 @@ def cell_step(cell: Callable[..., Any], weights: list[list[Tensor]], x: Tensor, 
 def _loop(rnn: nn.RNNBase, x: Tensor, h0: RNNState, reset: Tensor) -> tuple[Tensor, RNNState]:
     """Reset-aware loop over t with the cell kernel; h0 in torch layout (L, B, H)."""
     cell, weights, lstm = cell_fn(rnn), layer_weights(rnn), isinstance(h0, tuple)
-    hs = list(zip(h0[0].unbind(0), h0[1].unbind(0))) if lstm else list(h0.unbind(0))
+    hs: Any = list(zip(h0[0].unbind(0), h0[1].unbind(0))) if isinstance(h0, tuple) else list(h0.unbind(0))
     keep = (~reset).to(x.dtype).unsqueeze(-1)  # (B, T, 1)
     ys = []
     for t in range(x.shape[1]):
@@ -100,7 +101,7 @@ def _split(
     for a, b in zip(bounds[:-1], bounds[1:]):
         if a > 0:
             r = reset[:, a].view(1, -1, 1)  # (1, B, 1)
-            h = _map(lambda s, r=r: s.masked_fill(r, 0.0), h)
+            h = _map(functools.partial(_zero_where, r), h)
         y, h = rnn(x[:, a:b], h)  # (B, b - a, H)
         ys.append(y)
     return torch.cat(ys, dim=1), h
@@ -130,7 +131,11 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, h0: RNNState, reset: Tensor) -> tuple[Te
     return _split(rnn, x, h0, reset, cuts)
 
 
-def forward_by_steps(model: nn.Module, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:
+def _zero_where(r: Tensor, s: Tensor) -> Tensor:
+    return s.masked_fill(r, 0.0)
+
+
+def forward_by_steps(model: Any, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:
     """Reference loop: ``model.step`` over t. x (B, T, D), reset (B, T) -> y (B, T, H), final state."""
     ys = []
     for t in range(x.shape[1]):
@@ -170,6 +175,7 @@ class GRU(nn.Module):
         reset = reset.bool()
         h0 = state[0].masked_fill(reset[:, 0, None, None], 0.0)  # (B, L, H)
         y, hn = run_rnn(self.rnn, x, h0.transpose(0, 1).contiguous(), reset)  # (B, T, H), (L, B, H)
+        assert isinstance(hn, Tensor)
         return y, (hn.transpose(0, 1),)
 
     def step(self, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:

@@ -266,6 +266,7 @@ class _LinearScan(torch.autograd.Function):
         h0 = h0 if ctx.has_h0 else None
         keep = keep if ctx.has_keep else None
         need_a, need_b, need_h0 = ctx.needs_input_grad[:3]
+        grads: tuple[Tensor | None, Tensor, Tensor | None]
         if torch.is_grad_enabled():  # create_graph=True: differentiable ops only (double backward)
             grads = _backward_differentiable(a, h, h0, keep, g, ctx.kernel)
         else:

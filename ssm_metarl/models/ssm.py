@@ -30,7 +30,7 @@ tuple of L tensors (B, N), one per layer, complex for the complex variant.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -235,7 +235,7 @@ class SSM(nn.Module):
 
     def _build_plan(self, cache: bool) -> _Plan:
         layers = []
-        for block in self.blocks:
+        for block in cast(list[SSMBlock], list(self.blocks)):
             lru, norm, out = block.lru, block.norm, block.out
             lam, w_in, w_out = lru.weights()
             H, n2 = w_out.shape
@@ -246,8 +246,10 @@ class SSM(nn.Module):
                 (ln, lam, torch.cat(rows), w_out.t(), n2, lru.complex, out.weight, out.bias, block.glu)
             )
         final = (self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        slots = [(m._parameters, n) for m in self.modules() for n in m._parameters] if cache else []
-        params = [d[n] for d, n in slots]  # held by the plan, so no id in the key can be reused
+        slots: list[tuple[dict[str, Any], str]] = (
+            [(m._parameters, n) for m in self.modules() for n in m._parameters] if cache else []
+        )
+        params: list[Tensor] = [d[n] for d, n in slots]  # held by the plan, so no id in the key can be reused
         key = [(id(p), p._version, p.data_ptr()) for p in params]
         return _Plan(self.encoder.weight, self.encoder.bias, layers, final, slots, params, key)
 

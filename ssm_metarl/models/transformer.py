@@ -25,6 +25,8 @@ attends over the cached window: O(context * H) attention + O(H^2) projections, ~
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -133,14 +135,18 @@ class Transformer(nn.Module):
             raise ValueError(f"context and num_layers must be >= 1, got {context} and {num_layers}")
         self.input_dim, self.output_dim, self.context = input_dim, hidden_dim, context
         self.embed = nn.Linear(input_dim, hidden_dim)
-        self.blocks = nn.ModuleList(Block(hidden_dim, num_heads, w) for w in _windows(context, num_layers))
+        blocks = [Block(hidden_dim, num_heads, w) for w in _windows(context, num_layers)]
+        self.blocks = nn.ModuleList(blocks)
         self.out_norm = nn.LayerNorm(hidden_dim)
-        self.max_cache = max(b.cache_len for b in self.blocks)
+        self.max_cache: int = max(b.cache_len for b in blocks)
+
+    def _blocks(self) -> list[Block]:
+        return cast(list[Block], list(self.blocks))
 
     def initial_state(self, batch_size: int) -> State:
         """L zero key/value caches (B, C_l, 2H) and a zero count (B,)."""
         p = param_like(self)
-        caches = tuple(p.new_zeros(batch_size, b.cache_len, 2 * self.output_dim) for b in self.blocks)
+        caches = tuple(p.new_zeros(batch_size, b.cache_len, 2 * self.output_dim) for b in self._blocks())
         return (*caches, p.new_zeros(batch_size))
 
     def _keep(self, count: Tensor) -> Tensor:
@@ -161,7 +167,7 @@ class Transformer(nn.Module):
         keep = self._keep(new_count)  # (B, max C, 1)
         z = _lin(self.embed, x)  # (B, T, H)
         new_caches = []
-        for block, cache in zip(self.blocks, caches):
+        for block, cache in zip(self._blocks(), caches):
             z, kv_full = block(z, cache, lim)  # (B, T, H), (B, C + T, 2H)
             C = block.cache_len
             new_caches.append(kv_full[:, kv_full.shape[1] - C :] * keep[:, self.max_cache - C :])
@@ -177,7 +183,7 @@ class Transformer(nn.Module):
         keep = self._keep(new_count)  # (B, max C, 1)
         z = _lin(self.embed, x)  # (B, H)
         new_caches = []
-        for block, cache in zip(self.blocks, caches):
+        for block, cache in zip(self._blocks(), caches):
             C = block.cache_len
             z, kv_full = block.step(z, cache, hidden[..., self.max_cache - C :])  # (B, H), (B, W, 2H)
             new_caches.append(kv_full[:, 1:] * keep[:, self.max_cache - C :])

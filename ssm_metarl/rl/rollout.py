@@ -36,9 +36,14 @@ from ssm_metarl.types import Rollout, State
 class Actor(Protocol):
     """What the collector needs of a policy."""
 
-    discrete: bool
-    obs_dim: int
-    action_shape: tuple[int, ...]
+    @property
+    def discrete(self) -> bool: ...
+
+    @property
+    def obs_dim(self) -> int: ...
+
+    @property
+    def action_shape(self) -> tuple[int, ...]: ...
 
     @property
     def device(self) -> torch.device: ...
@@ -154,20 +159,18 @@ class RolloutCollector:
         all envs, counted since the collector was made) have finished. ``before_step(obs)`` sees the raw
         observations (B, ...) the policy is about to act on (rendering hooks in here).
         """
-        T, B = num_steps, self.num_envs
-        kw = {"device": self.device}
-        obs_buf = torch.zeros(T, B, policy.obs_dim, dtype=self.dtype, **kw)
+        T, B, dev = num_steps, self.num_envs, self.device
+        obs_buf = torch.zeros(T, B, policy.obs_dim, dtype=self.dtype, device=dev)
         discrete = policy.discrete
-        act_buf = torch.zeros(
-            (T, B, *policy.action_shape), dtype=torch.long if discrete else self.dtype, **kw
-        )
-        logp_buf = torch.zeros(T, B, dtype=self.dtype, **kw)
-        val_buf = torch.zeros(T, B, dtype=self.dtype, **kw)
-        final_val = torch.zeros(T, B, dtype=self.dtype, **kw)
+        act_dtype = torch.long if discrete else self.dtype
+        act_buf = torch.zeros((T, B, *policy.action_shape), dtype=act_dtype, device=dev)
+        logp_buf = torch.zeros(T, B, dtype=self.dtype, device=dev)
+        val_buf = torch.zeros(T, B, dtype=self.dtype, device=dev)
+        final_val = torch.zeros(T, B, dtype=self.dtype, device=dev)
         rew_np = np.zeros((T, B), dtype=np.float64)
         term_np = np.zeros((T, B), dtype=bool)
         trunc_np = np.zeros((T, B), dtype=bool)
-        reset_buf = torch.zeros(T, B, dtype=torch.bool, **kw)
+        reset_buf = torch.zeros(T, B, dtype=torch.bool, device=dev)
         state0 = self.state
 
         obs_t = self._prep(policy, self.obs)
@@ -329,7 +332,7 @@ class BaselinePolicy:
         self.space.seed(seed)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.obs_dim = flat_dim(observation_space)
-        self.action_shape: tuple[int, ...] = () if self.discrete else tuple(action_space.shape)
+        self.action_shape: tuple[int, ...] = () if self.discrete else tuple(action_space.shape or ())
         self.device, self.dtype = torch.device("cpu"), torch.float32
 
     def initial_state(self, batch_size: int) -> State:
@@ -345,12 +348,13 @@ class BaselinePolicy:
         self, obs: Tensor, state: State, reset: Tensor, deterministic: bool = False
     ) -> tuple[Tensor, Tensor, Tensor, State]:
         B = obs.shape[0]
+        space: Any = self.space
         if self.kind == "random":
-            a = np.stack([np.asarray(self.space.sample()) for _ in range(B)])
+            a = np.stack([np.asarray(space.sample()) for _ in range(B)])
         elif self.discrete:
-            a = np.full(B, int(self.space.start))
+            a = np.full(B, int(space.start))
         else:
-            middle = (np.asarray(self.space.low, np.float64) + np.asarray(self.space.high, np.float64)) / 2
+            middle = (np.asarray(space.low, dtype=np.float64) + np.asarray(space.high, dtype=np.float64)) / 2
             a = np.repeat(np.nan_to_num(middle)[None], B, axis=0)
         action = torch.as_tensor(a, dtype=torch.long if self.discrete else self.dtype)
         zeros = torch.zeros(B, dtype=self.dtype)

@@ -82,12 +82,12 @@ def make_optimizer(params: Any, lr: float, eps: float = 1e-8) -> torch.optim.Ada
 
 def _rng_state() -> tuple[dict[str, Any], dict[str, Tensor]]:
     py = random.getstate()
-    np_state = np.random.get_state()
-    state = {
+    np_state: Any = np.random.get_state()
+    state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
     }
-    tensors = {"torch_rng": torch.get_rng_state()}
+    tensors: dict[str, Tensor] = {"torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda_rng.{i}"] = s
@@ -107,7 +107,7 @@ def _set_rng_state(state: dict[str, Any], tensors: dict[str, Tensor]) -> None:
 
 def generator_state(rng: np.random.Generator) -> dict[str, Any]:
     """A NumPy Generator's state as JSON."""
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def set_generator_state(rng: np.random.Generator, state: dict[str, Any]) -> None:

@@ -3,21 +3,21 @@
     python benchmarks/make_pretrained.py                 # all models
     python benchmarks/make_pretrained.py --only cartpole-ssm
 
-Each model is meta-trained with MAML (``maml_defaults`` plus the overrides in SPECS), evaluated with the
-adaptation protocol, and written to ``ssm_metarl/pretrained/<name>/``: the checkpoint, ``results.json``
-(every figure of the card) and a model card ``README.md`` that states the command and seed.
+Each model is meta-trained with MAML (``recipe("maml", family)`` plus the overrides in SPECS) or in context
+with RL² (``recipe("rl2", family)``), evaluated with the adaptation protocol, and written to
+``ssm_metarl/pretrained/<name>/``: the checkpoint (its metadata records the config as ``cfg.to_dict()``),
+``results.json`` (every figure of the card) and a model card ``README.md`` that states the command and
+seed. ``--cards-only`` rewrites the cards from the checkpoints' metadata and ``results.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from typing import Any
 
-import numpy as np
-from _common import REPO_ROOT, git_commit, machine_info, now_iso
+from _common import REPO_ROOT, ci_cell, git_commit, machine_info, now_iso
 
 SPECS: dict[str, dict[str, Any]] = {
     "cartpole-ssm": {
@@ -30,10 +30,10 @@ SPECS: dict[str, dict[str, Any]] = {
             "model__num_layers": 1,
             "meta_iterations": 10,
             "meta_batch_size": 8,
-            "num_trajectories": 8,
+            "inner__episodes": 8,
             "outer_epochs": 10,
             "outer_lr": 3e-4,
-            "gamma": 0.99,
+            "inner__gamma": 0.99,
             "gae_lambda": 0.95,
         },
         "eval_trajectories": 10,
@@ -51,40 +51,42 @@ SEED = 0
 EVAL_TASKS = 10
 
 
-def zero_shot_and_adapted(policy, family: str, tasks, lr: float, trajectories: int) -> dict[str, Any]:
-    """Zero-shot return and the return after 1 and 3 standard adaptation steps (seeds 0, 1)."""
-    import torch
+def zero_shot_and_adapted(policy, family: str, tasks, inner, trajectories: int) -> dict[str, Any]:
+    """Zero-shot return and the return after 1 and 3 standard adaptation steps (seeds 0, 1) with the MAML
+    inner loop ``inner`` (an AdaptConfig), ``trajectories`` episodes per step."""
+    from ssm_metarl.adapt import evaluate_adaptation
 
-    from ssm_metarl.meta.evaluate import evaluate_adaptation
-
-    torch.manual_seed(0)
     curve = evaluate_adaptation(
-        policy, family, list(tasks), inner_steps=3, num_trajectories=trajectories, inner_lr=lr, seeds=(0, 1)
+        policy, family, list(tasks), inner.replace(steps=3, episodes=trajectories), seeds=(0, 1)
     )
-    return {f"after_{k}": {"mean": m, "ci95": h} for k, (m, h) in enumerate(curve.summary())}
+    return {f"after_{k}": {"mean": iv.mean, "ci95": iv.half} for k, iv in enumerate(curve.summary())}
 
 
 def make_one_rl2(name: str) -> dict[str, Any]:
     """An in-context (RL²) model: PPO over trials; 'adaptation' is the return of later episodes of a trial."""
     import torch
-    from ssm_metarl.defaults import rl2_defaults
 
-    from ssm_metarl.checkpoint import update_metadata
-    from ssm_metarl.config import replace
+    from ssm_metarl.checkpoint import save_policy, update_metadata
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import baseline_policy_returns, mean_ci
+    from ssm_metarl.envs.trial import rl2_env_id
+    from ssm_metarl.meta.evaluate import baseline_returns
     from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
     from ssm_metarl.pretrained import PRETRAINED_DIR
+    from ssm_metarl.recipes import recipe
 
     torch.set_num_threads(1)
     spec = SPECS[name]
     family, k = spec["family"], spec["episodes_per_trial"]
     out = PRETRAINED_DIR / name
-    cfg = replace(
-        rl2_defaults(family), seed=SEED, total_steps=spec["total_steps"], progress=False, out_dir=None
+    cfg = recipe("rl2", family).replace(
+        env_id=rl2_env_id(family, k),
+        total_steps=spec["total_steps"],
+        run__seed=SEED,
+        run__progress=False,
+        run__out_dir=None,
     )
     t0 = time.perf_counter()
-    policy = train_rl2(family, k, cfg).policy
+    policy = train_rl2(cfg).policy
     minutes = (time.perf_counter() - t0) / 60
     dist = get_family(family)
     results: dict[str, Any] = {
@@ -96,11 +98,11 @@ def make_one_rl2(name: str) -> dict[str, Any]:
     }
     for split in ("train", "test", "out_of_range"):
         tasks = dist.split(split)[:EVAL_TASKS]
-        per_seed = np.stack([evaluate_in_context(policy, family, tasks, k, seed=s).mean(0) for s in (0, 1)])
+        returns = evaluate_in_context(policy, family, tasks, k, seeds=(0, 1))
         results[split] = {
-            "episodes": [dict(zip(("mean", "ci95"), mean_ci(per_seed[:, i]))) for i in range(k)],
-            "random": baseline_policy_returns(family, tasks, "random", 20, seed=0),
-            "constant": baseline_policy_returns(family, tasks, "constant", 20, seed=0),
+            "episodes": [{"mean": iv.mean, "ci95": iv.half} for iv in returns.summary()],
+            "random": baseline_returns(family, tasks, "random", 20, (0,)).mean,
+            "constant": baseline_returns(family, tasks, "constant", 20, (0,)).mean,
         }
     results["zero_shot_train"] = results["train"]["episodes"][0]["mean"]
     results["training"] = {
@@ -111,8 +113,6 @@ def make_one_rl2(name: str) -> dict[str, Any]:
         "commit": git_commit(),
         "cpu": machine_info()["cpu"],
     }
-    from ssm_metarl.checkpoint import save_policy
-
     save_policy(
         out,
         policy,
@@ -122,10 +122,10 @@ def make_one_rl2(name: str) -> dict[str, Any]:
             "name": name,
             "episodes_per_trial": k,
             "env_steps": cfg.total_steps,
-            "config": dataclasses.asdict(cfg),
+            "config": cfg.to_dict(),
         },
     )
-    update_metadata(out, trial_env_id=f"ssm_metarl/RL2-{family}-k{k}-v0")
+    update_metadata(out, trial_env_id=cfg.env_id)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "README.md").write_text(model_card_rl2(name, cfg, results, policy))
     return results
@@ -144,9 +144,9 @@ def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
         "## How it was made",
         "",
         f"`python benchmarks/make_pretrained.py --only {name}` (all models: `make pretrained`), seed {SEED}: PPO "
-        f"(`rl2_defaults`) over trials of {k} episodes of one task, input [obs, previous action, previous reward, "
-        f"done]; {t['env_steps']:,} env steps in {t['minutes']:.1f} minutes on {t['cpu']} (one torch thread). "
-        f"Date {t['date']}, commit `{t['commit']}`.",
+        f'(`recipe("rl2", "{results["family"]}")`) over trials of {k} episodes of one task, input [obs, previous '
+        f"action, previous reward, done]; {t['env_steps']:,} env steps in {t['minutes']:.1f} minutes on "
+        f"{t['cpu']} (one torch thread). Date {t['date']}, commit `{t['commit']}`.",
         "",
         "## Measured results",
         "",
@@ -158,7 +158,7 @@ def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
     ]
     for split in ("train", "test", "out_of_range"):
         r = results[split]
-        cells = " | ".join(f"{e['mean']:.1f} ± {e['ci95']:.1f}" for e in r["episodes"])
+        cells = " | ".join(ci_cell(e["mean"], e["ci95"]) for e in r["episodes"])
         lines.append(f"| {split} | {r['random']:.1f} | {r['constant']:.1f} | {cells} |")
     lines += [
         "",
@@ -172,7 +172,8 @@ def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
         f'policy = load_pretrained("{name}")  # offline, from the installed package',
         f'tasks = get_family("{results["family"]}").test[:5]',
         f'returns = evaluate_in_context(policy, "{results["family"]}", tasks, episodes_per_trial={k})',
-        'print(f"return on a held-out task: {returns[0, -1]:.1f} (episode 1: {returns[0, 0]:.1f})")',
+        "first, *_, last = returns.values[0, 0, :, 0]  # seed 0, task 0, each episode of the trial",
+        'print(f"return on a held-out task: {last:.1f} (episode 1: {first:.1f})")',
         "```",
         "",
     ]
@@ -183,28 +184,24 @@ def make_one(name: str) -> dict[str, Any]:
     if SPECS[name].get("method") == "rl2":
         return make_one_rl2(name)
     import torch
-    from ssm_metarl.defaults import maml_defaults, ppo_defaults
 
     from ssm_metarl.checkpoint import save_policy
-    from ssm_metarl.config import replace
     from ssm_metarl.envs.tasks import get_family
-    from ssm_metarl.meta.evaluate import baseline_policy_returns
+    from ssm_metarl.meta.evaluate import baseline_returns
     from ssm_metarl.meta.maml import train_maml
     from ssm_metarl.pretrained import PRETRAINED_DIR
+    from ssm_metarl.recipes import recipe
     from ssm_metarl.rl.ppo import train_ppo
 
     torch.set_num_threads(1)
     spec = SPECS[name]
     family = spec["family"]
-    cfg = replace(maml_defaults(family), seed=SEED, progress=False, **spec["overrides"])
+    cfg = recipe("maml", family).replace(run__seed=SEED, run__progress=False, **spec["overrides"])
     t0 = time.perf_counter()
     start = None
     if spec.get("multitask_ppo_steps"):
-        ppo_cfg = replace(
-            ppo_defaults(get_family(family).multitask_env_id()),
-            seed=SEED,
-            progress=False,
-            total_steps=spec["multitask_ppo_steps"],
+        ppo_cfg = recipe("ppo", get_family(family).multitask_env_id()).replace(
+            run__seed=SEED, run__progress=False, total_steps=spec["multitask_ppo_steps"]
         )
         start = train_ppo(ppo_cfg).policy
     result = train_maml(cfg, policy=start)
@@ -221,9 +218,9 @@ def make_one(name: str) -> dict[str, Any]:
         if not tasks:
             continue
         results[split] = {
-            "maml": zero_shot_and_adapted(result.policy, family, tasks, cfg.inner_lr, n),
-            "random": baseline_policy_returns(family, list(tasks), "random", n, seed=0),
-            "constant": baseline_policy_returns(family, list(tasks), "constant", n, seed=0),
+            "maml": zero_shot_and_adapted(result.policy, family, tasks, cfg.inner, n),
+            "random": baseline_returns(family, list(tasks), "random", n, (0,)).mean,
+            "constant": baseline_returns(family, list(tasks), "constant", n, (0,)).mean,
         }
     results["zero_shot_train"] = results["train"]["maml"]["after_0"]["mean"]
     results["training"] = {
@@ -241,7 +238,7 @@ def make_one(name: str) -> dict[str, Any]:
         "name": name,
         "env_steps": result.env_steps,
         "multitask_ppo_steps": spec.get("multitask_ppo_steps", 0),
-        "config": dataclasses.asdict(cfg),
+        "config": cfg.to_dict(),
     }
     out = PRETRAINED_DIR / name
     save_policy(out, result.policy, meta)
@@ -267,8 +264,8 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
             if results["training"]["multitask_ppo_steps"]
             else ""
         )
-        + f"{cfg.meta_iterations} meta-iterations x {cfg.meta_batch_size} tasks x {cfg.num_trajectories} "
-        f"trajectories, inner lr {cfg.inner_lr}, outer Adam lr {cfg.outer_lr}, {cfg.outer_algo} outer loss; "
+        + f"{cfg.meta_iterations} meta-iterations x {cfg.meta_batch_size} tasks x {cfg.inner.episodes} "
+        f"trajectories, inner lr {cfg.inner.lr}, outer Adam lr {cfg.outer_lr}, {cfg.outer_algo} outer loss; "
         f"{results['training']['env_steps']:,} MAML env steps; {results['training']['minutes']:.1f} minutes in all on "
         f"{t.get('cpu', machine_info()['cpu'])} (one torch thread). Date {t.get('date', now_iso())}, commit "
         f"`{t.get('commit', git_commit())}`.",
@@ -277,7 +274,7 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
         "",
         f"Mean return over the first {EVAL_TASKS} tasks of each split, {results['eval_trajectories']} "
         "stochastic episodes per task and step, seeds 0 and 1 (95% interval over seeds). Adaptation: "
-        f"policy-gradient steps of lr {cfg.inner_lr} on the episodes just collected.",
+        f"policy-gradient steps of lr {cfg.inner.lr} on the episodes just collected.",
         "",
         "| split | random | constant action | zero-shot | after 1 step | after 3 steps |",
         "|---|---|---|---|---|---|",
@@ -286,11 +283,8 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
         if split in results:
             r = results[split]
             m = r["maml"]
-            lines.append(
-                f"| {split} | {r['random']:.1f} | {r['constant']:.1f} | {m['after_0']['mean']:.1f} ± "
-                f"{m['after_0']['ci95']:.1f} | {m['after_1']['mean']:.1f} ± {m['after_1']['ci95']:.1f} | "
-                f"{m['after_3']['mean']:.1f} ± {m['after_3']['ci95']:.1f} |"
-            )
+            cells = " | ".join(ci_cell(m[f"after_{k}"]["mean"], m[f"after_{k}"]["ci95"]) for k in (0, 1, 3))
+            lines.append(f"| {split} | {r['random']:.1f} | {r['constant']:.1f} | {cells} |")
     env_line = f'env = get_family("{cfg.family}").make_env(get_family("{cfg.family}").test[0])'
     lines += [
         "",
@@ -300,7 +294,7 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
         "from ssm_metarl import load_pretrained",
         "from ssm_metarl.envs.tasks import get_family",
         "",
-        f'policy = load_pretrained("{name}")          # offline, from the installed package',
+        f'policy = load_pretrained("{name}")  # offline, from the installed package',
         env_line,
         "obs, _ = env.reset(seed=0)",
         "state, reset, total, done = policy.initial_state(1), [True], 0.0, False",
@@ -317,23 +311,23 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
 
 def rewrite_card(name: str) -> None:
     """Rewrite ``README.md`` of a shipped model from its checkpoint metadata and ``results.json``."""
-    from ssm_metarl.config import MAMLConfig, ModelConfig
-    from ssm_metarl.pretrained import load_pretrained, pretrained_info, pretrained_path
+    from ssm_metarl.pretrained import pretrained_path
+
+    (pretrained_path(name) / "README.md").write_text(card_of(name))
+
+
+def card_of(name: str) -> str:
+    """The model card of shipped model ``name``, from its checkpoint metadata (the config as
+    ``cfg.to_dict()``) and ``results.json``."""
+    from ssm_metarl.config import MAMLConfig, PPOConfig
+    from ssm_metarl.pretrained import load_pretrained, pretrained_info
 
     info = pretrained_info(name)
     if info.get("algo") == "rl2":
-        from ssm_metarl.config import PPOConfig
-
-        raw = dict(info["config"])
-        cfg = PPOConfig(**{**raw, "model": ModelConfig(**raw["model"])})
-        card = model_card_rl2(name, cfg, info["results"], load_pretrained(name))
-        (pretrained_path(name) / "README.md").write_text(card)
-        return
-    raw = dict(info["config"])
-    cfg = MAMLConfig(**{**raw, "model": ModelConfig(**raw["model"])})
-    (pretrained_path(name) / "README.md").write_text(
-        model_card(name, cfg, info["results"], load_pretrained(name))
-    )
+        return model_card_rl2(
+            name, PPOConfig.from_dict(info["config"]), info["results"], load_pretrained(name)
+        )
+    return model_card(name, MAMLConfig.from_dict(info["config"]), info["results"], load_pretrained(name))
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ssm_metarl.errors import SpaceError
+
 
 def space_info(space: gym.Space) -> dict[str, Any]:
     """Describe a Discrete or Box space as JSON-serialisable data."""
@@ -20,24 +22,29 @@ def space_info(space: gym.Space) -> dict[str, Any]:
             "high": [_num(v) for v in np.asarray(space.high, dtype=np.float64).reshape(-1)],
             "dtype": str(space.dtype),
         }
-    raise ValueError(
+    raise SpaceError(
         f"unsupported space {space!r}: ssm-metarl policies take a flat Box or Discrete space; "
         "wrap Dict/Tuple/MultiDiscrete observations (e.g. gymnasium.wrappers.FlattenObservation)"
     )
 
 
-def space_from_info(info: dict[str, Any]) -> gym.Space:
-    """Inverse of :func:`space_info`."""
+def space_from_info(info: Any) -> gym.Space:
+    """Inverse of :func:`space_info`; a malformed description raises :class:`SpaceError` saying what is wrong."""
+    if not isinstance(info, dict):
+        raise SpaceError(f"a space description must be a JSON object, got {info!r}")
     kind = info.get("type")
-    if kind == "Discrete":
-        return gym.spaces.Discrete(int(info["n"]), start=int(info.get("start", 0)))
-    if kind == "Box":
-        shape = tuple(int(s) for s in info["shape"])
-        dtype = np.dtype(info.get("dtype", "float32"))
-        low = np.asarray([float(v) for v in info["low"]], dtype=dtype).reshape(shape)
-        high = np.asarray([float(v) for v in info["high"]], dtype=dtype).reshape(shape)
-        return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
-    raise ValueError(f"unsupported space description {info!r}: expected type Discrete or Box")
+    try:
+        if kind == "Discrete":
+            return gym.spaces.Discrete(int(info["n"]), start=int(info.get("start", 0)))
+        if kind == "Box":
+            shape = tuple(int(s) for s in info["shape"])
+            dtype = np.dtype(info.get("dtype", "float32"))
+            low = np.asarray([float(v) for v in info["low"]], dtype=dtype).reshape(shape)
+            high = np.asarray([float(v) for v in info["high"]], dtype=dtype).reshape(shape)
+            return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        raise SpaceError(f"malformed {kind} space description {info!r}: {e}") from e
+    raise SpaceError(f"unsupported space description {info!r}: expected type Discrete or Box")
 
 
 def _num(v: float) -> float | str:
@@ -51,4 +58,4 @@ def flat_dim(space: gym.Space) -> int:
         return int(np.prod(space.shape))
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n)
-    raise ValueError(f"unsupported observation space {space!r}")
+    raise SpaceError(f"unsupported observation space {space!r}")

@@ -6,8 +6,8 @@ Shape letters: B batch, T time, D input features, O output features, N state siz
 
 ``update_step`` takes ``config.num_steps`` optimiser steps on ``loss_fn(model(x, h)[0], y)`` for the same
 ``(x, y)`` and the same (detached) hidden state h: the state before x is the *context* of the prediction,
-so every step starts from it. (The seed advanced h after each step, feeding x to the model as if it were
-repeated in time.) With an :class:`~ssm_metarl.adapt.replay.ExperienceBuffer` of (input, target) pairs and
+so every step starts from it (advancing h after each step would feed x to the model as if it were repeated
+in time). With an :class:`~ssm_metarl.adapt.replay.ExperienceBuffer` of (input, target) pairs and
 ``experience_weight > 0``, each step adds ``experience_weight`` times the loss on ``experience_batch_size``
 replayed pairs, each from its stored hidden state (or the initial state when pairs were stored without one,
 i.e. when each input starts its sequence). Gradients are clipped to ``grad_clip_norm`` before each step.

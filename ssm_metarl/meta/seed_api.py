@@ -1,5 +1,5 @@
-"""The seed 004 API (``SSMMetaPolicy``, ``TaskBatch``, ``MetaMAMLTrainer``): thin, honest wrappers over
-:func:`ssm_metarl.meta.maml.train_maml` — the original only had placeholders.
+"""The seed 004 API (``SSMMetaPolicy``, ``TaskBatch``, ``MetaMAMLTrainer``): thin wrappers over
+:func:`ssm_metarl.meta.maml.train_maml`.
 
     policy = SSMMetaPolicy(state_dim=2, action_dim=2, family="navigation-2d")
     trainer = MetaMAMLTrainer(policy, meta_lr=1e-3, inner_lr=0.1)

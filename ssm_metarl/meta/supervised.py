@@ -1,4 +1,4 @@
-"""The seed's ``MetaMAML``: MAML for sequence prediction with stateful models (seed 003's API, done right).
+"""``MetaMAML`` (seed 003's API): MAML for sequence prediction with stateful models.
 
 A task is ``(support_x, support_y, query_x, query_y)`` with tensors shaped (B, T, D) (or (B, D) for one
 step). For each task the inner loop takes ``inner_steps`` SGD steps on the support loss with functional
@@ -8,7 +8,8 @@ steps the meta-parameters (Finn et al. 2017, Algorithm 2).
 Hidden states: every task gets an initial state of *its own* batch size. ``initial_hidden_state`` may be
 None (zeros per task), one state whose batch equals the sum of the tasks' batch sizes (split row-wise in
 task order: seed 003 passes ``init_hidden(batch_size=4)`` for four tasks of batch 1), or a list with one
-state per task. Anything else raises: the original broadcast one state across tasks of another batch size.
+state per task. Anything else raises: one state broadcast across tasks of another batch size would mix
+the tasks' contexts.
 """
 
 from __future__ import annotations

@@ -86,3 +86,108 @@ def test_corrupt_config(tmp_path):
     (path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_policy(path)
+
+
+# ----- property tests: any damage to a checkpoint is a CheckpointError, never a deep traceback -------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = save_policy(tmp_path_factory.mktemp("ckpt") / "c", _policy("ssm", normalize_obs=True))
+    return path, (path / "model.safetensors").read_bytes(), json.loads((path / "config.json").read_text())
+
+
+KEEP = object()
+
+
+def _copy(tmp_path, saved, weights: bytes | None = None, config: object = KEEP):
+    path, raw, cfg = saved
+    out = tmp_path / "damaged"
+    out.mkdir(exist_ok=True)
+    (out / "model.safetensors").write_bytes(raw if weights is None else weights)
+    (out / "config.json").write_text(json.dumps(cfg if config is KEEP else config))
+    return out
+
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@SETTINGS
+@given(cut=st.integers(min_value=0, max_value=10_000), junk=st.binary(max_size=64))
+def test_truncated_or_garbled_weights(tmp_path_factory, saved, cut, junk):
+    raw = saved[1]
+    data = raw[: cut % len(raw)] + junk
+    out = _copy(tmp_path_factory.mktemp("t"), saved, weights=data)
+    with pytest.raises(CheckpointError):
+        load_policy(out)
+
+
+@SETTINGS
+@given(
+    change=st.sampled_from(["drop", "extra", "shape", "dtype", "nan"]),
+    index=st.integers(min_value=0, max_value=100),
+)
+def test_wrong_tensors_are_named(tmp_path_factory, saved, change, index):
+    tmp = tmp_path_factory.mktemp("w")
+    tensors = load_file(str(saved[0] / "model.safetensors"))
+    name = sorted(tensors)[index % len(tensors)]
+    if change == "drop":
+        del tensors[name]
+    elif change == "extra":
+        tensors["surprise.weight"] = torch.zeros(3)
+    elif change == "shape":
+        bigger = tuple(s + 1 for s in tensors[name].shape) or (2,)
+        tensors[name] = torch.zeros(bigger, dtype=tensors[name].dtype)
+    elif change == "dtype":
+        tensors[name] = (
+            tensors[name].to(torch.int32) if tensors[name].is_floating_point() else tensors[name].float()
+        )
+    else:
+        if not tensors[name].is_floating_point() or tensors[name].numel() == 0:
+            return
+        tensors[name] = tensors[name].clone().fill_(float("nan"))
+    save_file(tensors, str(tmp / "w.safetensors"))
+    out = _copy(tmp, saved, weights=(tmp / "w.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match=name if change != "extra" else "surprise"):
+        load_policy(out)
+
+
+@SETTINGS
+@given(
+    key=st.sampled_from(["kind", "hidden_dim", "observation_space", "action_space", "model_kwargs"]),
+    value=st.one_of(st.none(), st.text(max_size=5), st.integers(-5, 5), st.just({}), st.just([1, 2])),
+    drop=st.booleans(),
+)
+def test_damaged_policy_description(tmp_path_factory, saved, key, value, drop):
+    cfg = json.loads(json.dumps(saved[2]))
+    if drop:
+        del cfg["policy"][key]
+    else:
+        cfg["policy"][key] = value
+    out = _copy(tmp_path_factory.mktemp("d"), saved, config=cfg)
+    try:
+        load_policy(out)
+    except CheckpointError:
+        return
+    # a value that happens to describe the same policy (e.g. model_kwargs={} where it held {}) loads fine
+    assert not drop and cfg["policy"][key] == saved[2]["policy"][key] or key == "model_kwargs"
+
+
+@SETTINGS
+@given(top=st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2)))
+def test_config_that_is_not_an_object(tmp_path_factory, saved, top):
+    out = _copy(tmp_path_factory.mktemp("o"), saved, config=top)
+    with pytest.raises(CheckpointError):
+        load_policy(out)
+
+
+def test_a_policy_saved_in_float64_loads_in_float64(tmp_path):
+    policy = _policy("gru").double()
+    loaded = load_policy(save_policy(tmp_path / "d", policy))
+    assert all(p.dtype == torch.float64 for p in loaded.parameters())
+    for a, b in zip(policy.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)

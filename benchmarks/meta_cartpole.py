@@ -201,7 +201,7 @@ def main() -> None:
         ]
     md = (
         f"## Meta-RL on cartpole-physics ({len(seeds)} seeds, first {TASKS} tasks per split, "
-        f"mean ± 95% CI over seeds)\n\n"
+        f"{'mean ± 95% CI over seeds' if len(seeds) > 1 else 'one seed: no interval'})\n\n"
         + markdown_table(["split", "agent", "zero-shot / episode 1", "1 step / episode 2", "3 steps"], rows)
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {machine_info()['cpu']}; "
         f"{minutes:.0f} minutes for this invocation's runs ({args.jobs} processes)."

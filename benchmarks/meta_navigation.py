@@ -279,7 +279,8 @@ def main() -> None:
         if r["method"] == "rl2"
     ]
     md = (
-        f"## Meta-RL on 2D navigation ({len(seeds)} seeds, 20 held-out goals, mean ± 95% CI)\n\n"
+        f"## Meta-RL on 2D navigation ({len(seeds)} seeds, 20 held-out goals, "
+        f"{'mean ± 95% CI' if len(seeds) > 1 else 'one seed: no interval'})\n\n"
         "Gradient-based adaptation (return after k policy-gradient steps, 40 trajectories per step):\n\n"
         + markdown_table(
             ["method", "0 steps", "1 step", "2 steps", "3 steps", "env steps", "train min"], maml_rows

@@ -77,6 +77,20 @@ def atomic_folder_write(path: str | Path, write: Callable[[Path], None]) -> Path
     return path
 
 
+def atomic_file_write(target: str | Path, write: Callable[[str], Any]) -> Path:
+    """``write(tmp_name)`` to a temporary sibling of ``target``, then rename it over ``target``: a crash never
+    leaves half a file."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def existing_folder(path: str | Path) -> Path:
     """``path`` itself, or the copy :func:`atomic_folder_write` set aside if a crash came between renames."""
     path = Path(path)
@@ -259,6 +273,7 @@ __all__ = [
     "OPTIMIZER",
     "WEIGHTS",
     "CheckpointError",
+    "atomic_file_write",
     "atomic_folder_write",
     "check_and_load_state",
     "existing_folder",

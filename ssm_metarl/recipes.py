@@ -48,11 +48,9 @@ DISCRETE_PPO = PPOConfig(
 """Discrete control (CartPole-like). A separate critic keeps the return at 475 once reached; with a shared
 trunk the ssm solved CartPole and then collapsed (``ppo_cartpole.md``)."""
 
-CONTINUOUS_PPO = PPOConfig(
+CONTINUOUS_PPO = DISCRETE_PPO.replace(
     total_steps=1_000_000,
-    num_envs=8,
     rollout_steps=256,
-    lr=1e-3,
     update_epochs=5,
     num_minibatches=8,
     gamma=0.99,

@@ -37,6 +37,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ssm_metarl.checkpoint import atomic_file_write
 from ssm_metarl.envs.tasks import Task
 from ssm_metarl.rl.rollout import Episodes
 from ssm_metarl.types import Rollout, State
@@ -371,8 +372,8 @@ class ExperienceBuffer:
             if items[0][2] is not None:
                 tensors["hidden"] = torch.stack([p[2] for p in items])
         flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        _atomic(folder / _TENSORS, lambda tmp: save_file(flat, tmp, metadata={"format": _FORMAT}))
-        _atomic(folder / _META, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+        atomic_file_write(folder / _TENSORS, lambda tmp: save_file(flat, tmp, metadata={"format": _FORMAT}))
+        atomic_file_write(folder / _META, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
         return folder
 
     @classmethod
@@ -420,17 +421,6 @@ class ExperienceBuffer:
             f"ExperienceBuffer(kind={self.kind}, items={len(self)}, steps={self.num_steps}, "
             f"capacity={self.capacity}, tasks={len(self.tasks)})"
         )
-
-
-def _atomic(target: Path, write: Any) -> None:
-    """Write through a temporary sibling, then rename over ``target``."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["ExperienceBuffer", "ReplayBatch", "Trajectory"]

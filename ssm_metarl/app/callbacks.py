@@ -8,6 +8,7 @@ call) and returns it last, so Gradio keeps it in that session's ``gr.State``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,18 @@ from ssm_metarl.app.models import ZERO_SHOT_HEADERS, facts_markdown, model_info
 from ssm_metarl.app.session import AppSession, UserError, ensure_session
 from ssm_metarl.app.training import TrainRequest, family_defaults, request_stop, run_training, status_line
 
+logger = logging.getLogger(__name__)
+
 MAX_PHYSICS = 5
 """Hand-set physics fields on the page (CartPole has the most parameters: 5)."""
 
 
 def error_status(e: UserError) -> str:
     return f"**Cannot do that:** {e}"
+
+
+def failure_status(e: Exception) -> str:
+    return f"**Something went wrong** ({type(e).__name__}: {e}). The app's log has the details."
 
 
 class Callbacks:
@@ -122,6 +129,9 @@ class Callbacks:
                 yield f"{status_line(p, req)}\n\n{p.message}", fig, new, new, session
         except UserError as e:
             yield error_status(e), gr.Plot(), *keep, session
+        except Exception as e:  # a bug: the log keeps the traceback, the page a short message
+            logger.exception("meta-training request %s failed in session %s", req.name, session.id)
+            yield failure_status(e), gr.Plot(), *keep, session
 
     @staticmethod
     def cancel(session: AppSession | None) -> str:
@@ -187,9 +197,12 @@ class Callbacks:
             out = run_adaptation(session, req)
         except UserError as e:
             return error_status(e), gr.Plot(), gr.Dataframe(), "", None, "", session
+        except Exception as e:  # a bug: the log keeps the traceback, the page a short message
+            logger.exception("adaptation of %s failed in session %s", label, session.id)
+            return failure_status(e), gr.Plot(), gr.Dataframe(), "", None, "", session
         status = f"Done: **{info.label}** adapted to {source} task(s)."
         table = pd.DataFrame(out.rows, columns=out.headers)
         return status, out.figure, table, out.summary, out.gif, out.render_note, session
 
 
-__all__ = ["MAX_PHYSICS", "Callbacks", "error_status"]
+__all__ = ["MAX_PHYSICS", "Callbacks", "error_status", "failure_status"]

@@ -103,46 +103,41 @@ def _model(base: Any, req: TrainRequest) -> Any:
     return base.replace(kind=req.kind, hidden_dim=req.hidden_dim, state_dim=req.hidden_dim)
 
 
+def _with_controls(base: Any, req: TrainRequest, out_dir: Path | None, **changes: Any) -> Any:
+    """The recipe ``base`` with the tab's model size, seed and output folder, plus ``changes``."""
+    run = base.run.replace(seed=req.seed, out_dir=None if out_dir is None else str(out_dir), progress=False)
+    try:
+        return base.replace(model=_model(base.model, req), run=run, **changes)
+    except InputError as e:
+        raise UserError(str(e)) from e
+
+
 def maml_config(req: TrainRequest, out_dir: Path | None) -> MAMLConfig:
     """``recipe("maml", family, kind)`` with the tab's controls."""
     base = recipe("maml", req.family, _kind(req.kind))
-    try:
-        return base.replace(
-            model=_model(base.model, req),
-            inner=base.inner.replace(steps=req.inner_steps, lr=req.inner_lr, episodes=req.trajectories),
-            meta_iterations=req.iterations,
-            meta_batch_size=req.meta_batch,
-            outer_lr=req.outer_lr,
-            first_order=req.first_order,
-            run=base.run.replace(
-                seed=req.seed,
-                out_dir=None if out_dir is None else str(out_dir),
-                progress=False,
-                checkpoint_every=0,
-            ),
-        )
-    except InputError as e:
-        raise UserError(str(e)) from e
+    inner = {"steps": req.inner_steps, "lr": req.inner_lr, "episodes": req.trajectories}
+    return _with_controls(
+        base,
+        req,
+        out_dir,
+        inner=base.inner.replace(**inner),
+        meta_iterations=req.iterations,
+        meta_batch_size=req.meta_batch,
+        outer_lr=req.outer_lr,
+        first_order=req.first_order,
+    )
 
 
 def rl2_config(req: TrainRequest, out_dir: Path | None) -> PPOConfig:
     """``recipe("rl2", family, kind)`` with the tab's controls."""
-    base = recipe("rl2", req.family, _kind(req.kind))
-    try:
-        return base.replace(
-            env_id=rl2_env_id(req.family, req.episodes_per_trial),
-            model=_model(base.model, req),
-            total_steps=req.total_steps,
-            lr=req.rl2_lr,
-            run=base.run.replace(
-                seed=req.seed,
-                out_dir=None if out_dir is None else str(out_dir),
-                progress=False,
-                checkpoint_every=0,
-            ),
-        )
-    except InputError as e:
-        raise UserError(str(e)) from e
+    return _with_controls(
+        recipe("rl2", req.family, _kind(req.kind)),
+        req,
+        out_dir,
+        env_id=rl2_env_id(req.family, req.episodes_per_trial),
+        total_steps=req.total_steps,
+        lr=req.rl2_lr,
+    )
 
 
 @dataclass

@@ -20,44 +20,50 @@ def task_means(tasks: list[Task]) -> np.ndarray:
     return np.stack([np.array([t[f"p{i}"] for i in range(len(t.params))]) for t in tasks])
 
 
-def ucb1(means: np.ndarray, n: int, runs: int = 100, seed: int = 0) -> np.ndarray:
-    """UCB1 (Auer et al. 2002): pull each arm once, then argmax of mean + sqrt(2 ln t / count)."""
+def _play(
+    means: np.ndarray,
+    n: int,
+    runs: int,
+    seed: int,
+    prior: float,
+    choose: Callable[[int, np.ndarray, np.ndarray, np.random.Generator], np.ndarray],
+    credit: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """Play ``runs`` x M bandits for ``n`` pulls; per arm two statistics (u, v) start at ``prior``, the arm is
+    ``choose(t, u, v, rng)`` and a reward r adds ``credit(r)`` to (u, v). Returns the mean total per bandit."""
     rng = np.random.default_rng(seed)
     M, K = means.shape
     p = np.broadcast_to(means, (runs, M, K))
-    counts, sums, total = np.zeros((runs, M, K)), np.zeros((runs, M, K)), np.zeros((runs, M))
+    u, v, total = np.full((runs, M, K), prior), np.full((runs, M, K), prior), np.zeros((runs, M))
     for t in range(n):
-        if t < K:
-            arm = np.full((runs, M), t)
-        else:
-            bonus = np.sqrt(2.0 * np.log(t) / counts)
-            arm = np.argmax(sums / counts + bonus, axis=-1)
-        reward = rng.random((runs, M)) < np.take_along_axis(p, arm[..., None], -1)[..., 0]
-        np.put_along_axis(counts, arm[..., None], np.take_along_axis(counts, arm[..., None], -1) + 1, -1)
-        np.put_along_axis(
-            sums, arm[..., None], np.take_along_axis(sums, arm[..., None], -1) + reward[..., None], -1
-        )
+        arm = choose(t, u, v, rng)[..., None]  # (runs, M, 1)
+        reward = (rng.random((runs, M)) < np.take_along_axis(p, arm, -1)[..., 0]).astype(float)
+        du, dv = credit(reward[..., None])
+        np.put_along_axis(u, arm, np.take_along_axis(u, arm, -1) + du, -1)
+        np.put_along_axis(v, arm, np.take_along_axis(v, arm, -1) + dv, -1)
         total += reward
     return total.mean(axis=0)
+
+
+def ucb1(means: np.ndarray, n: int, runs: int = 100, seed: int = 0) -> np.ndarray:
+    """UCB1 (Auer et al. 2002): pull each arm once, then argmax of mean + sqrt(2 ln t / count)."""
+    K = means.shape[-1]
+
+    def choose(t: int, counts: np.ndarray, sums: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if t < K:
+            return np.full(counts.shape[:-1], t)
+        return np.argmax(sums / counts + np.sqrt(2.0 * np.log(t) / counts), axis=-1)
+
+    return _play(means, n, runs, seed, 0.0, choose, lambda r: (np.ones_like(r), r))
 
 
 def thompson(means: np.ndarray, n: int, runs: int = 100, seed: int = 0) -> np.ndarray:
     """Thompson sampling with Beta(1, 1) priors: pull the arm with the largest posterior sample."""
-    rng = np.random.default_rng(seed)
-    M, K = means.shape
-    p = np.broadcast_to(means, (runs, M, K))
-    alpha, beta, total = np.ones((runs, M, K)), np.ones((runs, M, K)), np.zeros((runs, M))
-    for _ in range(n):
-        arm = np.argmax(rng.beta(alpha, beta), axis=-1)
-        reward = (rng.random((runs, M)) < np.take_along_axis(p, arm[..., None], -1)[..., 0]).astype(float)
-        np.put_along_axis(
-            alpha, arm[..., None], np.take_along_axis(alpha, arm[..., None], -1) + reward[..., None], -1
-        )
-        np.put_along_axis(
-            beta, arm[..., None], np.take_along_axis(beta, arm[..., None], -1) + 1 - reward[..., None], -1
-        )
-        total += reward
-    return total.mean(axis=0)
+
+    def choose(t: int, alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.argmax(rng.beta(alpha, beta), axis=-1)
+
+    return _play(means, n, runs, seed, 1.0, choose, lambda r: (r, 1.0 - r))
 
 
 def random_arms(means: np.ndarray, n: int) -> np.ndarray:

@@ -42,6 +42,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ssm_metarl.checkpoint import atomic_file_write
 from ssm_metarl.models.base import State, check_inputs, param_like
 
 _FORMAT = "ssm_metarl.StateSpaceModel/1"
@@ -73,17 +74,6 @@ def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     if p.is_dir():
         return p / "model.safetensors", p / "config.json"
     return p, p.with_name(p.name + ".json")
-
-
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    """Write to a temporary sibling, then rename over ``target``: a crash never leaves half a file."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, int] | None, Path]:
@@ -283,11 +273,11 @@ class StateSpaceModel(nn.Module):
         weights.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         config = json.dumps(self.config())
-        _atomic_write(
+        atomic_file_write(
             weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT, "config": config})
         )
         text = json.dumps(self.config(), indent=2) + "\n"
-        _atomic_write(config_file, functools.partial(_write_text, text=text))
+        atomic_file_write(config_file, functools.partial(_write_text, text=text))
         return weights
 
     def _check_and_copy(self, tensors: dict[str, Tensor], saved: dict[str, int] | None, where: Path) -> None:

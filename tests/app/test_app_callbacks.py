@@ -165,3 +165,20 @@ def test_navigation_frames_and_gif_length(tmp_path):
     assert len(ep.frames) == ep.length + 1 and ep.ret < 0 and ep.frames[0].shape == (180, 180, 3)
     gif = Image.open(episodes_gif([("a", ep), ("b", ep)], tmp_path / "x.gif"))
     assert gif.size == (480, 210) and 1 < gif.n_frames <= 125
+
+
+def test_a_failing_job_logs_its_traceback_and_shows_a_short_message(session, monkeypatch, caplog):
+    from ssm_metarl.app import callbacks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the scan kernel fell over")
+
+    monkeypatch.setattr(callbacks, "run_adaptation", broken)
+    cb = callbacks.Callbacks(session.runs_dir)
+    args = ("tiny", "held-out", 1, 1, 1, 2, 0.1, 0.1, "pg", False, session) + (None,) * callbacks.MAX_PHYSICS
+    with caplog.at_level("ERROR", logger="ssm_metarl.app.callbacks"):
+        status, *_ = cb.adapt(*args)
+    assert status.startswith("**Something went wrong**") and "the scan kernel fell over" in status
+    assert "Traceback" not in status
+    record = next(r for r in caplog.records if "adaptation of tiny failed" in r.getMessage())
+    assert record.exc_info is not None and "the scan kernel fell over" in str(record.exc_info[1])

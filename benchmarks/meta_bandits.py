@@ -6,10 +6,11 @@
 
 Each agent is trained with PPO (``recipe("rl2", family, model)``) on one-episode trials of N pulls of a
 bandit drawn from U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times
-(evaluation seeds 0, 1000, 2000, ...); the classic algorithms play the same bandits (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy
-for the prior where its dynamic program is small enough (N <= 20): the ceiling of what meta-training on this
-prior can reach on average. The figure of merit is the mean total reward;
-``ssm_over_thompson_worst`` is the lowest ratio of the ssm agent to Thompson sampling over the cells.
+(evaluation seeds 0, 1000, 2000, ...); the classic algorithms play the same bandits
+(``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy for the prior where its dynamic
+program is small enough (N <= 20): the ceiling of what meta-training on this prior can reach on average.
+The figure of merit is the mean total reward; ``ssm_over_thompson_worst`` is the lowest ratio of the ssm
+agent to Thompson sampling over the cells.
 An agent's interval is over training seeds (none, and ``null`` in the JSON, for a single seed). Writes
 results/<name>.{json,md,png} (``--name``, default ``meta_bandits``).
 """

@@ -4,12 +4,16 @@
     python benchmarks/meta_cartpole.py --seeds 2 --merge benchmarks/results/meta_cartpole.json  # add a seed
 
 Three agents, all with the ``ssm`` backbone, per seed:
-- multi-task PPO: recurrent PPO on ``cartpole-physics``'s multi-task env (a new training task at every
-  reset), no meta-learning;
+- multi-task PPO: recurrent PPO (``recipe("ppo", ...)``) on ``cartpole-physics``'s multi-task env (a new
+  training task at every reset), no meta-learning;
 - MAML: the multi-task policy meta-trained further with MAML (the recipe of the shipped ``cartpole-ssm``),
-  evaluated before and after 1 and 3 policy-gradient steps on each task (10 episodes per step);
-- RL²: PPO over trials of 2 episodes of one task; the return of each episode of a trial, no gradient step.
-All on the first 10 tasks of the test and out-of-range splits. Writes results/meta_cartpole.{json,md,png}.
+  evaluated before and after 1 and 3 policy-gradient steps of its inner loop on each task (10 episodes per
+  step);
+- RL²: PPO (``recipe("rl2", ...)``) over trials of 2 episodes of one task; the return of each episode of a
+  trial, no gradient step.
+All on the first 10 tasks of the test and out-of-range splits. Intervals are over seeds (none, and ``null``
+in the JSON, for a single seed). Writes results/<name>.{json,md,png} (``--name``, default
+``meta_cartpole``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ MAML with the mlp backbone (``recipe("maml", "halfcheetah-dir")``: inner lr 1.0,
 0.1, because our Gaussian is tanh-squashed; with 0.1 the post-step return stayed flat at about -12 for 43
 iterations; 20 tasks x 20 trajectories per meta-iteration; both directions, sampled), trained until
 ``--iterations`` or ``--minutes`` run out, then evaluated on both directions: return after 0, 1 and 3
-policy-gradient steps (the recipe's inner loop, 20 trajectories per step, 3 evaluation seeds). learn2learn's MAML-TRPO reaches about 260-275 after one step
-after 300 iterations (ANCHORS.md). ``--baseline linear`` uses rllab's linear feature baseline in the inner
-loss, as learn2learn's example does (``LinearValue``). Writes results/<name>.{json,md,png}.
+policy-gradient steps (the recipe's inner loop, 20 trajectories per step, 3 evaluation seeds).
+learn2learn's MAML-TRPO reaches about 260-275 after one step after 300 iterations (ANCHORS.md).
+``--baseline linear`` uses rllab's linear feature baseline in the inner loss, as learn2learn's example does
+(``LinearValue``). Writes results/<name>.{json,md,png}.
 """
 
 from __future__ import annotations

@@ -71,8 +71,9 @@ class Resumed:
 
 
 def make_optimizer(params: Any, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
-    """Adam, fused on CPU (``benchmarks/scan_speed.py``'s sibling measurement: 0.36 ms against 1.0 ms for
-    ``foreach`` on 30 tensors of 64 x 64); the model layer keeps version-keyed caches correct under it."""
+    """Adam, fused where the parameters allow it: on this CPU the fused step is several times faster than the
+    ``foreach`` one (``benchmarks/optimizer_speed.py``, results/optimizer_speed.md); the model layer keeps its
+    version-keyed acting caches correct under fused updates."""
     params = list(params)
     fused = all(
         p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params

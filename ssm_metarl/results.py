@@ -248,7 +248,7 @@ def table_rows(
     widest = max(items, key=lambda kv: kv[1].num_indices)[1]
     ks = list(range(widest.num_indices)) if columns is None else list(columns)
     header = ["policy", *(index_label(widest.index, k) for k in ks)]
-    steps = [float(r.env_steps.mean()) for _, r in items]
+    steps = [float(r.env_steps.mean()) if r.index == "step" else 0.0 for _, r in items]
     show_steps = widest.index == "step" and any(s > 0 for s in steps)
     if show_steps:
         header.append("env steps per step")

@@ -226,7 +226,10 @@ def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
     fig = plots.adaptation_curve(results, f"{info.label} on {len(tasks)} {req.tasks} task(s)")
     headers, rows = table_rows(results)
     summary = "\n\n".join(
-        [comparison_header(results), range_note(info.family, tasks) if req.tasks == "by hand" else ""]
+        [
+            comparison_header(results).replace("\n", "\n\n"),
+            range_note(info.family, tasks) if req.tasks == "by hand" else "",
+        ]
     )
     gif, note, replayed = _render(policy, cfg, tasks[0], buffer, session) if req.render else (None, "", {})
     return AdaptOutcome(fig, headers, rows, summary.strip(), gif, note, results, replayed=replayed)

@@ -22,6 +22,19 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+FROM_MULTITASK_MAML: dict[str, Any] = {
+    "meta_iterations": 10,
+    "meta_batch_size": 8,
+    "inner__episodes": 8,
+    "inner__gamma": 0.99,
+    "outer_epochs": 10,
+    "outer_lr": 3e-4,
+    "gae_lambda": 0.95,
+}
+"""MAML started from a multi-task PPO policy (the shipped ``cartpole-ssm``'s recipe): overrides of
+``recipe("maml", family, "ssm")`` shared by make_pretrained.py, meta_cartpole.py and adaptation.py."""
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
     try:

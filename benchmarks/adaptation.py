@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    FROM_MULTITASK_MAML,
     RESULTS_DIR,
     ci_cell,
     command_line,
@@ -71,17 +72,7 @@ def _policies(family: str, seed: int) -> tuple[Any, Any, Any, dict[str, Any]]:
     from ssm_metarl.meta.functional import params_of, snapshot
 
     start = snapshot(multitask, params_of(multitask))  # MAML trains its own copy
-    cfg = recipe("maml", family, "ssm").replace(
-        run__seed=seed,
-        run__progress=False,
-        meta_iterations=10,
-        meta_batch_size=8,
-        inner__episodes=8,
-        inner__gamma=0.99,
-        outer_epochs=10,
-        outer_lr=3e-4,
-        gae_lambda=0.95,
-    )
+    cfg = recipe("maml", family, "ssm").replace(run__seed=seed, run__progress=False, **FROM_MULTITASK_MAML)
     meta = train_maml(cfg, policy=start).policy
     return (
         meta,

@@ -17,7 +17,7 @@ import json
 import time
 from typing import Any
 
-from _common import REPO_ROOT, ci_cell, git_commit, machine_info, now_iso
+from _common import FROM_MULTITASK_MAML, REPO_ROOT, ci_cell, git_commit, machine_info, now_iso
 
 SPECS: dict[str, dict[str, Any]] = {
     "cartpole-ssm": {
@@ -25,17 +25,7 @@ SPECS: dict[str, dict[str, Any]] = {
         # MAML from scratch on CartPole is slow to reach 500 (about 250 after 20 iterations, 5 minutes): it
         # starts from multi-task PPO (150k steps) and is meta-trained from there
         "multitask_ppo_steps": 150_000,
-        "overrides": {
-            "model__kind": "ssm",
-            "model__num_layers": 1,
-            "meta_iterations": 10,
-            "meta_batch_size": 8,
-            "inner__episodes": 8,
-            "outer_epochs": 10,
-            "outer_lr": 3e-4,
-            "inner__gamma": 0.99,
-            "gae_lambda": 0.95,
-        },
+        "overrides": {"model__kind": "ssm", "model__num_layers": 1, **FROM_MULTITASK_MAML},
         "eval_trajectories": 10,
     },
     # in-context (RL²): MAML with the ssm backbone at inner lr 1.0 diverged on navigation (zero-shot -131,

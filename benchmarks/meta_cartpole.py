@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    FROM_MULTITASK_MAML,
     RESULTS_DIR,
     add_merge_arguments,
     ci_cell,
@@ -83,13 +84,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     maml_cfg = recipe("maml", FAMILY, "ssm").replace(
         run__seed=seed,
         run__progress=False,
-        meta_iterations=job["maml_iterations"],
-        meta_batch_size=8,
-        inner__episodes=8,
-        inner__gamma=0.99,
-        outer_epochs=10,
-        outer_lr=3e-4,
-        gae_lambda=0.95,
+        **{**FROM_MULTITASK_MAML, "meta_iterations": job["maml_iterations"]},
     )
     test = maml_cfg.inner.replace(steps=3, episodes=TRAJ)  # 0, 1, 2, 3 steps of TRAJ episodes
 

@@ -32,7 +32,7 @@ import tyro
 
 from ssm_metarl.errors import ConfigError
 
-ModelKind = Literal["ssm", "neural_ssm", "improved", "gru", "lstm", "transformer", "mlp"]
+ModelKind = Literal["ssm", "gated_ssm", "neural_ssm", "improved", "gru", "lstm", "transformer", "mlp"]
 MODEL_KINDS: tuple[str, ...] = typing.get_args(ModelKind)
 
 
@@ -254,12 +254,13 @@ class ModelConfig(Checked):
     """Which sequence model the policy uses, and its size."""
 
     kind: ModelKind = "ssm"
-    """backbone: ssm (structured diagonal SSM), neural_ssm (the seed's residual RNN), improved (the seed's
-    ImprovedSSM stack), gru, lstm, transformer or mlp"""
+    """backbone: ssm (structured diagonal SSM, LRU), gated_ssm (input-gated diagonal SSM, Griffin's RG-LRU),
+    neural_ssm (the seed's residual RNN), improved (the seed's ImprovedSSM stack), gru, lstm, transformer or
+    mlp"""
     hidden_dim: Width = 64
     """width of the backbone's features"""
     state_dim: Width = 64
-    """recurrent state size per layer (ssm, neural_ssm, improved)"""
+    """recurrent state size per layer (ssm, gated_ssm, neural_ssm, improved)"""
     num_layers: Annotated[int, Range(ge=1, le=64)] = 1
     """number of stacked layers/blocks"""
     complex: bool = False

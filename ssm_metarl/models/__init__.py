@@ -12,6 +12,7 @@ from ssm_metarl import checkpoint
 from ssm_metarl.config import ModelConfig, ModelKind
 from ssm_metarl.errors import CheckpointError
 from ssm_metarl.models.base import SequenceModel, State
+from ssm_metarl.models.gated_ssm import GatedSSM
 from ssm_metarl.models.heads import ActorCritic, RunningNorm
 from ssm_metarl.models.improved import ImprovedSSMBackbone
 from ssm_metarl.models.mlp import MLP
@@ -23,6 +24,7 @@ from ssm_metarl.spaces import flat_dim, space_from_info
 
 MODELS: dict[str, Any] = {
     "ssm": SSM,
+    "gated_ssm": GatedSSM,
     "neural_ssm": neural_ssm,
     "improved": ImprovedSSMBackbone,
     "gru": GRU,
@@ -134,6 +136,7 @@ checkpoint.register_builder("policy", policy_from_description)
 __all__ = [
     "MODELS",
     "GRU",
+    "GatedSSM",
     "LSTM",
     "MLP",
     "SSM",

@@ -161,15 +161,13 @@ class TestTimeAdapter:
             raise SpaceError(
                 f"env observations have {flat_dim(obs_space)} features, policy takes {pol.obs_dim}"
             )
-        if pol.discrete:
-            if not isinstance(space, gym.spaces.Discrete) or int(space.n) != pol.action_dim:
-                raise SpaceError(f"policy acts in Discrete({pol.action_dim}), env has {space}")
+        if not isinstance(space, gym.spaces.Box) or not pol.bounded:
+            if space != pol.action_space:
+                raise SpaceError(f"policy acts in {pol.action_space}, env has {space}")
             return
-        if not isinstance(space, gym.spaces.Box) or space.shape != (pol.action_dim,):
-            raise SpaceError(f"policy acts in a Box of shape ({pol.action_dim},), env has {space}")
-        low = torch.as_tensor(np.asarray(space.low, np.float32))
-        high = torch.as_tensor(np.asarray(space.high, np.float32))
-        if pol.bounded and not (
+        low = torch.as_tensor(np.asarray(space.low, np.float32).reshape(-1))
+        high = torch.as_tensor(np.asarray(space.high, np.float32).reshape(-1))
+        if space.shape != pol.action_space.shape or not (
             torch.equal(low, pol.action_low.cpu()) and torch.equal(high, pol.action_high.cpu())
         ):
             raise SpaceError(

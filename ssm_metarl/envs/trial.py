@@ -5,8 +5,9 @@ episode the training loop sees, its recurrent state survives the ends of the inn
 only when a new trial (a new task) starts. A new task is drawn from the family's training distribution at
 every trial reset, unless a fixed task was set (evaluation on held-out tasks).
 
-Observation layout (D = obs features, A = action encoding: one-hot n for Discrete, the action itself for
-Box): ``[obs (D), prev_action (A), prev_reward (1), done (1)]``, where ``done`` is 1 on the first step of
+Observation layout (D = the inner observation's encoding, :mod:`ssm_metarl.spaces`; A = the action's: one-hot
+for Discrete, concatenated one-hots for MultiDiscrete, the bits for MultiBinary, the action itself for Box):
+``[obs (D), prev_action (A), prev_reward (1), done (1)]``, where ``done`` is 1 on the first step of
 every inner episode after the first. ``info["episode_in_trial"]`` is the index of the inner episode a step
 belongs to; at the end of a trial ``info["inner_episode_returns"]`` and ``info["inner_episode_lengths"]`` list
 the inner episodes' returns and lengths.
@@ -26,6 +27,7 @@ import numpy as np
 
 from ssm_metarl.envs.tasks import TASK_FAMILIES, Task, get_family
 from ssm_metarl.errors import EnvError
+from ssm_metarl.spaces import check_action_space, encode_one, encoded_bounds, flat_dim
 
 
 class TrialEnv(gym.Env):
@@ -42,17 +44,17 @@ class TrialEnv(gym.Env):
         self.inner = self.dist.make_env(task or self.dist.train[0])
         inner_obs: Any = self.inner.observation_space
         act: Any = self.inner.action_space
-        if not isinstance(inner_obs, gym.spaces.Box):
-            raise EnvError(f"RL² needs a Box observation space, {family} has {inner_obs}")
-        self.discrete = isinstance(act, gym.spaces.Discrete)
-        self.act_dim = int(act.n) if self.discrete else int(np.prod(act.shape))
-        self.obs_dim = int(np.prod(inner_obs.shape))
-        if self.discrete:
-            a_low, a_high = np.zeros(self.act_dim), np.ones(self.act_dim)
-        else:
+        check_action_space(act)
+        self.inner_obs_space = inner_obs
+        self.act_dim = flat_dim(act) if not isinstance(act, gym.spaces.Box) else int(np.prod(act.shape))
+        self.obs_dim = flat_dim(inner_obs)
+        o_low, o_high = encoded_bounds(inner_obs)
+        if isinstance(act, gym.spaces.Box):
             a_low, a_high = np.asarray(act.low, np.float64).ravel(), np.asarray(act.high, np.float64).ravel()
-        low = np.concatenate([np.asarray(inner_obs.low, np.float64).ravel(), a_low, [-np.inf, 0.0]])
-        high = np.concatenate([np.asarray(inner_obs.high, np.float64).ravel(), a_high, [np.inf, 1.0]])
+        else:
+            a_low, a_high = np.zeros(self.act_dim), np.ones(self.act_dim)
+        low = np.concatenate([o_low, a_low, [-np.inf, 0.0]])
+        high = np.concatenate([o_high, a_high, [np.inf, 1.0]])
         self.observation_space = gym.spaces.Box(
             low.astype(np.float32), high.astype(np.float32), dtype=np.float32
         )
@@ -70,15 +72,16 @@ class TrialEnv(gym.Env):
     def get_task(self) -> Task | None:
         return self.task
 
-    def _obs(self, obs: np.ndarray, action: Any, reward: Any, done: bool) -> np.ndarray:
-        enc = np.zeros(self.act_dim, dtype=np.float32)
-        if action is not None:
-            if self.discrete:
-                enc[int(action)] = 1.0
-            else:
-                enc[:] = np.asarray(action, dtype=np.float32).ravel()
+    def _obs(self, obs: Any, action: Any, reward: Any, done: bool) -> np.ndarray:
+        act = self.action_space
+        if action is None:
+            enc = np.zeros(self.act_dim, dtype=np.float32)
+        elif isinstance(act, gym.spaces.Box):
+            enc = np.asarray(action, dtype=np.float32).ravel()
+        else:  # one-hot indices, concatenated one-hots, or bits: the observation encoding of the action
+            enc = encode_one(act, action)
         tail = np.array([reward, float(done)], dtype=np.float32)
-        return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), enc, tail])
+        return np.concatenate([encode_one(self.inner_obs_space, obs), enc, tail])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -111,6 +111,12 @@ def policy_from_description(desc: dict[str, Any]) -> ActorCritic:
             raise CheckpointError(
                 f"policy config names the unknown model kind {kind!r}; known: {sorted(MODELS)}"
             )
+        sizes = {"hidden_dim": desc["hidden_dim"], **desc.get("model_kwargs", {})}
+        bad = {
+            k: v for k, v in sizes.items() if k.endswith(("_dim", "layers")) and (type(v) is not int or v < 1)
+        }
+        if bad:
+            raise CheckpointError(f"policy config has sizes that are not positive ints: {bad}")
         return make_policy(
             kind,
             space_from_info(desc["observation_space"]),
@@ -124,7 +130,7 @@ def policy_from_description(desc: dict[str, Any]) -> ActorCritic:
         )
     except KeyError as e:
         raise CheckpointError(f"policy config lacks the field {e}") from e
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, AttributeError, RuntimeError) as e:
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"policy config cannot be built: {e}") from e

@@ -2,8 +2,12 @@
 
 Shape letters: B batch (envs), T time, D observation features, H backbone features, A action dims.
 
-Actions
-- ``Discrete(n)``: a categorical over n logits. The stored action is the index (int64).
+Actions (:mod:`ssm_metarl.spaces`)
+- ``Discrete(n)``: a categorical over n logits. The stored action is the index (int64), the env gets
+  ``index + start``.
+- ``MultiDiscrete(nvec)``: a factorised categorical, one categorical per component (sum(nvec) logits); the
+  stored action is (k,) indices, its log-prob the sum of the components'.
+- ``MultiBinary(n)``: independent Bernoullis (one logit per bit); the stored action is the bits (int64).
 - ``Box``: a diagonal Gaussian over a raw action ``u`` with a learned, state-independent log-std. The
   stored action is ``u`` itself. With ``action_bounds="tanh"`` (the default) the env receives
   ``low + (tanh(u) + 1) / 2 * (high - low)``, a smooth map into the space's real bounds, so nothing is ever
@@ -14,12 +18,13 @@ Actions
   tuned (a mean a little outside the bounds already acts at the bound, where the tanh needs ``|u| >> 1``).
   Unbounded Box spaces get the identity map.
 
-Sampling on the acting path is written by hand (Gumbel-max for categoricals, reparameterised noise for
-Gaussians): ``torch.distributions`` objects cost about 2x per step here and are kept off the hot loop.
+Sampling on the acting path is written by hand (Gumbel-max for categoricals, uniform thresholds for
+Bernoullis, reparameterised noise for Gaussians): ``torch.distributions`` objects cost about 2x per step here and are kept off the hot loop.
 
 Observations are normalised by an optional running mean-std (:class:`RunningNorm`) whose statistics are
 buffers, so they travel with the checkpoint. ``forward``/``act``/``evaluate`` take *normalised*
-observations; :meth:`ActorCritic.normalize` maps raw ones (rollouts store the normalised values, so the
+observations; :meth:`ActorCritic.encode_obs` turns raw observations of any supported space into flat
+features and :meth:`ActorCritic.normalize` normalises them (rollouts store the normalised values, so the
 update sees exactly what acting saw).
 """
 
@@ -31,10 +36,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssm_metarl.models.base import State
-from ssm_metarl.spaces import flat_dim, space_info
+from ssm_metarl.spaces import check_action_space, encode, flat_dim, space_info
 
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -86,6 +92,14 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
+def _categorical(logits: Tensor, deterministic: bool) -> Tensor:
+    """The mode, or a sample by Gumbel-max (argmax of logits + Gumbel noise), of categoricals (..., n)."""
+    if deterministic:
+        return logits.argmax(-1)
+    gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-20, 1.0)))
+    return (logits + gumbel).argmax(-1)
+
+
 class ActorCritic(nn.Module):
     """A policy and a value function on top of a SequenceModel backbone.
 
@@ -101,6 +115,7 @@ class ActorCritic(nn.Module):
     log_std: nn.Parameter
     action_low: Tensor
     action_high: Tensor
+    action_start: Tensor
 
     def __init__(
         self,
@@ -130,22 +145,38 @@ class ActorCritic(nn.Module):
         feat = backbone.output_dim
         critic_feat = critic_backbone.output_dim if critic_backbone is not None else feat
 
+        check_action_space(action_space)
+        self.bounded = False
+        self._shape: tuple[int, ...]
+        box: Any = action_space
         if isinstance(action_space, gym.spaces.Discrete):
-            self.discrete = True
-            self.action_dim = int(action_space.n)
-            self.actor = _orthogonal(nn.Linear(feat, self.action_dim), 0.01)
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            self.discrete = False
-            self.action_dim = int(action_space.shape[0])
-            self.actor = _orthogonal(nn.Linear(feat, self.action_dim), 0.01)
+            self.action_kind, self.action_dim, self._shape = "categorical", int(action_space.n), ()
+            self.register_buffer("action_start", torch.tensor(int(action_space.start)), persistent=False)
+        elif isinstance(action_space, gym.spaces.MultiDiscrete):
+            nvec = np.asarray(action_space.nvec).reshape(-1)
+            self.action_kind, self.action_dim, self._shape = (
+                "multi_categorical",
+                int(nvec.sum()),
+                (len(nvec),),
+            )
+            self.nvec = [int(n) for n in nvec]
+            start = torch.as_tensor(np.asarray(action_space.start).reshape(-1), dtype=torch.long)
+            self.register_buffer("action_start", start, persistent=False)
+        elif isinstance(action_space, gym.spaces.MultiBinary):
+            n = int(np.prod(action_space.shape))
+            self.action_kind, self.action_dim, self._shape = "bernoulli", n, (n,)
+        else:
+            self.action_kind = "gaussian"
+            self.action_dim = int(np.prod(box.shape))
+            self._shape = (self.action_dim,)
             self.log_std = nn.Parameter(torch.full((self.action_dim,), float(init_log_std)))
-            low = torch.as_tensor(np.asarray(action_space.low, dtype=np.float32))
-            high = torch.as_tensor(np.asarray(action_space.high, dtype=np.float32))
+            low = torch.as_tensor(np.asarray(box.low, dtype=np.float32).reshape(-1))
+            high = torch.as_tensor(np.asarray(box.high, dtype=np.float32).reshape(-1))
             self.bounded = bool(torch.isfinite(low).all() and torch.isfinite(high).all())
             self.register_buffer("action_low", low, persistent=False)
             self.register_buffer("action_high", high, persistent=False)
-        else:
-            raise ValueError(f"unsupported action space {action_space!r}: expected Discrete(n) or a 1-D Box")
+        self.discrete = self.action_kind != "gaussian"
+        self.actor = _orthogonal(nn.Linear(feat, self.action_dim), 0.01)
         self.critic = _orthogonal(nn.Linear(critic_feat, 1), 1.0)
 
     # ----- what acting loops read ------------------------------------------------------------------
@@ -156,8 +187,15 @@ class ActorCritic(nn.Module):
 
     @property
     def action_shape(self) -> tuple[int, ...]:
-        """Shape of one stored action: () for an index, (A,) for a raw Gaussian sample."""
-        return () if self.discrete else (self.action_dim,)
+        """Shape of one stored action: () for an index, (k,) for k indices or bits, (A,) for a raw Gaussian
+        sample."""
+        return self._shape
+
+    def encode_obs(self, obs: Any) -> Tensor:
+        """A batch of raw observations (as the vector env returns them) -> (B, D) on the policy's device
+        (:func:`ssm_metarl.spaces.encode`: flattened boxes, one-hot indices, ...)."""
+        x = encode(self.observation_space, obs)
+        return torch.as_tensor(x, device=self.device).to(self.dtype)
 
     @property
     def device(self) -> torch.device:
@@ -206,11 +244,24 @@ class ActorCritic(nn.Module):
         return log_prob, entropy, value, state
 
     def log_prob_entropy(self, params: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """params (..., A) from :meth:`forward`; action (...) int64 or (..., A) raw Gaussian samples."""
-        if self.discrete:
+        """params (..., A) from :meth:`forward`; action (...) or (..., k) int64, or (..., A) raw Gaussian
+        samples -> log-prob (...), entropy (...)."""
+        if self.action_kind == "categorical":
             logp_all = torch.log_softmax(params, dim=-1)
             log_prob = logp_all.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            return log_prob, -(logp_all.exp() * logp_all).sum(-1)
+        if self.action_kind == "multi_categorical":
+            log_prob, entropy = params.new_zeros(params.shape[:-1]), params.new_zeros(params.shape[:-1])
+            for j, logits in enumerate(params.split(self.nvec, dim=-1)):
+                logp_all = torch.log_softmax(logits, dim=-1)
+                log_prob = log_prob + logp_all.gather(-1, action[..., j : j + 1].long()).squeeze(-1)
+                entropy = entropy - (logp_all.exp() * logp_all).sum(-1)
+            return log_prob, entropy
+        if self.action_kind == "bernoulli":  # log sigmoid(l) for a 1, log sigmoid(-l) for a 0
+            bits = action.to(params.dtype)
+            log_prob = -(F.softplus(-params) * bits + F.softplus(params) * (1.0 - bits)).sum(-1)
+            p = torch.sigmoid(params)
+            entropy = (F.softplus(-params) * p + F.softplus(params) * (1.0 - p)).sum(-1)
             return log_prob, entropy
         log_std = self.log_std.expand_as(params)
         z = (action - params) * torch.exp(-log_std)
@@ -240,39 +291,49 @@ class ActorCritic(nn.Module):
             cfeat = feat
         value = self.critic(cfeat).squeeze(-1)
         params = self.actor(feat)
-        if self.discrete:
+        if self.action_kind == "categorical":  # the hot path: one log-softmax, no entropy
             logp_all = torch.log_softmax(params, dim=-1)
-            if deterministic:
-                action = params.argmax(-1)
-            else:  # Gumbel-max: argmax(logits + Gumbel noise) is a categorical sample
-                gumbel = -torch.log(-torch.log(torch.rand_like(params).clamp_(1e-20, 1.0)))
-                action = (logp_all + gumbel).argmax(-1)
+            action = _categorical(logp_all, deterministic)
             log_prob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            return action, log_prob, value, s_actor + s_critic
+        if self.action_kind == "multi_categorical":
+            action = torch.stack(
+                [_categorical(p, deterministic) for p in params.split(self.nvec, dim=-1)], -1
+            )
+        elif self.action_kind == "bernoulli":
+            threshold = 0.5 if deterministic else torch.rand_like(params)
+            action = (torch.sigmoid(params) > threshold).long()
+        if self.discrete:
+            log_prob, _ = self.log_prob_entropy(params, action)
             return action, log_prob, value, s_actor + s_critic
         action = params if deterministic else params + torch.randn_like(params) * self.log_std.exp()
         log_prob, _ = self.log_prob_entropy(params, action)
         return action, log_prob, value, s_actor + s_critic
 
     def env_action(self, action: Tensor) -> np.ndarray:
-        """Map stored actions to what the environment takes (indices, or values inside the Box bounds)."""
-        if self.discrete:
-            return action.cpu().numpy()
+        """Map stored actions (B, ...) to what the environment takes: indices (offset by the space's start),
+        bits, or values inside the Box bounds, in the action space's shape."""
+        B = action.shape[0]
+        shape = self.action_space.shape or ()
+        if self.action_kind in ("categorical", "multi_categorical"):
+            return (action + self.action_start).cpu().numpy()
+        if self.action_kind == "bernoulli":
+            return action.cpu().numpy().astype(self.action_space.dtype).reshape(B, *shape)
         if not self.bounded:
-            return action.cpu().numpy()
-        if self.action_bounds == "clip":
-            return torch.maximum(torch.minimum(action, self.action_high), self.action_low).cpu().numpy()
-        a = self.action_low + (torch.tanh(action) + 1.0) * 0.5 * (self.action_high - self.action_low)
-        return a.cpu().numpy()
+            a = action
+        elif self.action_bounds == "clip":
+            a = torch.maximum(torch.minimum(action, self.action_high), self.action_low)
+        else:
+            a = self.action_low + (torch.tanh(action) + 1.0) * 0.5 * (self.action_high - self.action_low)
+        return a.cpu().numpy().reshape(B, *shape)
 
     @torch.no_grad()
     def predict(
         self, obs: np.ndarray | Tensor, state: State, reset: np.ndarray | Tensor, deterministic: bool = True
     ) -> tuple[np.ndarray, State]:
         """Convenience for users: raw observations (B, D) -> env actions (numpy), next state."""
-        p = next(self.parameters())
-        obs_np = np.asarray(obs)
-        obs_t = torch.as_tensor(obs_np, dtype=p.dtype, device=p.device).reshape(obs_np.shape[0], -1)
-        reset_t = torch.as_tensor(np.asarray(reset), dtype=torch.bool, device=p.device)
+        obs_t = self.encode_obs(obs.cpu().numpy() if isinstance(obs, Tensor) else obs)
+        reset_t = torch.as_tensor(np.asarray(reset), dtype=torch.bool, device=self.device)
         action, _, _, state = self.act(self.normalize(obs_t), state, reset_t, deterministic)
         return self.env_action(action), state
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
@@ -33,6 +32,7 @@ from ssm_metarl.rl.gae import gae
 from ssm_metarl.rl.losses import ppo_loss
 from ssm_metarl.rl.rollout import RewardScaler, RolloutCollector
 from ssm_metarl.rl.run import Resumed, Run, make_optimizer
+from ssm_metarl.spaces import batch_leaves, from_batch_leaves
 from ssm_metarl.types import Rollout
 
 logger = logging.getLogger(__name__)
@@ -114,8 +114,9 @@ def _collector_state(collector: RolloutCollector) -> tuple[dict[str, Any], dict[
         "env": env_state(collector.envs, strict=False),
         "env_exact": not problems,
     }
-    tensors = {
-        "obs": torch.as_tensor(np.ascontiguousarray(collector.obs)),
+    space = collector.envs.single_observation_space
+    tensors = {k: torch.as_tensor(v) for k, v in batch_leaves(space, collector.obs).items()}
+    tensors |= {
         "reset": collector.reset,
         "ep_return": torch.as_tensor(collector.ep_return),
         "ep_length": torch.as_tensor(collector.ep_length),
@@ -148,7 +149,10 @@ def _restore_collector(collector: RolloutCollector, r: Resumed, seed: int) -> No
         collector.obs, _ = collector.envs.reset(seed=seed + 7919 * r.update)
         return
     restore_env_state(collector.envs, s["env"])
-    collector.obs = t["obs"].numpy().copy()
+    space = collector.envs.single_observation_space
+    collector.obs = from_batch_leaves(
+        space, {k: v.numpy().copy() for k, v in t.items() if k.startswith("obs")}
+    )
     collector.reset = t["reset"].to(collector.device)
     collector.ep_return = t["ep_return"].numpy().copy()
     collector.ep_length = t["ep_length"].numpy().copy()

@@ -30,6 +30,7 @@ from gymnasium.vector import VectorEnv
 from torch import Tensor
 
 from ssm_metarl.models.heads import RunningNorm
+from ssm_metarl.spaces import encode, encode_one, flat_dim
 from ssm_metarl.types import Rollout, State
 
 
@@ -52,6 +53,8 @@ class Actor(Protocol):
     def dtype(self) -> torch.dtype: ...
 
     def initial_state(self, batch_size: int) -> State: ...
+
+    def encode_obs(self, obs: Any) -> Tensor: ...
 
     def normalize(self, obs: Tensor) -> Tensor: ...
 
@@ -135,11 +138,8 @@ class RolloutCollector:
         self.stats = EpisodeStats()
         self.total_steps = 0
 
-    def _tensor(self, x: np.ndarray) -> Tensor:
-        return torch.as_tensor(x, device=self.device).to(self.dtype).reshape(self.num_envs, -1)
-
-    def _prep(self, policy: Actor, obs: np.ndarray) -> Tensor:
-        x = self._tensor(obs)
+    def _prep(self, policy: Actor, obs: Any) -> Tensor:
+        x = policy.encode_obs(obs)  # (B, D)
         if self.update_obs_norm:
             policy.update_obs_norm(x)
         return policy.normalize(x)
@@ -227,10 +227,11 @@ class RolloutCollector:
 
     def _final_values(self, policy: Actor, info: dict[str, Any], mask: np.ndarray) -> Tensor:
         """V(final obs) for envs in ``mask``, continuing each env's state without a reset; 0 elsewhere."""
-        final = np.stack(
-            [info["final_obs"][b] if mask[b] else np.zeros_like(self.obs[b]) for b in range(self.num_envs)]
-        )
-        x = policy.normalize(self._tensor(final))
+        space = self.envs.single_observation_space
+        rows = [encode_one(space, info["final_obs"][b]) if mask[b] else None for b in range(self.num_envs)]
+        zero = np.zeros(policy.obs_dim, dtype=np.float32)
+        final = np.stack([zero if r is None else r for r in rows])  # (B, D)
+        x = policy.normalize(torch.as_tensor(final, device=self.device).to(self.dtype))
         no_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         _, _, value, _ = policy.act(x, self.state, no_reset)
         return value * torch.as_tensor(mask, device=self.device, dtype=value.dtype)
@@ -324,19 +325,23 @@ class BaselinePolicy:
     def __init__(
         self, observation_space: gym.Space, action_space: gym.Space, kind: str = "random", seed: int = 0
     ) -> None:
-        from ssm_metarl.spaces import flat_dim
-
         if kind not in ("random", "constant"):
             raise ValueError(f"kind must be 'random' or 'constant', got {kind!r}")
         self.kind, self.space = kind, copy.deepcopy(action_space)
         self.space.seed(seed)
-        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.observation_space = observation_space
+        self.discrete = not isinstance(action_space, gym.spaces.Box)
         self.obs_dim = flat_dim(observation_space)
-        self.action_shape: tuple[int, ...] = () if self.discrete else tuple(action_space.shape or ())
+        self.action_shape: tuple[int, ...] = (
+            () if isinstance(action_space, gym.spaces.Discrete) else (int(np.prod(action_space.shape or ())),)
+        )
         self.device, self.dtype = torch.device("cpu"), torch.float32
 
     def initial_state(self, batch_size: int) -> State:
         return ()
+
+    def encode_obs(self, obs: Any) -> Tensor:
+        return torch.as_tensor(encode(self.observation_space, obs), dtype=self.dtype)
 
     def normalize(self, obs: Tensor) -> Tensor:
         return obs
@@ -350,9 +355,13 @@ class BaselinePolicy:
         B = obs.shape[0]
         space: Any = self.space
         if self.kind == "random":
-            a = np.stack([np.asarray(space.sample()) for _ in range(B)])
-        elif self.discrete:
+            a = np.stack([np.asarray(space.sample()).reshape(self.action_shape) for _ in range(B)])
+        elif isinstance(space, gym.spaces.Discrete):
             a = np.full(B, int(space.start))
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            a = np.repeat(np.asarray(space.start).reshape(1, -1), B, axis=0)
+        elif isinstance(space, gym.spaces.MultiBinary):
+            a = np.zeros((B, *self.action_shape), dtype=np.int64)
         else:
             middle = (np.asarray(space.low, dtype=np.float64) + np.asarray(space.high, dtype=np.float64)) / 2
             a = np.repeat(np.nan_to_num(middle)[None], B, axis=0)
@@ -362,7 +371,7 @@ class BaselinePolicy:
 
     def env_action(self, action: Tensor) -> np.ndarray:
         a = action.numpy()
-        return a.astype(self.space.dtype) if not self.discrete else a
+        return a.astype(self.space.dtype).reshape(a.shape[0], *(self.space.shape or ()))
 
 
 __all__ = [

@@ -148,9 +148,9 @@ def test_space_info_round_trips_through_json(space: gym.Space) -> None:
 @pytest.mark.parametrize(
     "space",
     [
-        gym.spaces.Dict({"a": gym.spaces.Discrete(2)}),
-        gym.spaces.Tuple((gym.spaces.Discrete(2),)),
-        gym.spaces.MultiDiscrete([2, 3]),
+        gym.spaces.Text(3),
+        gym.spaces.Sequence(gym.spaces.Discrete(2)),
+        gym.spaces.Graph(gym.spaces.Discrete(2), None),
     ],
 )
 def test_space_info_rejects_unsupported_spaces(space: gym.Space) -> None:

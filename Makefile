@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo app lint pretrained bench bench-scan bench-ppo bench-meta bench-adapt clean
+.PHONY: venv test demo app lint pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,6 +46,14 @@ bench-meta: $(STAMP)
 	cd benchmarks && ../$(BIN)/python meta_navigation.py
 	cd benchmarks && ../$(BIN)/python meta_bandits.py
 	cd benchmarks && ../$(BIN)/python meta_cartpole.py
+
+$(VENV)/.memory: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,memory]"
+	touch $(VENV)/.memory
+
+# POPGym's memory benchmark (issue "The SSM as the best memory backbone"): 8 envs x 6 models x 3 seeds
+bench-memory: $(VENV)/.memory
+	cd benchmarks && ../$(BIN)/python memory.py --jobs 2
 
 bench-adapt: $(STAMP)
 	cd benchmarks && ../$(BIN)/python adaptation.py

@@ -1,0 +1,200 @@
+"""POPGym's memory benchmark (Morad et al. 2023) for every backbone, one PPO recipe per env for all of them.
+
+    python benchmarks/memory.py                                   # 8 envs x 6 models x 3 seeds, 200k steps
+    python benchmarks/memory.py --envs RepeatPrevious --models ssm gated_ssm gru --seeds 0 --steps 50000
+
+(Named memory.py, not popgym.py: a script of that name would shadow the popgym package it imports.)
+
+Needs the ``memory`` extra (``pip install -e '.[memory]'``; ``make bench-memory``). The envs are POPGym's own
+Gymnasium ids (``popgym-<Name><Level>-v0``) with their own spaces (Discrete, MultiDiscrete and Tuple
+observations, MultiDiscrete actions): the policies take them as they are (``ssm_metarl.spaces``). Every model
+trains with ``recipe("ppo", env_id)`` with only the model kind swapped (one layer each; mlp is the no-memory
+floor), so the PPO settings are tuned for no single model. POPGym's rewards are normalised so that an
+episode's return lies in [-1, 1].
+
+MMER (POPGym's "maximum mean episodic reward"): the mean return of the training episodes finished in each
+PPO update, maximised over the run's updates. Per env and model: mean and 95% interval over seeds; averaged
+over envs; the paired ssm - gru difference over (env, seed) pairs; wall-clock per model. Models run
+interleaved seed by seed, so machine noise hits all alike. Writes results/<name>.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from typing import Any
+
+import numpy as np
+from _common import command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+
+ENVS = (
+    "RepeatPrevious",
+    "RepeatFirst",
+    "CountRecall",
+    "Autoencode",
+    "PositionOnlyCartPole",
+    "VelocityOnlyCartpole",
+    "NoisyPositionOnlyPendulum",
+    "HigherLower",
+)
+MODELS = ("ssm", "gated_ssm", "gru", "lstm", "transformer", "mlp")
+
+
+def mmer(episode_returns: list[float], end_steps: list[int]) -> float:
+    """Max over PPO updates of the mean return of the episodes that ended in that update."""
+    by_update: dict[int, list[float]] = {}
+    for r, s in zip(episode_returns, end_steps):
+        by_update.setdefault(s, []).append(r)
+    return max(float(np.mean(v)) for v in by_update.values()) if by_update else float("nan")
+
+
+def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
+    import popgym  # noqa: F401  (registers the popgym-* ids)
+    import torch
+
+    from ssm_metarl.recipes import recipe
+    from ssm_metarl.rl.ppo import train_ppo
+
+    torch.set_num_threads(1)
+    env_id, kind, seed, steps = job
+    cfg = recipe("ppo", env_id).replace(
+        model__kind=kind, model__num_layers=1, run__seed=seed, run__progress=False, total_steps=steps
+    )
+    t0 = time.perf_counter()
+    result = train_ppo(cfg)
+    seconds = time.perf_counter() - t0
+    return {
+        "env": env_id,
+        "model": kind,
+        "seed": seed,
+        "steps": steps,
+        "mmer": mmer(result.episode_returns, result.episode_end_steps),
+        "final_eval": result.final_eval,
+        "seconds": seconds,
+        "episodes": len(result.episode_returns),
+    }
+
+
+def _ci(values: list[float]) -> tuple[float, float | None]:
+    from ssm_metarl.results import mean_ci
+
+    iv = mean_ci(values)
+    return iv.mean, iv.half
+
+
+def summarize(runs: list[dict[str, Any]], envs: list[str], models: list[str]) -> dict[str, Any]:
+    table: dict[str, dict[str, Any]] = {}
+    for env in envs:
+        table[env] = {}
+        for m in models:
+            vals = [r["mmer"] for r in runs if r["env"] == env and r["model"] == m]
+            if vals:
+                mean, half = _ci(vals)
+                table[env][m] = {"mean": mean, "ci95": half, "seeds": len(vals)}
+    seconds = {m: float(np.mean([r["seconds"] for r in runs if r["model"] == m])) for m in models}
+    means = {m: float(np.mean([table[e][m]["mean"] for e in envs if m in table[e]])) for m in models}
+    headline: dict[str, Any] = {"envs": len(envs), "models": models, "seconds_per_run": seconds}
+    for m in models:
+        headline[f"{m}_mmer_mean"] = means[m]
+    if "ssm" in models and "gru" in models:
+        pairs = {(r["env"], r["seed"]): r["mmer"] for r in runs if r["model"] == "ssm"}
+        diffs = [
+            pairs[(r["env"], r["seed"])] - r["mmer"]
+            for r in runs
+            if r["model"] == "gru" and (r["env"], r["seed"]) in pairs
+        ]
+        mean, half = _ci(diffs) if diffs else (float("nan"), None)
+        headline["ssm_minus_gru_mmer"] = mean
+        headline["ssm_minus_gru_mmer_ci_low"] = None if half is None else mean - half
+        headline["ssm_seconds_over_gru"] = seconds["ssm"] / seconds["gru"]
+    if "ssm" in models and "transformer" in models:
+        headline["ssm_seconds_over_transformer"] = seconds["ssm"] / seconds["transformer"]
+    memory = [m for m in models if m != "mlp"]
+    best = {e: max(memory, key=lambda m: table[e].get(m, {"mean": -np.inf})["mean"]) for e in envs}
+    headline["best_model_per_env"] = best
+    for m in ("ssm", "gated_ssm"):
+        if m in models:
+            headline[f"envs_where_{m}_best"] = sum(b == m for b in best.values())
+    return {"headline": headline, "table": table}
+
+
+def plot(summary: dict[str, Any], envs: list[str], models: list[str], path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(envs)), 3.8))
+    width = 0.8 / len(models)
+    for i, m in enumerate(models):
+        cells = [summary["table"][e].get(m, {"mean": np.nan, "ci95": None}) for e in envs]
+        x = np.arange(len(envs)) + i * width
+        err = [c["ci95"] or 0.0 for c in cells]
+        ax.bar(x, [c["mean"] for c in cells], width, yerr=err, label=m, color=f"C{i}")
+    ax.set_xticks(np.arange(len(envs)) + 0.4 - width / 2)
+    ax.set_xticklabels(envs, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("MMER")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--envs", nargs="+", default=list(ENVS))
+    parser.add_argument("--level", default="Easy", choices=["Easy", "Medium", "Hard"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    parser.add_argument("--name", default="popgym")
+    args = parser.parse_args()
+    env_ids = [f"popgym-{e}{args.level}-v0" for e in args.envs]
+    jobs = [(env, m, s, args.steps) for s in args.seeds for env in env_ids for m in args.models]
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(run_one, jobs)
+    else:
+        runs = [run_one(j) for j in jobs]
+    summary = summarize(runs, env_ids, args.models)
+    payload = {
+        **summary,
+        "runs": runs,
+        "config": vars(args),
+        "minutes_total": (time.perf_counter() - t0) / 60,
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "seeds": args.seeds,
+        "date": now_iso(),
+    }
+    header = ["env", *args.models]
+    rows = []
+    for env in env_ids:
+        cells = []
+        for m in args.models:
+            c = summary["table"][env].get(m)
+            cells.append(
+                ""
+                if c is None
+                else f"{c['mean']:.2f}" + (f" ± {c['ci95']:.2f}" if c["ci95"] is not None else "")
+            )
+        rows.append([env.removeprefix("popgym-").removesuffix("-v0"), *cells])
+    h = summary["headline"]
+    rows.append(["mean", *(f"{h[f'{m}_mmer_mean']:.2f}" for m in args.models)])
+    rows.append(["seconds per run", *(f"{h['seconds_per_run'][m]:.0f}" for m in args.models)])
+    md = (
+        f"`{command_line()}` ({args.steps:,} env steps per run, seeds {args.seeds}; MMER, mean ± 95% interval "
+        f"over seeds)\n\n" + markdown_table(header, rows)
+    )
+    paths = write_results(args.name, payload, md)
+    plot(summary, env_ids, args.models, paths[0].with_suffix(".png"))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

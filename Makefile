@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check ssm_metarl tests benchmarks
-	$(BIN)/ruff format --check ssm_metarl tests benchmarks
+	$(BIN)/ruff check ssm_metarl tests benchmarks notebooks
+	$(BIN)/ruff format --check ssm_metarl tests benchmarks notebooks
 	$(BIN)/mypy
 
 # the documentation site (mkdocs + mkdocstrings); --strict fails on a broken link or a bad docstring

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo app lint docs pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory clean
+.PHONY: venv test demo app lint docs space-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 app: $(STAMP)
 	$(BIN)/ssm-metarl app
+
+# the Hugging Face Space from the committed files in a fresh venv (downloads its requirements; minutes)
+space-check:
+	bash scripts/check_space.sh
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"

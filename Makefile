@@ -4,23 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo app lint pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory clean
+.PHONY: venv test demo app lint docs space-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,app]"
+	$(BIN)/pip install --quiet -e ".[dev,app,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check ssm_metarl tests benchmarks
-	$(BIN)/ruff format --check ssm_metarl tests benchmarks
+	$(BIN)/ruff check ssm_metarl tests benchmarks notebooks
+	$(BIN)/ruff format --check ssm_metarl tests benchmarks notebooks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# the documentation site (mkdocs + mkdocstrings); --strict fails on a broken link or a bad docstring
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
@@ -28,6 +32,10 @@ demo: $(STAMP)
 
 app: $(STAMP)
 	$(BIN)/ssm-metarl app
+
+# the Hugging Face Space from the committed files in a fresh venv (downloads its requirements; minutes)
+space-check:
+	bash scripts/check_space.sh
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"

@@ -66,8 +66,7 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def git_commit() -> str | None:
-    """HEAD's hash, with ``-dirty`` when the working tree has uncommitted changes; None outside git."""
+def _read_commit() -> str | None:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -78,6 +77,17 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{head}-dirty" if dirty else head
+
+
+_COMMIT_AT_START = _read_commit()
+
+
+def git_commit() -> str | None:
+    """HEAD's hash when the benchmark started (the code that ran), with ``-dirty`` when the working tree had
+    uncommitted changes then, or when HEAD moved while it ran; None outside git."""
+    if _COMMIT_AT_START is not None and _read_commit() != _COMMIT_AT_START:
+        return _COMMIT_AT_START.removesuffix("-dirty") + "-dirty"
+    return _COMMIT_AT_START
 
 
 def now_iso() -> str:

@@ -77,6 +77,15 @@ def atomic_folder_write(path: str | Path, write: Callable[[Path], None]) -> Path
     return path
 
 
+def discard_folder(path: str | Path) -> None:
+    """Remove a checkpoint folder so that no reader ever sees part of it: renamed to a hidden sibling first
+    (one atomic step), then deleted; a crash during the deletion leaves only the hidden name behind."""
+    path = Path(path)
+    gone = path.with_name(f".{path.name}.del-{os.getpid()}")
+    os.replace(path, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
 def atomic_file_write(target: str | Path, write: Callable[[str], Any]) -> Path:
     """``write(tmp_name)`` to a temporary sibling of ``target``, then rename it over ``target``: a crash never
     leaves half a file."""
@@ -275,6 +284,7 @@ __all__ = [
     "CheckpointError",
     "atomic_file_write",
     "atomic_folder_write",
+    "discard_folder",
     "check_and_load_state",
     "existing_folder",
     "load_metadata",

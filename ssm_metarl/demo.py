@@ -25,7 +25,7 @@ from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.meta.evaluate import baseline_returns
 from ssm_metarl.pretrained import load_pretrained, pretrained_info
 from ssm_metarl.recipes import recipe
-from ssm_metarl.results import Returns, format_interval, plot_returns
+from ssm_metarl.results import Returns, format_interval, plot_returns, pyplot
 
 SPLITS = ("test", "out_of_range")
 
@@ -119,11 +119,7 @@ def _column(r: Returns, k: int) -> Returns:
 
 
 def _plot(result: DemoResult, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(5 * len(SPLITS), 3.8), sharey=True)
     for ax, split in zip(np.atleast_1d(axes), SPLITS):

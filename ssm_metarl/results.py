@@ -19,6 +19,8 @@ The CLI, the app, the demo and the benchmarks all print :func:`format_table` and
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -286,6 +288,18 @@ def describe(r: Returns) -> str:
     return f"{r.num_tasks} task(s) x {seeds} x {r.num_episodes} episode(s) per cell; {basis}"
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, on the off-screen Agg backend unless the caller already chose one (a notebook's
+    inline backend, ``MPLBACKEND``, or an earlier ``import matplotlib.pyplot``)."""
+    if "matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_returns(
     results: Sequence[Returns] | Mapping[str, Returns],
     ax: Any = None,
@@ -294,11 +308,7 @@ def plot_returns(
 ) -> Any:
     """Curves with 95% bands, one per result with more than one index; results of one index (or named in
     ``flat``) as horizontal lines. Returns the matplotlib Axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     items = list(results.items()) if isinstance(results, Mapping) else [(r.label, r) for r in results]
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))

@@ -108,7 +108,8 @@ class HybridAdapter(StandardAdapter):
     """:class:`StandardAdapter` plus ``cfg.experience_weight`` times :func:`replay_loss` on the buffer.
 
     Args:
-        policy, cfg: as for :class:`StandardAdapter` (``cfg.experience_weight``: weight of the replay loss, 0
+        policy: as for :class:`StandardAdapter`.
+        cfg: as for :class:`StandardAdapter` (``cfg.experience_weight``: weight of the replay loss, 0
             gives exactly the standard adapter; ``cfg.replay_batch``: trajectories drawn with replacement
             from the buffer per step).
         buffer: trajectories to replay (meta-training tasks, e.g. from :func:`fill_buffer`); copied at the

@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from ssm_metarl.results import Returns, plot_returns, pyplot
 
-from ssm_metarl.results import Returns, plot_returns  # noqa: E402
+plt = pyplot()
 
 
 def _new(title: str, xlabel: str, ylabel: str = "mean return") -> tuple[Figure, Any]:

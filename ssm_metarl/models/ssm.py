@@ -145,7 +145,8 @@ class SSM(nn.Module):
         state_dim: N, diagonal state size per layer.
         num_layers: L, number of residual SSM blocks.
         complex: complex diagonal state (rotating modes) instead of the cheaper real one.
-        r_min, r_max: ring initialisation of |lambda| (memory of roughly 1/(1-r) steps).
+        r_min: inner radius of the ring initialisation of |lambda| (memory of roughly 1/(1-r) steps).
+        r_max: outer radius of that ring.
         max_phase: initial phases of lambda are uniform in [0, max_phase] (complex variant).
         glu: GLU after each recurrence (else one Linear).
     """

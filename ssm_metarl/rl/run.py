@@ -39,6 +39,7 @@ from ssm_metarl.checkpoint import (
     OPTIMIZER,
     atomic_folder_write,
     check_and_load_state,
+    discard_folder,
     load_optimizer_tensors,
     optimizer_tensors,
     policy_config,
@@ -289,8 +290,8 @@ class Run:
         path = atomic_folder_write(folder / f"{update:09d}", write)
         self.last_checkpoint = path
         for old in checkpoint_folders(self.out)[: -self.run.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        for tmp in folder.glob(".*.tmp-*"):
+            discard_folder(old)  # never a half-deleted folder under a checkpoint's name
+        for tmp in [*folder.glob(".*.tmp-*"), *folder.glob(".*.del-*")]:  # left by an earlier crash
             shutil.rmtree(tmp, ignore_errors=True)
         return path
 

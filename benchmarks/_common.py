@@ -151,6 +151,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def provenance() -> dict[str, Any]:
+    """What every results file records of where it came from: machine, command, commit (at the start), date."""
+    return {"machine": machine_info(), "command": command_line(), "commit": git_commit(), "date": now_iso()}
+
+
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
     """Write ``results/<name>.json`` and ``results/<name>.md`` (atomically: temp file, then rename)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

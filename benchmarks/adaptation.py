@@ -29,10 +29,9 @@ from _common import (
     RESULTS_DIR,
     ci_cell,
     command_line,
-    git_commit,
     machine_info,
     markdown_table,
-    now_iso,
+    provenance,
     write_results,
 )
 
@@ -205,11 +204,8 @@ def main() -> None:
         "runs": runs,
         "config": vars(args),
         "minutes_total": minutes,
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": args.seeds,
-        "date": now_iso(),
+        **provenance(),
     }
     basis = "mean ± 95% CI over seeds" if len(args.seeds) > 1 else "one seed: no interval"
     md = (

@@ -21,7 +21,7 @@ import multiprocessing as mp
 import time
 from typing import Any
 
-from _common import command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+from _common import command_line, machine_info, markdown_table, provenance, write_results
 
 VARIANTS = [
     {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0},
@@ -88,11 +88,8 @@ def main() -> None:
         "runs": runs,
         "config": vars(args),
         "minutes_total": minutes,
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": [args.seed],
-        "date": now_iso(),
+        **provenance(),
     }
     rows = [
         [

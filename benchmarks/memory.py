@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+from _common import command_line, markdown_table, provenance, write_results
 
 ENVS = (
     "RepeatPrevious",
@@ -166,11 +166,8 @@ def main() -> None:
         "runs": runs,
         "config": vars(args),
         "minutes_total": (time.perf_counter() - t0) / 60,
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": args.seeds,
-        "date": now_iso(),
+        **provenance(),
     }
     header = ["env", *args.models]
     rows = []

@@ -28,12 +28,11 @@ from _common import (
     add_merge_arguments,
     ci_cell,
     command_line,
-    git_commit,
     machine_info,
     markdown_table,
     merge_runs,
     merged_markdown,
-    now_iso,
+    provenance,
     write_results,
 )
 
@@ -143,12 +142,9 @@ def main() -> None:
         "runs": runs,
         "config": vars(args) | {"steps": steps_per_agent},
         "minutes_total": minutes,
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "merged_from": merged_from,
         "seeds": seeds,
-        "date": now_iso(),
+        **provenance(),
     }
     headers = [
         "cell",

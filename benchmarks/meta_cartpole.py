@@ -30,12 +30,11 @@ from _common import (
     add_merge_arguments,
     ci_cell,
     command_line,
-    git_commit,
     machine_info,
     markdown_table,
     merge_runs,
     merged_markdown,
-    now_iso,
+    provenance,
     write_results,
 )
 
@@ -171,12 +170,9 @@ def main() -> None:
         "runs": runs,
         "config": vars(args) | {"family": FAMILY, "tasks_per_split": TASKS, "trajectories": TRAJ},
         "minutes_total": minutes,
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "merged_from": merged_from,
         "seeds": seeds,
-        "date": now_iso(),
+        **provenance(),
     }
 
     def c(x: tuple[float, float | None]) -> str:

@@ -25,10 +25,9 @@ from _common import (
     RESULTS_DIR,
     ci_cell,
     command_line,
-    git_commit,
     machine_info,
     markdown_table,
-    now_iso,
+    provenance,
     write_results,
 )
 
@@ -95,10 +94,7 @@ def main() -> None:
         "training_curve": [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics],
         "env_steps": result.env_steps,
         "config": vars(args) | {"baseline": cfg.inner.baseline},
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
-        "date": now_iso(),
+        **provenance(),
     }
     rows = [[k, ci_cell(m, h)] for k, (m, h) in enumerate(summary)]
     md = (

@@ -32,12 +32,11 @@ from _common import (
     add_merge_arguments,
     ci_cell,
     command_line,
-    git_commit,
     machine_info,
     markdown_table,
     merge_runs,
     merged_markdown,
-    now_iso,
+    provenance,
     write_results,
 )
 
@@ -250,12 +249,9 @@ def main() -> None:
             "parallel_jobs": args.jobs,
         },
         "minutes_total": minutes_total,
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "merged_from": merged_from,
         "seeds": seeds,
-        "date": now_iso(),
+        **provenance(),
     }
 
     def cells(r: dict[str, Any]) -> list[str]:

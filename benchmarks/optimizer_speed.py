@@ -18,12 +18,9 @@ from typing import Any
 
 import torch
 from _common import (
-    command_line,
-    git_commit,
     interleaved_timings,
-    machine_info,
     markdown_table,
-    now_iso,
+    provenance,
     summarize,
     write_results,
 )
@@ -97,11 +94,8 @@ def main() -> None:
             "reps": args.reps,
             "inner": args.inner,
         },
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": [0],
-        "date": now_iso(),
+        **provenance(),
     }
     md = markdown_table(
         ["measure", "variant", "median CPU time", "p25 - p75"],

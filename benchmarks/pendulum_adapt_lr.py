@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import ci_cell, command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+from _common import ci_cell, command_line, machine_info, markdown_table, provenance, write_results
 
 FAMILY = "pendulum-physics"
 
@@ -53,11 +53,8 @@ def main() -> None:
         "headline": {"best_lr": best, "return_after_2_steps": {k: v[-1][0] for k, v in curves.items()}},
         "curves": curves,
         "config": vars(args),
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": [0, 1],
-        "date": now_iso(),
+        **provenance(),
         "minutes": minutes,
     }
     md = (

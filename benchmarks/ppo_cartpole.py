@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import command_line, git_commit, machine_info, markdown_table, now_iso, write_results
+from _common import command_line, machine_info, markdown_table, provenance, write_results
 
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.recipes import recipe
@@ -233,11 +233,8 @@ def main() -> None:
             "gae_lambda 0.8, gamma 0.98 (RL Zoo)",
             "recurrent_ppo": f"sb3-contrib RecurrentPPO MlpLstmPolicy, 8 envs, n_steps 32, {args.recurrent_ppo_steps} steps",
         },
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": args.seeds,
-        "date": now_iso(),
+        **provenance(),
     }
     table = markdown_table(
         ["method", "reached 475", "median steps to 475", "median seconds to 475", "median train steps/s"],

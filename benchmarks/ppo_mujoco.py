@@ -21,10 +21,9 @@ from typing import Any
 from _common import (
     RESULTS_DIR,
     command_line,
-    git_commit,
     machine_info,
     markdown_table,
-    now_iso,
+    provenance,
     write_results,
 )
 
@@ -111,11 +110,8 @@ def main() -> None:
             "steps": args.steps,
             "definition": "mean of the last 20 training episodes",
         },
-        "machine": machine_info(),
-        "command": command_line(),
-        "commit": git_commit(),
         "seeds": args.seeds,
-        "date": now_iso(),
+        **provenance(),
     }
     table_rows = []
     for r in rows:

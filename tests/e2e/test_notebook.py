@@ -37,7 +37,6 @@ def test_committed_notebook_is_the_generated_one_without_outputs() -> None:
 def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("SSM_METARL_NOTEBOOK_BUDGET", "0.05")
     monkeypatch.delenv("MPLBACKEND", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(

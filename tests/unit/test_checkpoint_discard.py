@@ -3,7 +3,6 @@ a half-deleted folder under a checkpoint's name: a resume, or anyone listing the
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -43,4 +42,3 @@ def test_discard_removes_the_folder(tmp_path):
     path = _write(tmp_path / "checkpoints" / "000000007")
     discard_folder(path)
     assert not path.exists() and list(path.parent.iterdir()) == []
-    shutil.rmtree(tmp_path / "checkpoints")

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from ssm_metarl.config import (
+    BUDGET_ENV,
     MODEL_KINDS,
     AdaptConfig,
     Checked,
@@ -40,12 +41,12 @@ from ssm_metarl.config import (
     PGConfig,
     PPOConfig,
     Range,
+    budget_from_env,
     scale_budget,
 )
 from ssm_metarl.errors import ConfigError, DivergenceError, InputError
 from ssm_metarl.seeding import set_training_threads
 
-BUDGET_ENV = "SSM_METARL_BUDGET"
 SPLITS = ("train", "validation", "test", "out_of_range")
 logger = logging.getLogger("ssm_metarl.cli")
 
@@ -196,18 +197,6 @@ def _preparse(
         raise SystemExit(2) from e
 
 
-def _budget() -> float | None:
-    raw = os.environ.get(BUDGET_ENV)
-    if raw is None or raw == "":
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(
-            f"{BUDGET_ENV} must be a number (a budget scale such as 0.01), got {raw!r}"
-        ) from None
-
-
 def _out_dir(cfg: Any, **names: Any) -> Any:
     """Fill the {env}/{model}/{algo}/{seed}/{family} fields of the run's out_dir template."""
     out = cfg.run.out_dir
@@ -220,7 +209,7 @@ def _out_dir(cfg: Any, **names: Any) -> Any:
 
 
 def _scaled(cfg: Any) -> tuple[Any, float | None]:
-    scale = _budget()
+    scale = budget_from_env()
     return (cfg, None) if scale is None else (scale_budget(cfg, scale), scale)
 
 
@@ -314,7 +303,7 @@ def parse_adapt(args: list[str]) -> Parsed:
         raise InputError(f"{path} records no task family in its metadata, so there is nothing to adapt it to")
     default = AdaptCommand(args[0], recipe("adapt", family))
     cmd = _tyro(AdaptCommand, default, args, "ssm-metarl adapt", AdaptCommand.__doc__)
-    scale = _budget()
+    scale = budget_from_env()
     if scale is not None:
         cmd = cmd.replace(
             num_tasks=_shrink(cmd.num_tasks, scale, 1),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -477,6 +478,27 @@ BUDGET_FIELDS: dict[type, str] = {
 """The field that sets each training config's budget (what ``SSM_METARL_BUDGET`` scales)."""
 
 
+BUDGET_ENV = "SSM_METARL_BUDGET"
+"""The environment variable that scales training budgets for smoke runs of a documented command or snippet
+as written (read by the CLI, ``main.py`` and the seed API's ``MetaMAMLTrainer.meta_train``)."""
+
+
+def budget_from_env() -> float | None:
+    """The budget scale :data:`BUDGET_ENV` sets (None when unset or empty); not a number > 0 fails."""
+    raw = os.environ.get(BUDGET_ENV)
+    if raw is None or raw == "":
+        return None
+    try:
+        factor = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{BUDGET_ENV} must be a number (a budget scale such as 0.01), got {raw!r}"
+        ) from None
+    if not math.isfinite(factor) or factor <= 0:
+        raise ConfigError(f"{BUDGET_ENV} must be a finite number > 0, got {raw!r}")
+    return factor
+
+
 def scale_budget(cfg: Any, factor: float) -> Any:
     """``cfg`` with its budget field (:data:`BUDGET_FIELDS`) times ``factor``, at least one update's worth."""
     if not math.isfinite(factor) or factor <= 0:
@@ -491,6 +513,7 @@ def scale_budget(cfg: Any, factor: float) -> Any:
 
 
 __all__ = [
+    "BUDGET_ENV",
     "BUDGET_FIELDS",
     "MODEL_KINDS",
     "AdaptConfig",
@@ -503,6 +526,7 @@ __all__ = [
     "PPOConfig",
     "Range",
     "RunConfig",
+    "budget_from_env",
     "field_specs",
     "scale_budget",
 ]

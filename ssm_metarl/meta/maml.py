@@ -36,8 +36,10 @@ from tqdm import tqdm
 
 from ssm_metarl.config import MAMLConfig
 from ssm_metarl.envs.tasks import Task, TaskDistribution, get_family, set_tasks
+from ssm_metarl.errors import SpaceError
 from ssm_metarl.meta.functional import Params, call, inner_update, params_of, snapshot
 from ssm_metarl.models import ActorCritic, policy_from_config
+from ssm_metarl.rl.evaluate import check_spaces
 from ssm_metarl.rl.gae import discounted_returns, gae
 from ssm_metarl.rl.losses import pg_loss, ppo_loss
 from ssm_metarl.rl.rollout import Episodes, collect_episodes
@@ -247,6 +249,11 @@ def train_maml(
     run.guard_parameters(policy, "the start of training")
     optimizer = make_optimizer(policy.parameters(), lr=cfg.outer_lr)
     envs = dist.make_vec_env(dist.train[:1] * cfg.inner.episodes, seed=cfg.run.seed, fast=True)
+    try:
+        check_spaces(policy, envs, cfg.family)
+    except SpaceError:
+        envs.close()
+        raise
     result = MetaTrainResult(policy)
     start = 0
     resumed = run.resume(policy, optimizer)

@@ -53,6 +53,34 @@ def make_policy(
     **model_kwargs: Any,
 ) -> ActorCritic:
     """An ActorCritic for the given spaces with a ``kind`` backbone (and optionally a separate critic)."""
+    return ActorCritic(
+        **policy_parts(
+            kind,
+            observation_space,
+            action_space,
+            hidden_dim,
+            separate_critic,
+            normalize_obs,
+            init_log_std,
+            action_bounds,
+            **model_kwargs,
+        )
+    )
+
+
+def policy_parts(
+    kind: ModelKind,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_dim: int = 64,
+    separate_critic: bool = False,
+    normalize_obs: bool = False,
+    init_log_std: float = 0.0,
+    action_bounds: str = "tanh",
+    **model_kwargs: Any,
+) -> dict[str, Any]:
+    """The keyword arguments of :class:`ActorCritic` that :func:`make_policy` passes (backbones built, spec
+    written); the seed-named subclasses (``ImprovedSSM``, ``SSMMetaPolicy``) initialise themselves from it."""
     obs_dim = flat_dim(observation_space)
     backbone = make_model(kind, obs_dim, hidden_dim, **model_kwargs)
     critic = make_model(kind, obs_dim, hidden_dim, **model_kwargs) if separate_critic else None
@@ -65,16 +93,16 @@ def make_policy(
         "init_log_std": init_log_std,
         "action_bounds": action_bounds,
     }
-    return ActorCritic(
-        backbone,
-        observation_space,
-        action_space,
-        critic_backbone=critic,
-        init_log_std=init_log_std,
-        normalize_obs=normalize_obs,
-        spec=spec,
-        action_bounds=action_bounds,
-    )
+    return {
+        "backbone": backbone,
+        "observation_space": observation_space,
+        "action_space": action_space,
+        "critic_backbone": critic,
+        "init_log_std": init_log_std,
+        "normalize_obs": normalize_obs,
+        "spec": spec,
+        "action_bounds": action_bounds,
+    }
 
 
 def model_kwargs(model: ModelConfig) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Shape letters: B batch, T time, D input features, H model width (``hidden_dim``), N state size
 (``state_dim``), L layers.
 
-``ImprovedSSM`` (the seed's actor-critic class) is ``ActorCritic(ImprovedSSMBackbone(...))``: the policy
-and value heads live in ``heads.py``; this file holds the backbone.
+``ImprovedSSM`` (the seed's actor-critic class) is an ``ActorCritic`` subclass around ``ImprovedSSMBackbone``:
+the policy and value heads live in ``heads.py``; this file holds the backbone.
 
 Each layer is a nonlinear state-space layer with its **own** state (the seed shared one state across
 all layers, so layer 2 overwrote what layer 1 remembered):
@@ -28,11 +28,14 @@ from __future__ import annotations
 
 from typing import cast
 
+import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssm_metarl.models.base import State, check_inputs, param_like
+from ssm_metarl.models.heads import ActorCritic
 from ssm_metarl.models.rnn import layer_weights, run_rnn
 
 
@@ -148,46 +151,48 @@ class ImprovedSSMBackbone(nn.Module):
         return self._final(z), tuple(new)
 
 
-def ImprovedSSM(  # noqa: N802 - the seed's class name, kept as the public constructor
-    input_dim: int,
-    action_dim: int,
-    state_dim: int = 64,
-    hidden_dim: int = 128,
-    num_layers: int = 2,
-    use_layer_norm: bool = True,
-    use_residual: bool = True,
-    discrete: bool = False,
-    action_low: float = -1.0,
-    action_high: float = 1.0,
-    separate_critic: bool = False,
-    init_log_std: float = 0.0,
-):
+class ImprovedSSM(ActorCritic):
     """The seed's ``ImprovedSSM`` actor-critic: an :class:`ImprovedSSMBackbone` with policy and value heads.
 
     Continuous actions (default) get a Gaussian policy (mean + learned log-std) squashed into
     ``[action_low, action_high]``; ``discrete=True`` gives a categorical over ``action_dim`` actions.
-    Returns an :class:`~ssm_metarl.models.heads.ActorCritic`, so it trains with ``train_ppo`` and saves
-    with ``save_policy`` like every other policy.
+    A subclass of :class:`~ssm_metarl.models.heads.ActorCritic` (so ``isinstance`` and subclassing work as
+    in the seed), it trains with ``train_ppo`` and saves with ``save_policy`` like every other policy;
+    ``load_policy`` gives the checkpoint back as an ``ActorCritic`` with the same weights and spec.
     """
-    import gymnasium as gym
-    import numpy as np
 
-    from ssm_metarl.models import make_policy
+    def __init__(
+        self,
+        input_dim: int,
+        action_dim: int,
+        state_dim: int = 64,
+        hidden_dim: int = 128,
+        num_layers: int = 2,
+        use_layer_norm: bool = True,
+        use_residual: bool = True,
+        discrete: bool = False,
+        action_low: float = -1.0,
+        action_high: float = 1.0,
+        separate_critic: bool = False,
+        init_log_std: float = 0.0,
+    ) -> None:
+        from ssm_metarl.models import policy_parts
 
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (input_dim,), np.float32)
-    if discrete:
-        act_space: gym.Space = gym.spaces.Discrete(action_dim)
-    else:
-        act_space = gym.spaces.Box(action_low, action_high, (action_dim,), np.float32)
-    return make_policy(
-        "improved",
-        obs_space,
-        act_space,
-        hidden_dim=hidden_dim,
-        separate_critic=separate_critic,
-        init_log_std=init_log_std,
-        state_dim=state_dim,
-        num_layers=num_layers,
-        use_layer_norm=use_layer_norm,
-        use_residual=use_residual,
-    )
+        obs_space = gym.spaces.Box(-np.inf, np.inf, (input_dim,), np.float32)
+        if discrete:
+            act_space: gym.Space = gym.spaces.Discrete(action_dim)
+        else:
+            act_space = gym.spaces.Box(action_low, action_high, (action_dim,), np.float32)
+        parts = policy_parts(
+            "improved",
+            obs_space,
+            act_space,
+            hidden_dim=hidden_dim,
+            separate_critic=separate_critic,
+            init_log_std=init_log_std,
+            state_dim=state_dim,
+            num_layers=num_layers,
+            use_layer_norm=use_layer_norm,
+            use_residual=use_residual,
+        )
+        super().__init__(**parts)

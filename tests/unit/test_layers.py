@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "ssm_metarl"
 
 LAYERS = [
-    {"errors", "types", "seeding", "spaces", "config", "results", "checkpoint"},
+    {"errors", "types", "seeding", "spaces", "config", "results", "checkpoint", "migrate"},
     {"models"},
     {"envs", "pretrained"},
     {"recipes"},

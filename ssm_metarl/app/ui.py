@@ -166,6 +166,7 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.INTRO)
                 gr.HTML(about.ARCHITECTURE_SVG, elem_id="architecture")
+                gr.Markdown(about.REFERENCES_MD, elem_id="about-references")
                 gr.Markdown(about.LINKS + "\n" + about.benchmark_tables())
 
         # ----- wiring ------------------------------------------------------------------------------

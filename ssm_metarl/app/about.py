@@ -1,9 +1,11 @@
-"""The "About" tab: what the project is, the architecture as a picture (inline SVG, no download), where to
-read more, and the benchmark tables when the app runs from a checkout that has them."""
+"""The "About" tab: what the project is, the architecture as a picture (inline SVG, no download), the
+papers its methods come from, where to read more, and the benchmark tables when the app runs from a
+checkout that has them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,11 +27,96 @@ intervals are 95% t-intervals over seeds, and the random policy is in every tabl
 ### The tabs
 
 1. **Load pre-trained model**: a shipped model's card, size, task family and measured zero-shot return.
-2. **Meta-training**: train your own (MAML or RL², five backbones), watch the learning curve, cancel any
-   time; the result is saved as a checkpoint and appears in the other tabs, for your browser session only.
-3. **Test-time adaptation**: held-out, out-of-range or hand-set physics; standard vs hybrid from the same
-   weights and seeds; the curve with intervals, the before/after table, and the episode before and after.
+2. **Meta-training**: train your own (MAML or RL², any of the backbones), watch the learning curve,
+   cancel any time; the result is saved as a checkpoint and appears in the other tabs, for your browser
+   session only.
+3. **Test-time adaptation**: held-out, out-of-range or hand-set physics; standard, hybrid or both side by
+   side from the same weights and seeds; the curve with intervals, the before/after table, and the episode
+   before and after.
 """
+
+
+class Reference(NamedTuple):
+    """A paper a method of this project comes from."""
+
+    method: str
+    authors: str
+    year: int
+    title: str
+    url: str
+
+
+REFERENCES: list[Reference] = [
+    Reference(
+        "MAML",
+        "Finn, Abbeel and Levine",
+        2017,
+        "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+        "https://arxiv.org/abs/1703.03400",
+    ),
+    Reference(
+        "RL²",
+        "Duan, Schulman, Chen, Bartlett, Sutskever and Abbeel",
+        2016,
+        "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning",
+        "https://arxiv.org/abs/1611.02779",
+    ),
+    Reference(
+        "LRU (the `ssm` backbone)",
+        "Orvieto, Smith, Gu, Fernando, Gulcehre, Pascanu and De",
+        2023,
+        "Resurrecting Recurrent Neural Networks for Long Sequences",
+        "https://arxiv.org/abs/2303.06349",
+    ),
+    Reference(
+        "S5 (diagonal SSM, parallel scan)",
+        "Smith, Warrington and Linderman",
+        2023,
+        "Simplified State Space Layers for Sequence Modeling",
+        "https://arxiv.org/abs/2208.04933",
+    ),
+    Reference(
+        "Griffin / RG-LRU (the `gated_ssm` backbone)",
+        "De, Smith, Fernando et al.",
+        2024,
+        "Griffin: Mixing Gated Linear Recurrences with Local Attention for Efficient Language Models",
+        "https://arxiv.org/abs/2402.19427",
+    ),
+    Reference(
+        "PPO",
+        "Schulman, Wolski, Dhariwal, Radford and Klimov",
+        2017,
+        "Proximal Policy Optimization Algorithms",
+        "https://arxiv.org/abs/1707.06347",
+    ),
+    Reference(
+        "GAE",
+        "Schulman, Moritz, Levine, Jordan and Abbeel",
+        2016,
+        "High-Dimensional Continuous Control Using Generalized Advantage Estimation",
+        "https://arxiv.org/abs/1506.02438",
+    ),
+    Reference(
+        "Experience replay (hybrid adaptation)",
+        "Lin",
+        1992,
+        "Self-improving reactive agents based on reinforcement learning, planning and teaching "
+        "(Machine Learning 8)",
+        "https://doi.org/10.1007/BF00992699",
+    ),
+]
+"""The papers the methods come from, in the order the About tab lists them."""
+
+
+def references_markdown(refs: list[Reference] = REFERENCES) -> str:
+    """The About tab's "References" section: one bullet per paper, its title linked."""
+    lines = ["### References", ""]
+    for r in refs:
+        lines.append(f"* **{r.method}**: {r.authors} ({r.year}), [{r.title}]({r.url}).")
+    return "\n".join(lines) + "\n"
+
+
+REFERENCES_MD = references_markdown()
 
 
 def _box(
@@ -61,7 +148,7 @@ def _arrow(x1: int, y1: int, x2: int, y2: int) -> str:
 def architecture_svg() -> str:
     """The layers (imports flow left to right, then down to the public API and its two front ends)."""
     layers = [
-        ("models/", ("SSM (parallel scan), GRU,", "LSTM, Transformer, MLP")),
+        ("models/", ("SSMs (LRU, RG-LRU), GRU,", "LSTM, Transformer, MLP")),
         ("envs/", ("task families: train,", "test, out-of-range")),
         ("rl/", ("recurrent PPO, GAE,", "REINFORCE")),
         ("meta/", ("MAML (functional params),", "RL² (in-context)")),
@@ -132,4 +219,13 @@ def benchmark_tables(root: Path = REPO_ROOT, max_lines: int = 40) -> str:
     return "### Benchmarks (from this checkout)\n\n" + "\n".join(parts) if parts else ""
 
 
-__all__ = ["ARCHITECTURE_SVG", "INTRO", "LINKS", "benchmark_tables"]
+__all__ = [
+    "ARCHITECTURE_SVG",
+    "INTRO",
+    "LINKS",
+    "REFERENCES",
+    "REFERENCES_MD",
+    "Reference",
+    "benchmark_tables",
+    "references_markdown",
+]

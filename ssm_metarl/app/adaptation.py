@@ -1,10 +1,11 @@
-"""The "Test-time adaptation" tab: standard vs hybrid adaptation from the same weights and seeds, shown.
+"""The "Test-time adaptation" tab: standard and/or hybrid adaptation from the same weights and seeds, shown.
 
 :func:`run_adaptation` calls :func:`ssm_metarl.adapt.compare_adaptation` (the protocol every surface
-shares) on held-out, out-of-range or hand-set tasks, then replays the adaptation of the first task with the
-first seed (the same seeds the comparison used, so the same parameters it measured) and records one episode
-before adaptation and one after each mode's adaptation. RL² models adapt in context, without gradient steps:
-for them the tab shows the return of each episode of a trial instead.
+shares) with the chosen modes (``"standard"``, ``"hybrid"`` or ``"both"``) on held-out, out-of-range or
+hand-set tasks, then replays the adaptation of the first task with the first seed (the same seeds the
+comparison used, so the same parameters it measured) and records one episode before adaptation and one
+after each chosen mode's adaptation. RL² models adapt in context, without gradient steps: for them the mode
+choice does not apply and the tab shows the return of each episode of a trial instead.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from matplotlib.figure import Figure
 
-from ssm_metarl.adapt import compare_adaptation, comparison_header, fill_buffer, make_adapter
+from ssm_metarl.adapt import Mode, compare_adaptation, comparison_header, fill_buffer, make_adapter
 from ssm_metarl.adapt.evaluate import task_seed
+from ssm_metarl.adapt.replay import ExperienceBuffer
 from ssm_metarl.app import plots
 from ssm_metarl.app.models import ModelInfo, model_info
 from ssm_metarl.app.render import Episode, episodes_gif, record_episode
@@ -34,6 +36,8 @@ from ssm_metarl.results import Returns, table_rows
 
 TaskSource = Literal["held-out", "out-of-range", "by hand"]
 TASK_SOURCES: list[str] = ["held-out", "out-of-range", "by hand"]
+ADAPT_MODES: list[str] = ["standard", "hybrid", "both"]
+"""The tab's mode choice: one of the two adaptation modes, or both side by side (the default)."""
 MAX_EPISODES = 6000
 """Most episodes one comparison may run (about a few minutes of CartPole on this 2-core machine)."""
 RENDER_SEED = 4242
@@ -56,6 +60,9 @@ class AdaptRequest:
     experience_weight: float = 0.1
     algo: Literal["pg", "ppo"] = "pg"
     render: bool = True
+    modes: str = "both"
+    """Which adaptation modes to run: one of :data:`ADAPT_MODES` (ignored by RL² models, which adapt in
+    context)."""
 
 
 @dataclass
@@ -107,6 +114,17 @@ def hand_task(family: str, physics: dict[str, float]) -> Task:
     return task
 
 
+def chosen_modes(choice: str) -> tuple[Mode, ...]:
+    """The adaptation modes a choice of :data:`ADAPT_MODES` runs, in table order."""
+    if choice == "both":
+        return ("standard", "hybrid")
+    if choice == "standard":
+        return ("standard",)
+    if choice == "hybrid":
+        return ("hybrid",)
+    raise UserError(f"Unknown adaptation mode {choice!r}; pick one of {', '.join(ADAPT_MODES)}.")
+
+
 def pick_tasks(family: str, source: str, n: int, physics: dict[str, float]) -> list[Task]:
     dist = get_family(family)
     if source == "by hand":
@@ -134,23 +152,29 @@ def range_note(family: str, tasks: list[Task]) -> str:
 
 
 def _check_budget(req: AdaptRequest, n_tasks: int, in_context: bool) -> None:
-    modes = 1 if in_context else 2
+    modes = 1 if in_context else len(chosen_modes(req.modes))
     per_task = (req.steps + 1) * req.trajectories if not in_context else 1
     episodes = modes * req.seeds * n_tasks * per_task
     if min(req.seeds, req.trajectories) < 1 or req.steps < (0 if in_context else 1):
         raise UserError("Use at least 1 seed, 1 trajectory and 1 adaptation step.")
     if episodes > MAX_EPISODES:
         raise UserError(
-            f"That is {episodes:,} episodes ({modes} modes x {req.seeds} seeds x {n_tasks} tasks x "
+            f"That is {episodes:,} episodes ({modes} mode(s) x {req.seeds} seeds x {n_tasks} tasks x "
             f"{per_task} episodes), more than this app runs at once ({MAX_EPISODES:,}): use fewer "
             "tasks, seeds, steps or trajectories."
         )
 
 
 def _render(
-    policy: ActorCritic, cfg: AdaptConfig, task: Task, buffer: Any, session: AppSession
+    policy: ActorCritic,
+    cfg: AdaptConfig,
+    task: Task,
+    buffer: ExperienceBuffer | None,
+    session: AppSession,
+    modes: tuple[Mode, ...],
 ) -> tuple[str | None, str, dict[str, list[float]]]:
-    """Replay the comparison's adaptation of ``task`` with its first seed; record before and after.
+    """Replay the comparison's adaptation of ``task`` with its first seed in each of ``modes``; record
+    before and after.
 
     Returns the GIF's path (None when nothing could be drawn), a note, and the replayed runs' mean returns
     per mode (they equal the comparison's first seed and task: same seeds, same data, same parameters)."""
@@ -158,7 +182,7 @@ def _render(
     replayed: dict[str, list[float]] = {}
     ep = record_episode(policy, task, RENDER_SEED)
     panels.append((f"before: return {ep.ret:.0f}", ep))
-    for mode in ("standard", "hybrid"):
+    for mode in modes:
         adapter = make_adapter(mode, policy, cfg, buffer)
         run = adapter.adapt(task, task_seed(0, 0))
         replayed[mode] = run.mean_returns
@@ -172,7 +196,8 @@ def _render(
     path = episodes_gif(panels, folder / f"{uuid.uuid4().hex[:8]}.gif")
     note = (
         f"One episode on task 1 ({task}), the same env seed in every panel: the policy before adaptation "
-        f"and after {cfg.steps} step(s) of each mode, with the first seed's adaptation data."
+        f"and after {cfg.steps} step(s) of {' and '.join(modes)} adaptation, with the first seed's "
+        "adaptation data."
     )
     return str(path), note, replayed
 
@@ -191,7 +216,8 @@ def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: 
     summary = (
         f"**{info.label}** is an RL² model: it adapts *in context* (its recurrent state carries what it "
         f"learned from earlier episodes of the same task), so gradient-based standard and hybrid "
-        f"adaptation do not apply. Shown: the return of each of the {K} episodes of one trial per task, "
+        f"adaptation do not apply, and neither does the adaptation-mode choice ({req.modes!r}). Shown: "
+        f"the return of each of the {K} episodes of one trial per task, "
         f"{len(tasks)} task(s) x {req.seeds} seed(s), mean ± 95% interval over seeds."
     )
     note = "Episodes are rendered for gradient-adapted (MAML) models only."
@@ -199,7 +225,8 @@ def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: 
 
 
 def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
-    """Compare standard and hybrid adaptation of model ``req.label`` (see the module docstring)."""
+    """Adapt model ``req.label`` with the chosen modes, beside the random policy (see the module docstring)."""
+    modes = chosen_modes(req.modes)
     info = model_info(session, req.label)
     if info.family is None:
         raise UserError(f"{info.label} does not record its task family, so there is nothing to adapt it to.")
@@ -219,10 +246,13 @@ def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
         )
     except InputError as e:
         raise UserError(str(e)) from e
-    buffer = fill_buffer(
-        policy, info.family, get_family(info.family).train[:10], req.trajectories, seed=10_007
-    )
-    results = compare_adaptation(policy, info.family, tasks, cfg, tuple(range(req.seeds)), buffer=buffer)
+    buffer = None
+    if "hybrid" in modes:
+        buffer = fill_buffer(
+            policy, info.family, get_family(info.family).train[:10], req.trajectories, seed=10_007
+        )
+    seeds = tuple(range(req.seeds))
+    results = compare_adaptation(policy, info.family, tasks, cfg, seeds, modes=modes, buffer=buffer)
     fig = plots.adaptation_curve(results, f"{info.label} on {len(tasks)} {req.tasks} task(s)")
     headers, rows = table_rows(results)
     summary = "\n\n".join(
@@ -231,14 +261,18 @@ def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
             range_note(info.family, tasks) if req.tasks == "by hand" else "",
         ]
     )
-    gif, note, replayed = _render(policy, cfg, tasks[0], buffer, session) if req.render else (None, "", {})
+    gif, note, replayed = (
+        _render(policy, cfg, tasks[0], buffer, session, modes) if req.render else (None, "", {})
+    )
     return AdaptOutcome(fig, headers, rows, summary.strip(), gif, note, results, replayed=replayed)
 
 
 __all__ = [
+    "ADAPT_MODES",
     "TASK_SOURCES",
     "AdaptOutcome",
     "AdaptRequest",
+    "chosen_modes",
     "hand_task",
     "physics_fields",
     "pick_tasks",

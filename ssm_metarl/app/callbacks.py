@@ -17,7 +17,7 @@ import gradio as gr
 import pandas as pd
 
 from ssm_metarl.app import plots
-from ssm_metarl.app.adaptation import AdaptRequest, physics_fields, run_adaptation
+from ssm_metarl.app.adaptation import AdaptRequest, chosen_modes, physics_fields, run_adaptation
 from ssm_metarl.app.models import ZERO_SHOT_HEADERS, facts_markdown, model_info
 from ssm_metarl.app.session import AppSession, UserError, ensure_session
 from ssm_metarl.app.training import TrainRequest, family_defaults, request_stop, run_training, status_line
@@ -145,26 +145,30 @@ class Callbacks:
 
     # ----- Test-time adaptation ------------------------------------------------------------------------
     def adapt_model_changed(self, label: str | None, session: AppSession | None) -> tuple[Any, ...]:
-        """-> lr, note, the physics fields, the steps / w / update / render controls, session."""
+        """-> lr, note, the physics fields, the steps / w / update / render / mode controls, session."""
         session = self.session(session)
         try:
             info = model_info(session, label)
         except UserError as e:
             hidden = [gr.Number(visible=False)] * MAX_PHYSICS
-            return gr.Number(), error_status(e), *hidden, *[gr.update()] * 4, session
+            return gr.Number(), error_status(e), *hidden, *[gr.update()] * 5, session
         numbers = [gr.Number(visible=False) for _ in range(MAX_PHYSICS)]
         for i, (name, lo, hi, default) in enumerate(physics_fields(info.family)[:MAX_PHYSICS]):
             numbers[i] = gr.Number(
                 label=name, value=default, visible=True, info=f"trained on {lo:g} .. {hi:g}"
             )
-        # RL² adapts in context: the steps, w, the update rule, the lr and the rendering do not apply to it
+        # RL² adapts in context: the steps, w, the update rule, the lr, the rendering and the choice of
+        # adaptation mode (standard / hybrid / both) do not apply to it
         gradient = not info.in_context
         how = "by gradient steps (MAML)"
         if not gradient:
-            how = "in context (RL²): it plays one trial per task; the gradient-step controls do not apply"
+            how = (
+                "in context (RL²): it plays one trial per task; the gradient-step controls and the "
+                "adaptation mode (standard / hybrid / both) do not apply"
+            )
         note = f"`{info.label}`: `{info.kind}` on `{info.family}`, adapts {how}."
         lr = gr.Number(value=info.inner_lr or 0.1, interactive=gradient)
-        return lr, note, *numbers, *[gr.update(interactive=gradient) for _ in range(4)], session
+        return lr, note, *numbers, *[gr.update(interactive=gradient) for _ in range(5)], session
 
     @staticmethod
     def tasks_changed(source: str) -> tuple[Any, ...]:
@@ -172,11 +176,23 @@ class Callbacks:
         return gr.Group(visible=source == "by hand"), gr.Slider(visible=source != "by hand")
 
     def adapt(self, *args: Any) -> tuple[Any, ...]:
-        """model, tasks, number of tasks, steps, seeds, episodes per step, lr, w, update, render, session,
-        then the physics fields -> status, curve, table, summary, animation, its note, session."""
-        label, source, num_tasks, steps, seeds, trajectories, lr, weight, algo, render, session, *physics = (
-            args
-        )
+        """model, tasks, number of tasks, steps, seeds, episodes per step, lr, w, update, modes, render,
+        session, then the physics fields -> status, curve, table, summary, animation, its note, session."""
+        (
+            label,
+            source,
+            num_tasks,
+            steps,
+            seeds,
+            trajectories,
+            lr,
+            weight,
+            algo,
+            modes,
+            render,
+            session,
+            *physics,
+        ) = args
         session = self.session(session)
         try:
             info = model_info(session, label)
@@ -193,6 +209,7 @@ class Callbacks:
                 experience_weight=float(weight),
                 algo=algo,
                 render=bool(render),
+                modes=str(modes),
             )
             out = run_adaptation(session, req)
         except UserError as e:
@@ -200,7 +217,8 @@ class Callbacks:
         except Exception as e:  # a bug: the log keeps the traceback, the page a short message
             logger.exception("adaptation of %s failed in session %s", label, session.id)
             return failure_status(e), gr.Plot(), gr.Dataframe(), "", None, "", session
-        status = f"Done: **{info.label}** adapted to {source} task(s)."
+        how = "in context" if info.in_context else " and ".join(chosen_modes(req.modes))
+        status = f"Done: **{info.label}** adapted ({how}) to {source} task(s)."
         table = pd.DataFrame(out.rows, columns=out.headers)
         return status, out.figure, table, out.summary, out.gif, out.render_note, session
 

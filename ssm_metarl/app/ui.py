@@ -20,7 +20,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = (
 import gradio as gr  # noqa: E402
 
 from ssm_metarl.app import about  # noqa: E402
-from ssm_metarl.app.adaptation import TASK_SOURCES  # noqa: E402
+from ssm_metarl.app.adaptation import ADAPT_MODES, TASK_SOURCES  # noqa: E402
 from ssm_metarl.app.callbacks import MAX_PHYSICS, Callbacks  # noqa: E402
 from ssm_metarl.app.models import ZERO_SHOT_HEADERS  # noqa: E402
 from ssm_metarl.app.training import FAMILIES, KINDS, METHODS  # noqa: E402
@@ -112,6 +112,14 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
                         elem_id="adapt-tasks",
                     )
                     a_num = gr.Slider(1, 10, 3, step=1, label="Number of tasks", elem_id="adapt-num-tasks")
+                    a_modes = gr.Radio(
+                        ADAPT_MODES,
+                        value="both",
+                        label="Adaptation mode",
+                        info="standard: gradient steps on the task's episodes; hybrid: plus experience "
+                        "replay (weight w); both: side by side. Not used by RL² models (they adapt in context).",
+                        elem_id="adapt-mode",
+                    )
                     with gr.Group(visible=False) as physics_box:
                         gr.Markdown("Physics of the one task to adapt to:")
                         physics = [
@@ -130,10 +138,10 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
                     a_render = gr.Checkbox(
                         True, label="Render an episode before and after adaptation", elem_id="adapt-render"
                     )
-                    adapt_btn = gr.Button("Run comparison", variant="primary", elem_id="adapt-button")
+                    adapt_btn = gr.Button("Run adaptation", variant="primary", elem_id="adapt-button")
                 with gr.Column(scale=2):
                     a_status = gr.Markdown(
-                        "Pick a model and tasks and press **Run comparison**.", elem_id="adapt-status"
+                        "Pick a model, tasks and modes and press **Run adaptation**.", elem_id="adapt-status"
                     )
                     a_plot = gr.Plot(
                         label="Return after each adaptation step", show_label=False, elem_id="adapt-plot"
@@ -158,6 +166,7 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.INTRO)
                 gr.HTML(about.ARCHITECTURE_SVG, elem_id="architecture")
+                gr.Markdown(about.REFERENCES_MD, elem_id="about-references")
                 gr.Markdown(about.LINKS + "\n" + about.benchmark_tables())
 
         # ----- wiring ------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
             [load_status, facts, zero_shot, card, a_model, session],
             api_name="load_model",
         )
-        model_outputs = [a_lr, a_note, *physics, a_steps, a_w, a_algo, a_render, session]
+        model_outputs = [a_lr, a_note, *physics, a_steps, a_w, a_algo, a_render, a_modes, session]
         a_model.change(
             cb.adapt_model_changed, [a_model, session], model_outputs, api_name="adapt_model_changed"
         )
@@ -219,6 +228,7 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
             a_lr,
             a_w,
             a_algo,
+            a_modes,
             a_render,
             session,
             *physics,

@@ -2,8 +2,8 @@
 ``playwright install``) against the locally launched app.
 
 Two browser contexts (two people) use the app at the same time: Alice loads the shipped CartPole model and
-runs the adaptation comparison on out-of-range physics, Bob meta-trains a model of his own; each keeps their own model. No request
-may leave 127.0.0.1. ``APP_SCREENSHOT=docs/images/app_adaptation.png`` also saves Alice's adaptation tab
+runs hybrid adaptation alone (the mode control) on out-of-range physics, Bob meta-trains a model of his own;
+each keeps their own model, and the About tab cites the papers. No request may leave 127.0.0.1. ``APP_SCREENSHOT=docs/images/app_adaptation.png`` also saves Alice's adaptation tab
 there (the README's screenshot comes from this run).
 """
 
@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+from ssm_metarl.app.about import REFERENCES
 
 pytest.importorskip("playwright", reason="needs the app extra: pip install -e '.[app]'")
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
@@ -94,6 +96,7 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         alice.get_by_role("tab", name="Test-time adaptation").click()
         expect(alice.locator("#adapt-model input")).to_have_value(shipped_model)
         alice.locator("#adapt-tasks").get_by_text("out-of-range").click()
+        alice.locator("#adapt-mode").get_by_text("hybrid", exact=True).click()
         for elem_id, value in (
             ("adapt-num-tasks", 2),
             ("adapt-steps", 2),
@@ -107,21 +110,17 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         expect(bob.locator("#train-plot img")).to_be_visible()
 
         expect(alice.locator("#adapt-status")).to_contain_text("Done", timeout=JOB_TIMEOUT_MS)
+        expect(alice.locator("#adapt-status")).to_contain_text("adapted (hybrid)")
         expect(alice.locator("#adapt-plot img")).to_be_visible()
         table = alice.locator("#adapt-table")
-        for text in (
-            "random policy",
-            "0 steps",
-            "1 step",
-            "2 steps",
-            "standard",
-            "hybrid",
-            "hybrid - standard",
-        ):
+        for text in ("random policy", "0 steps", "1 step", "2 steps", "hybrid"):
             expect(table).to_contain_text(text)
+        expect(table).not_to_contain_text("standard")  # only the chosen mode: no standard row, no difference
         assert re.search(r"\d+\.\d ± \d+\.\d", table.inner_text())
         expect(alice.locator("#adapt-summary")).to_contain_text("cartpole-physics: 2 task(s) x 2 seeds")
+        expect(alice.locator("#adapt-summary")).to_contain_text("hybrid replay buffer")
         expect(alice.locator("#adapt-episode img")).to_have_attribute("src", re.compile(r"\.gif"))
+        expect(alice.locator("#adapt-render-note")).to_contain_text("of hybrid adaptation")
         alice.wait_for_timeout(500)  # let the animation's first frames paint before the picture
         alice.screenshot(path=tmp_path / "app_adaptation.png", full_page=True)
         if os.environ.get("APP_SCREENSHOT"):
@@ -137,6 +136,10 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         # The other tabs are there and alive.
         alice.get_by_role("tab", name="About").click()
         expect(alice.locator("#architecture svg")).to_be_visible()
+        refs = alice.locator("#about-references")
+        for ref in REFERENCES:  # every paper, linked
+            expect(refs.locator(f'a[href="{ref.url}"]')).to_have_text(ref.title)
+            expect(refs).to_contain_text(f"{ref.authors} ({ref.year})")
         alice.get_by_role("tab", name="Meta-training").click()
         expect(alice.locator("#train-button")).to_be_visible()
         alice.get_by_role("tab", name="Load pre-trained model").click()

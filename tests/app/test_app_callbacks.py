@@ -108,6 +108,35 @@ def test_adaptation_compares_modes_and_renders_the_measured_policies(session):
     gif = Image.open(out.gif)
     assert gif.n_frames > 1 and gif.size[0] == 3 * 240
     assert len(out.figure.axes[0].lines) == 3  # standard, hybrid, random
+    assert "standard and hybrid adaptation" in out.render_note
+
+
+@pytest.mark.parametrize("mode", ["standard", "hybrid"])
+def test_adaptation_runs_only_the_chosen_mode(session, mode):
+    req = AdaptRequest("tiny", "held-out", num_tasks=1, steps=1, seeds=1, trajectories=2, modes=mode)
+    out = run_adaptation(session, req)
+    assert [r[0] for r in out.rows] == ["random policy", mode]  # no other mode, no paired difference
+    assert list(out.results) == ["random policy", mode]
+    assert [line.get_label() for line in out.figure.axes[0].lines] == ["random policy", mode]
+    assert list(out.replayed) == [mode]
+    np.testing.assert_allclose(out.replayed[mode], out.results[mode].values[0, 0].mean(-1))
+    gif = Image.open(out.gif)
+    assert gif.size[0] == 2 * 240  # before, and after the one chosen mode
+    assert f"of {mode} adaptation" in out.render_note
+    assert ("hybrid replay buffer" in out.summary) == (mode == "hybrid")
+
+
+def test_unknown_adaptation_mode_is_refused(session):
+    with pytest.raises(
+        UserError, match=r"Unknown adaptation mode 'neither'; pick one of standard, hybrid, both"
+    ):
+        run_adaptation(session, AdaptRequest("tiny", modes="neither"))
+    # the episode budget counts the chosen modes: both is twice one
+    big = dict(num_tasks=3, steps=5, seeds=5, trajectories=40)
+    with pytest.raises(UserError, match=r"7,200 episodes \(2 mode\(s\) x"):
+        run_adaptation(session, AdaptRequest("tiny", modes="both", **big))
+    with pytest.raises(UserError, match=r"7,200 episodes \(1 mode\(s\) x"):
+        run_adaptation(session, AdaptRequest("tiny", modes="hybrid", **{**big, "num_tasks": 6}))
 
 
 def test_adaptation_to_hand_set_physics_and_invalid_requests(session):
@@ -141,11 +170,23 @@ def test_rl2_model_adapts_in_context(session):
     final = list(run_training(session, req))[-1]
     assert load_metadata(session.trained[final.label])["algo"] == "rl2"
     out = run_adaptation(
-        session, AdaptRequest(final.label, "out-of-range", num_tasks=2, seeds=1, trajectories=2)
+        session,
+        AdaptRequest(final.label, "out-of-range", num_tasks=2, seeds=1, trajectories=2, modes="standard"),
     )
     assert out.headers == ["policy", "episode 1", "episode 2"]
-    assert [r[0] for r in out.rows] == ["random policy", "in-context (RL²)"]
+    assert [r[0] for r in out.rows] == [
+        "random policy",
+        "in-context (RL²)",
+    ]  # the mode choice changes nothing
     assert out.results["in-context (RL²)"].values.shape == (1, 2, 2, 1) and "in context" in out.summary
+    assert "neither does the adaptation-mode choice ('standard')" in out.summary
+    # the tab says so and greys the mode control out
+    from ssm_metarl.app.callbacks import Callbacks
+
+    lr, note, *rest = Callbacks(session.runs_dir).adapt_model_changed(final.label, session)
+    mode_control = rest[-2]
+    assert "adaptation mode (standard / hybrid / both) do not apply" in note
+    assert mode_control["interactive"] is False
 
 
 def test_record_episode_draws_cartpole_and_navigation(tiny_checkpoint):
@@ -175,10 +216,24 @@ def test_a_failing_job_logs_its_traceback_and_shows_a_short_message(session, mon
 
     monkeypatch.setattr(callbacks, "run_adaptation", broken)
     cb = callbacks.Callbacks(session.runs_dir)
-    args = ("tiny", "held-out", 1, 1, 1, 2, 0.1, 0.1, "pg", False, session) + (None,) * callbacks.MAX_PHYSICS
+    args = ("tiny", "held-out", 1, 1, 1, 2, 0.1, 0.1, "pg", "both", False, session)
+    args += (None,) * callbacks.MAX_PHYSICS
     with caplog.at_level("ERROR", logger="ssm_metarl.app.callbacks"):
         status, *_ = cb.adapt(*args)
     assert status.startswith("**Something went wrong**") and "the scan kernel fell over" in status
     assert "Traceback" not in status
     record = next(r for r in caplog.records if "adaptation of tiny failed" in r.getMessage())
     assert record.exc_info is not None and "the scan kernel fell over" in str(record.exc_info[1])
+
+
+def test_the_adapt_callback_passes_the_mode_and_refuses_an_unknown_one(session):
+    from ssm_metarl.app import callbacks
+
+    cb = callbacks.Callbacks(session.runs_dir)
+    physics = (None,) * callbacks.MAX_PHYSICS
+    args = ("tiny", "held-out", 1, 1, 1, 2, 0.1, 0.1, "pg")
+    status, _plot, table, *_ = cb.adapt(*args, "hybrid", False, session, *physics)
+    assert status == "Done: **tiny** adapted (hybrid) to held-out task(s)."
+    assert list(table["policy"]) == ["random policy", "hybrid"]
+    status, *_ = cb.adapt(*args, "sideways", False, session, *physics)
+    assert status.startswith("**Cannot do that:** Unknown adaptation mode 'sideways'; pick one of")

@@ -18,10 +18,10 @@ NO_PHYSICS = (None,) * 5
 
 
 def adapt_args(
-    label: str, tasks: str = "held-out", physics: tuple = NO_PHYSICS, render: bool = True
+    label: str, tasks: str = "held-out", physics: tuple = NO_PHYSICS, render: bool = True, modes: str = "both"
 ) -> tuple:
-    # label, tasks, num_tasks, steps, seeds, trajectories, lr, w, algo, render, then 5 physics values
-    return (label, tasks, 2, 1, 1, 2, 0.1, 0.1, "pg", render, *physics)
+    # label, tasks, num_tasks, steps, seeds, trajectories, lr, w, algo, modes, render, then 5 physics values
+    return (label, tasks, 2, 1, 1, 2, 0.1, 0.1, "pg", modes, render, *physics)
 
 
 @pytest.fixture
@@ -69,6 +69,8 @@ def test_invalid_requests_are_explained_in_the_status(client):
     assert status == "**Cannot do that:** length must be > 0 (training range starts at 0.25), got -0.5."
     status = client.predict(*adapt_args(None), api_name="/adapt")[0]
     assert status.startswith("**Cannot do that:** Pick a model first")
+    with pytest.raises(AppError, match="not in the list of choices"):  # the mode Radio refuses other values
+        client.predict(*adapt_args("mine", modes="sideways"), api_name="/adapt")
     rl2_small = ("navigation-2d", "ssm", "RL²", "x", 2, 1, 2, 1, 0.1, 1e-3, False, 2048, 2, 1e-3, 16, 0)
     assert "at least 3,200 env steps" in client.predict(*rl2_small, api_name="/meta_train")[0]
 

@@ -109,6 +109,24 @@ def test_compare_adaptation_discrete_and_continuous_recurrent(family, kind):
     assert len(c["standard"].to_dict()["mean"]) == 3
 
 
+def test_compare_adaptation_runs_only_the_modes_asked_for():
+    """One mode alone gives the same numbers it gives beside the other, and no paired difference."""
+    policy = policy_for("navigation-2d", "mlp")
+    tasks = get_family("navigation-2d").test[:1]
+    cfg = AdaptConfig(steps=1, episodes=2, lr=0.5, experience_weight=0.5)
+    both = compare_adaptation(policy, "navigation-2d", tasks, cfg, seeds=(0,), buffer_tasks=1)
+    for mode in ("standard", "hybrid"):
+        one = compare_adaptation(
+            policy, "navigation-2d", tasks, cfg, seeds=(0,), modes=(mode,), buffer_tasks=1
+        )
+        assert list(one) == ["random policy", mode]
+        np.testing.assert_array_equal(one[mode].values, both[mode].values)
+    assert "buffer_steps" in one["hybrid"].meta
+    for bad in ((), ("standard", "replay")):
+        with pytest.raises(InputError, match="non-empty subset"):
+            compare_adaptation(policy, "navigation-2d", tasks, cfg, seeds=(0,), modes=bad)
+
+
 def test_first_ppo_epoch_is_the_policy_gradient_and_ppo_adapts():
     policy = policy_for("navigation-2d", "ssm").double()
     task = get_family("navigation-2d").test[0]

@@ -86,3 +86,17 @@ def test_main_refuses_ignored_and_unknown_flags(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_migrating_page_lists_every_seed_name_and_is_linked():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "migrating.md").read_text()
+    for module, names in SEED_NAMES.items():
+        for name in names:
+            assert module in page and name in page, (module, name)
+    for module in NOT_PORTED:
+        assert module in page, module
+    assert "docs/migrating.md" in (root / "README.md").read_text()
+    assert "migrating.md" in (root / "mkdocs.yml").read_text()

@@ -29,7 +29,7 @@ COPY --chown=1000:1000 pyproject.toml README.md LICENSE ./
 COPY --chown=1000:1000 ssm_metarl ./ssm_metarl
 # the package itself, its versions bounded by pyproject.toml
 # hadolint ignore=DL3013
-RUN pip install ".[app]"
+RUN pip install ".[app,rsi]"
 
 USER 1000
 EXPOSE 7860

@@ -327,6 +327,7 @@ PARSERS: dict[str, Callable[[list[str]], Parsed]] = {
     "evaluate": _simple("evaluate", EvaluateCommand),
     "demo": _simple("demo", DemoCommand),
     "app": _simple("app", AppCommand),
+    "rsi": lambda args: parse_rsi(args),  # defined with its runner below
 }
 
 SUMMARY = {
@@ -336,6 +337,7 @@ SUMMARY = {
     "evaluate": "evaluate a saved policy (deterministic and stochastic)",
     "demo": "the main job: a shipped policy adapts to physics it has never seen",
     "app": "start the web app",
+    "rsi": "the self-improvement loop: rsi run | start | status | logs | stop",
 }
 
 
@@ -480,6 +482,100 @@ def run_demo(p: Parsed) -> None:
     print(f"\nadaptation curves: {result.plot}  ({result.seconds:.0f} s in all)")
 
 
+RSI_ACTIONS = ("run", "start", "status", "logs", "stop")
+
+
+def parse_rsi(args: list[str]) -> Parsed:
+    from ssm_metarl.config import RSIConfig
+    from ssm_metarl.recipes import recipe
+
+    if not args or args[0] not in RSI_ACTIONS:
+        raise InputError(f"ssm-metarl rsi needs an action: {' | '.join(RSI_ACTIONS)} (got {args[:1]})")
+    action, rest = args[0], args[1:]
+    if action in ("status", "logs", "stop"):
+        p = argparse.ArgumentParser(prog=f"ssm-metarl rsi {action}", allow_abbrev=False)
+        p.add_argument("--out", "--out_dir", dest="out", default="runs/rsi", help="the loop's folder")
+        if action == "logs":
+            p.add_argument("-f", "--follow", action="store_true", help="keep printing while the daemon runs")
+            p.add_argument("--lines", type=int, default=40)
+        if action == "stop":
+            p.add_argument(
+                "--timeout", type=float, default=600.0, help="seconds to wait for the cycle in flight"
+            )
+            p.add_argument("--force", action="store_true", help="SIGKILL after --timeout")
+        try:
+            ns = p.parse_args(rest)
+        except SystemExit as e:
+            raise SystemExit(2 if e.code else 0) from e
+        return Parsed("rsi", ns, None, {"action": action})
+    family = "navigation-2d"
+    if "--family" in rest:
+        i = rest.index("--family")
+        family, rest = rest[i + 1], rest[:i] + rest[i + 2 :]
+    default = RSIConfig(start=recipe("maml", family).replace(meta_iterations=20, run__out_dir="runs/rsi"))
+    desc = (
+        "The self-improvement loop on Optuna (docs/concepts/self-improvement.md): "
+        + ("run in this process" if action == "run" else "start it as a background daemon")
+        + f", starting from recipe('maml', {family!r}) trained for 20 meta-iterations. --family FAMILY selects the task family."
+    )
+    cfg = _tyro(RSIConfig, default, rest, f"ssm-metarl rsi {action}", desc)
+    scale = budget_from_env()
+    if scale is not None:  # training budgets, and the measuring: tasks, seeds, episodes
+        start = scale_budget(cfg.start, scale)
+        cfg = scale_budget(cfg, scale).replace(
+            start=start.replace(inner__episodes=_shrink(start.inner.episodes, scale, 2)),
+            eval_tasks=_shrink(cfg.eval_tasks, scale, 2),
+            eval_seeds=_shrink(cfg.eval_seeds, scale, 2),
+            recheck_seeds=_shrink(cfg.recheck_seeds, scale, 2),
+            oor_tasks=_shrink(cfg.oor_tasks, scale, 1),
+        )
+    return Parsed("rsi", cfg, scale, {"action": action})
+
+
+def run_rsi(p: Parsed) -> None:
+    try:
+        import optuna  # noqa: F401
+    except ModuleNotFoundError:
+        raise InputError("the self-improvement loop needs Optuna: pip install 'ssm-metarl[rsi]'") from None
+    from ssm_metarl.rsi import daemon
+
+    action = p.extra["action"]
+    if action == "run":
+        from ssm_metarl.rsi.loop import SelfImprovement
+
+        _note_budget(p)
+        loop = SelfImprovement(p.config)
+        reason = loop.run(
+            on_cycle=lambda r: print(
+                f"cycle {r.cycle}: {r.outcome} (incumbent score {r.incumbent_score:.4f})", flush=True
+            )
+        )
+        print(f"ended: {reason}")
+        print(json.dumps(loop.status(), indent=2))
+    elif action == "start":
+        _note_budget(p)
+        st = daemon.start(p.config)
+        print(f"self-improvement daemon {st.state} on {p.config.out_dir} (pid {st.pid})")
+    elif action == "status":
+        st = daemon.daemon_state(p.config.out)
+        note = " (a stale pid file was removed)" if st.state == "stale" else ""
+        print(
+            f"{p.config.out}: {st.state}{note}"
+            + (f", pid {st.pid}" if st.state in ("running", "initialising") else "")
+        )
+        if st.summary is not None:
+            print(json.dumps(st.summary, indent=2))
+        for d in st.last_decisions:
+            print(
+                f"cycle {d['cycle']}: {d['kind']} "
+                + json.dumps({k: v for k, v in d.items() if k in ("reason", "trial", "hash")})
+            )
+    elif action == "logs":
+        daemon.logs(p.config.out, p.config.lines, p.config.follow)
+    else:
+        print(daemon.stop(p.config.out, p.config.timeout, p.config.force))
+
+
 def run_app(p: Parsed) -> None:
     from ssm_metarl.app import launch
 
@@ -494,6 +590,7 @@ RUNNERS: dict[str, Callable[[Parsed], None]] = {
     "evaluate": run_evaluate,
     "demo": run_demo,
     "app": run_app,
+    "rsi": run_rsi,
 }
 
 

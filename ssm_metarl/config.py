@@ -470,10 +470,120 @@ class MAMLConfig(Checked):
         return self.inner.gamma
 
 
+@dataclass(frozen=True)
+class RSIConfig(Checked):
+    """The self-improvement loop (:mod:`ssm_metarl.rsi`): Optuna proposes changes around the incumbent, each
+    candidate is meta-trained (warm-started where shapes allow) and measured on the family's ``validation``
+    tasks; the best replaces the incumbent only when the lower end of a paired bootstrap interval of the score
+    difference is above zero, and a re-evaluation on fresh seeds that regresses rolls it back."""
+
+    start: MAMLConfig = MAMLConfig(meta_iterations=20, run=RunConfig(out_dir="runs/rsi"))
+    """the starting incumbent's recipe (trained when the loop is created); its family is the loop's, its
+    ``run.out_dir`` the loop's folder (manifest, incumbent, history, decisions, study) and ``run.seed`` the
+    seed of the sampler and of every training run"""
+    cycles: PosInt = 5
+    """improvement cycles to run (the loop may stop earlier: safety stop, budget limits)"""
+    candidates: Annotated[int, Range(ge=1, le=1000)] = 3
+    """candidates Optuna proposes, trains and measures per cycle"""
+    candidate_iterations: PosInt = 10
+    """meta-iterations each candidate is trained for"""
+    eval_tasks: Annotated[int, Range(ge=1, le=10_000)] = 10
+    """validation tasks every candidate is measured on (the first N of the family's validation list)"""
+    eval_seeds: Annotated[int, Range(ge=2, le=1000)] = 3
+    """evaluation seeds per task (seeds 0..N-1)"""
+    recheck_seeds: Annotated[int, Range(ge=2, le=1000)] = 3
+    """fresh evaluation seeds of the re-evaluation after installing (seeds 1000..1000+N-1)"""
+    oor_tasks: Annotated[int, Range(ge=1, le=10_000)] = 3
+    """out-of-range tasks of the generalisation metric (reported; weighted only if w_generalisation > 0)"""
+    w_return: Coef = 1.0
+    """weight of the return after adaptation"""
+    w_speed: Coef = 0.5
+    """weight of the adaptation speed (area under the adaptation curve)"""
+    w_generalisation: Coef = 0.0
+    """weight of generalisation (out-of-range vs validation); 0 by default: choosing on out_of_range would
+    make it a training split (EVALUATION.md)"""
+    w_efficiency: Coef = 0.25
+    """weight of the meta-learning efficiency (gain over the multi-task baseline per training env step)"""
+    w_stability: Coef = 0.25
+    """weight of stability (minus the spread over evaluation seeds)"""
+    confidence: Annotated[float, Range(ge=0.5, lt=1.0)] = 0.9
+    """one-sided confidence of the acceptance test (the bootstrap quantile 1 - confidence must exceed 0)"""
+    bootstrap: Annotated[int, Range(ge=100, le=1_000_000)] = 2000
+    """bootstrap resamples of the acceptance test"""
+    max_failures: Annotated[int, Range(ge=1, le=1000)] = 3
+    """emergency stop after this many consecutive failed cycles"""
+    floor: float | None = None
+    """stop when the incumbent's score falls below this (None: no floor)"""
+    max_env_steps: PosInt = 10**12
+    """stop once the loop has used this many env steps (training and evaluation)"""
+    max_minutes: Annotated[float, Range(gt=0.0, le=1e9)] = 1e9
+    """stop once the loop has run this long"""
+    search: tuple[
+        Literal["hidden_scale", "state_scale", "layers_delta", "outer_lr_scale", "inner_lr_scale"], ...
+    ] = (
+        "hidden_scale",
+        "state_scale",
+        "layers_delta",
+        "outer_lr_scale",
+        "inner_lr_scale",
+    )
+    """what Optuna may change: hidden / state size x0.8-1.2, layers +-1, outer / inner step size (the rest stay)"""
+    sampler: Literal["tpe", "random"] = "tpe"
+    """Optuna sampler of the proposals"""
+    storage: str | None = None
+    """Optuna storage URL (any SQLAlchemy URL); None: sqlite:///<out_dir>/study.db"""
+    study_name: str = "rsi"
+    """the study's name in the storage; a study made by another configuration is refused"""
+    restart_stopped: bool = False
+    """continue a loop that a safety rule stopped (after you have looked at why: decisions.jsonl)"""
+
+    def check(self) -> None:
+        weights = (self.w_return, self.w_speed, self.w_generalisation, self.w_efficiency, self.w_stability)
+        if sum(weights) <= 0:
+            raise ConfigError("RSIConfig: the metric weights w_* must not all be 0")
+        if self.start.run.out_dir is None:
+            raise ConfigError(
+                "RSIConfig.start.run.out_dir (--out_dir) names the loop's folder; it cannot be None"
+            )
+        if self.start.run.resume is not None:
+            raise ConfigError(
+                "the loop resumes by itself: run it again with the same --out_dir (no --resume)"
+            )
+        defaults, run = RunConfig(), self.start.run
+        unused = [
+            k
+            for k in ("checkpoint_every", "keep_checkpoints", "tensorboard")
+            if getattr(run, k) != getattr(defaults, k)
+        ]
+        if unused:
+            raise ConfigError(
+                f"RSIConfig: {unused} are not used by the loop (its state is checkpointed per cycle in out_dir)"
+            )
+        if not self.search or len(set(self.search)) != len(self.search):
+            raise ConfigError(f"RSIConfig.search must name each searched parameter once, got {self.search}")
+        if self.floor is not None and not math.isfinite(self.floor):
+            raise ConfigError(f"RSIConfig.floor must be a finite number or None, got {self.floor!r}")
+
+    @property
+    def family(self) -> str:
+        return self.start.family
+
+    @property
+    def out_dir(self) -> str:
+        """The loop's folder (``start.run.out_dir``)."""
+        return str(self.start.run.out_dir)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the sampler and of every training run (``start.run.seed``)."""
+        return self.start.run.seed
+
+
 BUDGET_FIELDS: dict[type, str] = {
     PPOConfig: "total_steps",
     PGConfig: "episodes",
     MAMLConfig: "meta_iterations",
+    RSIConfig: "candidate_iterations",
 }
 """The field that sets each training config's budget (what ``SSM_METARL_BUDGET`` scales)."""
 
@@ -525,6 +635,7 @@ __all__ = [
     "PGConfig",
     "PPOConfig",
     "Range",
+    "RSIConfig",
     "RunConfig",
     "budget_from_env",
     "field_specs",

@@ -175,15 +175,26 @@ def shell_env(**extra: str) -> dict[str, str]:
 
 
 def run_shell(row: dict[str, Any], tmp_path: Path) -> None:
-    for script in ("main.py", "app.py"):  # the seed commands run from the project's root
+    for script in ("main.py", "app.py", "rsi_control.sh"):  # the seed commands run from the project's root
         (tmp_path / script).symlink_to(ROOT / script)
     command = row.get("run", row["key"]).format(root=ROOT)
     if row.get("serves"):
         serves_page(command, tmp_path)
         return
-    proc = subprocess.run(
-        ["bash", "-c", command], cwd=tmp_path, env=shell_env(), capture_output=True, text=True, timeout=900
-    )
+    try:
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=shell_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        if "after" in row:
+            subprocess.run(
+                ["bash", "-c", row["after"]], cwd=tmp_path, env=shell_env(), timeout=900, check=True
+            )
     output = proc.stdout + proc.stderr
     assert proc.returncode == row.get("exit", 0), f"{command} exited {proc.returncode}:\n{output[-3000:]}"
     if row["outcome"] != "refused":

@@ -1,0 +1,491 @@
+"""The self-improvement loop: Optuna proposes, candidates train, the better one is installed or nothing is.
+
+One cycle (:meth:`SelfImprovement.cycle`):
+
+1. Optuna asks for ``candidates`` proposals around the incumbent (multipliers of its hidden and state sizes,
+   a change of layer count, multipliers of its outer and inner step sizes); the search space is fixed, so
+   the sampler (TPE by default) learns which changes help across cycles.
+2. Each candidate is meta-trained for ``candidate_iterations`` MAML iterations, starting from the
+   incumbent's weights when its shapes are unchanged, and measured on the fixed ``validation`` tasks and
+   seeds (:mod:`ssm_metarl.rsi.metrics`); a diverged or non-finite candidate is a failed trial (Optuna
+   state FAIL), not a crash.
+3. The best candidate is compared with the incumbent on the same (seed, task) pairs; it is accepted only
+   when the lower end of the paired bootstrap interval of the score difference is above zero.
+4. The accepted candidate's checkpoint (the exact weights evaluated: hash-checked) is installed, then
+   re-measured against the previous incumbent on fresh seeds; if it is not better there, the previous
+   incumbent is restored, bit for bit (hash-checked again).
+
+A cycle fails when no candidate is accepted, every candidate failed, or it rolled back; after
+``max_failures`` consecutive failed cycles the loop stops (the emergency stop), as it does below ``floor``
+or past ``max_env_steps`` / ``max_minutes``. Every decision goes to ``decisions.jsonl`` with its evidence.
+The state (manifest, incumbent, history, study) survives ``kill -9``: a new :class:`SelfImprovement` on the
+same ``out_dir`` continues after the last finished cycle, and the cycle that was in flight runs again.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from ssm_metarl.adapt.evaluate import evaluate_adaptation
+from ssm_metarl.config import MAMLConfig, ModelConfig, RSIConfig
+from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.errors import CheckpointError, ConfigError, DivergenceError, InputError
+from ssm_metarl.meta.evaluate import random_policy_returns
+from ssm_metarl.meta.maml import train_maml, train_multitask
+from ssm_metarl.models import ActorCritic
+from ssm_metarl.rsi import metrics as M
+from ssm_metarl.rsi import store
+
+logger = logging.getLogger("ssm_metarl.rsi")
+
+TrainFn = Callable[[MAMLConfig, "ActorCritic | None"], tuple[ActorCritic, int]]
+"""(config, warm-start policy or None) -> (trained policy, env steps used)."""
+
+SIZE_CHOICES = (0.8, 1.0, 1.2)
+LAYER_CHOICES = (-1, 0, 1)
+SPACE: dict[str, optuna.distributions.BaseDistribution] = {
+    "hidden_scale": optuna.distributions.CategoricalDistribution(SIZE_CHOICES),
+    "state_scale": optuna.distributions.CategoricalDistribution(SIZE_CHOICES),
+    "layers_delta": optuna.distributions.CategoricalDistribution(LAYER_CHOICES),
+    "outer_lr_scale": optuna.distributions.FloatDistribution(1 / 3, 3.0, log=True),
+    "inner_lr_scale": optuna.distributions.FloatDistribution(0.5, 2.0, log=True),
+}
+"""The proposal space, relative to the incumbent (architecture +-20%, layers +-1, step sizes)."""
+
+
+class SafetyStop(RuntimeError):
+    """The loop stopped itself (consecutive failures, the floor, a budget limit); the reason is the message."""
+
+
+def train_candidate(cfg: MAMLConfig, warm: ActorCritic | None) -> tuple[ActorCritic, int]:
+    """The default trainer: MAML from ``warm`` (or a fresh policy), no run folder."""
+    result = train_maml(cfg, policy=warm)
+    return result.policy, result.env_steps
+
+
+NEUTRAL = {
+    "hidden_scale": 1.0,
+    "state_scale": 1.0,
+    "layers_delta": 0,
+    "outer_lr_scale": 1.0,
+    "inner_lr_scale": 1.0,
+}
+
+
+def propose(incumbent: MAMLConfig, params: dict[str, Any], cfg: RSIConfig, seed: int) -> MAMLConfig:
+    """The candidate config ``params`` (a point of :data:`SPACE`; what ``cfg.search`` leaves out stays as
+    the incumbent has it) describes, around ``incumbent``."""
+    params = {**NEUTRAL, **params}
+    model = incumbent.model
+    new_model = model.replace(
+        hidden_dim=max(4, round(model.hidden_dim * params["hidden_scale"])),
+        state_dim=max(2, round(model.state_dim * params["state_scale"])),
+        num_layers=min(8, max(1, model.num_layers + params["layers_delta"])),
+    )
+    return incumbent.replace(
+        model=new_model,
+        outer_lr=min(100.0, incumbent.outer_lr * params["outer_lr_scale"]),
+        inner__lr=min(100.0, incumbent.inner.lr * params["inner_lr_scale"]),
+        meta_iterations=cfg.candidate_iterations,
+        run__seed=seed,
+        run__out_dir=None,
+        run__resume=None,
+        run__progress=False,
+    )
+
+
+def same_shapes(a: ModelConfig, b: ModelConfig) -> bool:
+    uses_state = a.kind not in ("mlp", "gru", "lstm", "transformer")
+    return (a.kind, a.hidden_dim, a.num_layers, a.separate_critic) == (
+        b.kind,
+        b.hidden_dim,
+        b.num_layers,
+        b.separate_critic,
+    ) and (not uses_state or a.state_dim == b.state_dim)
+
+
+@dataclass
+class CycleReport:
+    cycle: int
+    outcome: str
+    """installed, rejected, rolled-back or failed"""
+    incumbent_score: float
+    best_score: float | None
+    comparison: dict[str, float] | None
+
+
+class SelfImprovement:
+    """The loop on ``cfg.out_dir`` (module docstring). Creating it on a fresh folder trains and measures the
+    starting incumbent and the multi-task baseline; on an existing one it resumes (same config only)."""
+
+    def __init__(self, cfg: RSIConfig, train_fn: TrainFn | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out_dir)
+        self.train_fn = train_fn or train_candidate
+        self.stop_requested = False
+        self.started = time.monotonic()
+        self.dist = get_family(cfg.family)
+        if len(self.dist.validation) < cfg.eval_tasks or len(self.dist.out_of_range) < cfg.oor_tasks:
+            raise ConfigError(
+                f"{cfg.family} has {len(self.dist.validation)} validation and {len(self.dist.out_of_range)} "
+                f"out-of-range tasks; RSIConfig asks for {cfg.eval_tasks} and {cfg.oor_tasks}"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        manifest = store.read_manifest(self.out)
+        self.study = self._open_study(manifest is None)
+        if manifest is None:
+            self.state = self._initialise()
+        else:
+            self._check_same_config(manifest)
+            self.state = manifest
+            self._fail_trials_in_flight()
+            if manifest.get("stopped") and cfg.restart_stopped:
+                store.log_decision(self.out, "restarted", manifest["cycle"], after=manifest["stopped"])
+                self.state.update(stopped=None, failures=0)
+                store.write_manifest(self.out, self.state)
+        self.reference = M.Reference(**self.state["reference"])
+        inc = self.state["incumbent"]
+        self.incumbent_cfg = MAMLConfig.from_dict(inc["maml"])
+        self.incumbent = store.load_checked(self.out / "incumbent", inc["hash"])
+        self.incumbent_metrics = self._metrics(self._measure(self.incumbent, inc["train_env_steps"]))
+
+    # ----- set-up -------------------------------------------------------------------------------------
+    def _storage_url(self) -> str:
+        return self.cfg.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+
+    def _open_study(self, fresh: bool) -> optuna.Study:
+        url = self._storage_url()
+        sampler: optuna.samplers.BaseSampler = (
+            optuna.samplers.TPESampler(seed=self.cfg.seed, n_startup_trials=4)
+            if self.cfg.sampler == "tpe"
+            else optuna.samplers.RandomSampler(seed=self.cfg.seed)
+        )
+        try:
+            storage = optuna.storages.RDBStorage(url) if "://" in url else None
+        except Exception as e:  # SQLAlchemy raises many kinds; the user needs the URL and the reason
+            raise InputError(f"cannot open the Optuna storage {url!r}: {e}") from None
+        if storage is None:
+            raise InputError(
+                f"RSIConfig.storage must be an SQLAlchemy URL (sqlite:///..., postgresql://...), got {url!r}"
+            )
+        study = optuna.create_study(
+            study_name=self.cfg.study_name,
+            storage=storage,
+            sampler=sampler,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        key = "ssm_metarl_rsi_config"
+        mine = self._config_key()
+        theirs = study.user_attrs.get(key)
+        if theirs is None:
+            if not fresh and study.trials:
+                raise InputError(f"study {self.cfg.study_name!r} in {url} was not made by ssm-metarl rsi")
+            study.set_user_attr(key, mine)
+        elif theirs != mine:
+            raise InputError(
+                f"study {self.cfg.study_name!r} in {url} was made by another configuration; name a new study "
+                "(--study_name) or use another out_dir"
+            )
+        return study
+
+    def _config_key(self) -> dict[str, Any]:
+        """The parts of the config a study belongs to (budgets and limits may change between runs), as JSON
+        has them (tuples are lists)."""
+        d = self.cfg.to_dict()
+        for k in ("cycles", "max_env_steps", "max_minutes", "storage", "restart_stopped"):
+            d.pop(k)
+        for k in ("out_dir", "progress", "threads"):
+            d["start"]["run"].pop(k)
+        return dict(json.loads(json.dumps(d)))
+
+    def _check_same_config(self, manifest: dict[str, Any]) -> None:
+        mine, theirs = self._config_key(), manifest.get("config_key")
+        if mine != theirs:
+            changed = sorted(k for k in mine if theirs is None or mine.get(k) != theirs.get(k))
+            raise InputError(
+                f"{self.out} holds a loop made with another configuration (differs in {changed}); use another "
+                "out_dir or the same settings"
+            )
+
+    def _fail_trials_in_flight(self) -> None:
+        """Trials left RUNNING by a killed process are failed, so the cycle in flight reruns them."""
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            store.log_decision(self.out, "trial-lost", int(t.user_attrs.get("cycle", -1)), trial=t.number)
+
+    def _initialise(self) -> dict[str, Any]:
+        cfg = self.cfg
+        start = cfg.start.replace(
+            run__out_dir=None, run__resume=None, run__progress=False, run__seed=cfg.seed
+        )
+        logger.info("training the starting incumbent (%d meta-iterations)", start.meta_iterations)
+        policy, steps = self.train_fn(start, None)
+        baseline = self._train_baseline(start)
+        val, oor = self._tasks()
+        rand_val, rand_oor = self._random_return(val), self._random_return(oor)
+        base_after = M.after_adaptation(self._measure(baseline, 0).val)
+        start_m = self._measure(policy, steps)
+        ref = M.Reference(
+            rand_val, rand_oor, float(M.after_adaptation(start_m.val).mean()), base_after.tolist(), steps
+        )
+        digest = store.save_checked(self.out / "history" / "cycle-0000", policy, {"family": cfg.family})
+        store.save_checked(self.out / "incumbent", policy, {"family": cfg.family})
+        state = {
+            "config": cfg.to_dict(),
+            "config_key": self._config_key(),
+            "reference": ref.to_dict(),
+            "cycle": 0,
+            "failures": 0,
+            "env_steps": steps + start_m.eval_env_steps,
+            "seconds": time.monotonic() - self.started,
+            "incumbent": {"cycle": 0, "hash": digest, "maml": start.to_dict(), "train_env_steps": steps},
+            "history": [{"cycle": 0, "hash": digest, "path": "history/cycle-0000"}],
+            "stopped": None,
+        }
+        store.write_manifest(self.out, state)
+        self.reference = ref
+        m = M.compute(start_m, ref, cfg)
+        store.log_decision(self.out, "started", 0, metrics=m.to_dict(), reference=ref.to_dict())
+        return state
+
+    # ----- measuring ----------------------------------------------------------------------------------
+    def _train_baseline(self, start: MAMLConfig) -> ActorCritic:
+        """The multi-task baseline: the starting recipe's architecture and env steps, no meta-learning."""
+        return train_multitask(start).policy
+
+    def _random_return(self, tasks: list[Any]) -> float:
+        return random_policy_returns(self.cfg.family, tasks, episodes=self.cfg.start.inner.episodes, seed=0)
+
+    def _seeds(self, recheck: bool = False) -> tuple[int, ...]:
+        return (
+            tuple(range(1000, 1000 + self.cfg.recheck_seeds))
+            if recheck
+            else tuple(range(self.cfg.eval_seeds))
+        )
+
+    def _tasks(self) -> tuple[list[Any], list[Any]]:
+        return list(self.dist.validation[: self.cfg.eval_tasks]), list(
+            self.dist.out_of_range[: self.cfg.oor_tasks]
+        )
+
+    def _evaluate(self, policy: ActorCritic, tasks: list[Any], seeds: tuple[int, ...]) -> Any:
+        return evaluate_adaptation(policy, self.cfg.family, tasks, self.cfg.start.inner, seeds)
+
+    def _measure(self, policy: ActorCritic, train_env_steps: int, recheck: bool = False) -> M.Measurement:
+        val, oor = self._tasks()
+        seeds = self._seeds(recheck)
+        return M.Measurement(
+            self._evaluate(policy, val, seeds), self._evaluate(policy, oor, seeds), train_env_steps
+        )
+
+    def _metrics(self, m: M.Measurement, recheck: bool = False) -> M.Metrics:
+        """The metrics of ``m``; a re-check (fresh seeds) has no paired multi-task baseline, so its efficiency
+        is taken against the policy itself (0) and the comparison rests on the other four metrics."""
+        ref = self.reference
+        if recheck:
+            ref = dataclasses.replace(ref, baseline_after=M.after_adaptation(m.val).tolist())
+        return M.compute(m, ref, self.cfg)
+
+    # ----- one cycle ----------------------------------------------------------------------------------
+    def cycle(self) -> CycleReport:
+        """Run one cycle (module docstring); returns what it decided. Raises :class:`SafetyStop` when a
+        safety rule ends the loop."""
+        self._check_limits()
+        n = self.state["cycle"] + 1
+        inc_score = self.incumbent_metrics.score
+        results: list[tuple[M.Metrics, ActorCritic, int, int, dict[str, Any]]] = []
+        for _ in range(self.cfg.candidates):
+            trial = self.study.ask({k: SPACE[k] for k in self.cfg.search})
+            trial.set_user_attr("cycle", n)
+            cand_cfg = propose(
+                self.incumbent_cfg, trial.params, self.cfg, self.cfg.seed + 1000 * n + trial.number
+            )
+            warm = (
+                copy.deepcopy(self.incumbent)
+                if same_shapes(cand_cfg.model, self.incumbent_cfg.model)
+                else None
+            )
+            try:
+                policy, steps = self.train_fn(cand_cfg, warm)
+                bad = [k for k, p in policy.named_parameters() if not bool(torch.isfinite(p).all())]
+                if bad:
+                    raise DivergenceError(f"the candidate's parameters are not finite: {bad[:3]}")
+                total_steps = (
+                    self.state["incumbent"]["train_env_steps"] + steps if warm is not None else steps
+                )
+                measured = self._measure(policy, total_steps)
+                m = self._metrics(measured)
+            except (DivergenceError, M.NonFiniteError) as e:
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                store.log_decision(
+                    self.out, "trial-failed", n, trial=trial.number, params=trial.params, error=str(e)
+                )
+                continue
+            self.state["env_steps"] += steps + measured.eval_env_steps
+            trial.set_user_attr("metrics", m.to_dict())
+            self.study.tell(trial, m.score)
+            store.log_decision(
+                self.out,
+                "trial",
+                n,
+                trial=trial.number,
+                params=trial.params,
+                metrics=m.to_dict(),
+                warm_start=warm is not None,
+                env_steps=steps,
+            )
+            results.append((m, policy, trial.number, total_steps, cand_cfg.to_dict()))
+            if self.stop_requested:
+                break
+        return self._decide(n, inc_score, results)
+
+    def _decide(self, n: int, inc_score: float, results: list[Any]) -> CycleReport:
+        if not results:
+            return self._end_cycle(
+                n, CycleReport(n, "failed", inc_score, None, None), "every candidate failed"
+            )
+        best_m, best_policy, trial_no, total_steps, maml = max(results, key=lambda r: r[0].score)
+        comp = M.compare(best_m, self.incumbent_metrics, self.cfg, seed=n)
+        evidence = {
+            "trial": trial_no,
+            "candidate": best_m.to_dict(),
+            "incumbent": self.incumbent_metrics.to_dict(),
+        }
+        if not comp.better:
+            store.log_decision(self.out, "rejected", n, comparison=comp.to_dict(), **evidence)
+            return self._end_cycle(
+                n,
+                CycleReport(n, "rejected", inc_score, best_m.score, comp.to_dict()),
+                "no candidate beat the incumbent",
+            )
+        path = self.out / "candidates" / f"cycle-{n:04d}-trial-{trial_no}"
+        digest = store.save_checked(path, best_policy, {"family": self.cfg.family})
+        store.log_decision(self.out, "accepted", n, comparison=comp.to_dict(), hash=digest, **evidence)
+        previous = (self.incumbent, self.state["incumbent"], self.incumbent_metrics, self.incumbent_cfg)
+        self._install(path, digest, n, maml, total_steps)
+        # the full re-evaluation, on fresh seeds: the installed weights against the previous incumbent's
+        new_re = self._metrics(self._measure(self.incumbent, total_steps, recheck=True), recheck=True)
+        old_re = self._metrics(
+            self._measure(previous[0], previous[1]["train_env_steps"], recheck=True), recheck=True
+        )
+        recheck = M.compare(new_re, old_re, self.cfg, seed=10_000 + n)
+        if recheck.difference <= 0.0:
+            self._rollback(previous, n, recheck)
+            return self._end_cycle(
+                n,
+                CycleReport(n, "rolled-back", inc_score, best_m.score, recheck.to_dict()),
+                "the re-evaluation regressed",
+            )
+        self.incumbent_metrics = best_m
+        self.state["history"].append({"cycle": n, "hash": digest, "path": f"history/cycle-{n:04d}"})
+        store.save_checked(
+            self.out / "history" / f"cycle-{n:04d}", self.incumbent, {"family": self.cfg.family}
+        )
+        store.log_decision(self.out, "installed", n, hash=digest, recheck=recheck.to_dict())
+        return self._end_cycle(
+            n, CycleReport(n, "installed", best_m.score, best_m.score, comp.to_dict()), None
+        )
+
+    def _install(self, path: Path, digest: str, n: int, maml: dict[str, Any], total_steps: int) -> None:
+        policy = store.load_checked(path, digest)  # exactly the weights that were evaluated
+        store.save_checked(self.out / "incumbent", policy, {"family": self.cfg.family})
+        self.incumbent, self.incumbent_cfg = policy, MAMLConfig.from_dict(maml)
+        self.state["incumbent"] = {"cycle": n, "hash": digest, "maml": maml, "train_env_steps": total_steps}
+        store.write_manifest(self.out, self.state)
+
+    def _rollback(self, previous: tuple[Any, ...], n: int, recheck: M.Comparison) -> None:
+        policy, inc_state, inc_metrics, inc_cfg = previous
+        entry = next(h for h in reversed(self.state["history"]) if h["hash"] == inc_state["hash"])
+        restored = store.load_checked(self.out / entry["path"], inc_state["hash"])
+        store.save_checked(self.out / "incumbent", restored, {"family": self.cfg.family})
+        if (
+            store.weights_hash(store.load_checked(self.out / "incumbent", inc_state["hash"]))
+            != inc_state["hash"]
+        ):
+            raise CheckpointError("the rollback did not restore the previous incumbent's weights")
+        self.incumbent, self.incumbent_metrics, self.incumbent_cfg = restored, inc_metrics, inc_cfg
+        self.state["incumbent"] = inc_state
+        store.write_manifest(self.out, self.state)
+        store.log_decision(self.out, "rolled-back", n, restored=inc_state["hash"], recheck=recheck.to_dict())
+
+    def _end_cycle(self, n: int, report: CycleReport, failure: str | None) -> CycleReport:
+        self.state["cycle"] = n
+        self.state["failures"] = self.state["failures"] + 1 if failure else 0
+        self.state["seconds"] = self.state.get("seconds", 0.0) + (time.monotonic() - self.started)
+        self.started = time.monotonic()
+        if failure:
+            store.log_decision(self.out, "failed", n, reason=failure, consecutive=self.state["failures"])
+        store.write_manifest(self.out, self.state)
+        if self.state["failures"] >= self.cfg.max_failures:
+            self._stop(f"emergency stop: {self.state['failures']} consecutive failed cycles")
+        if self.cfg.floor is not None and self.incumbent_metrics.score < self.cfg.floor:
+            self._stop(
+                f"the incumbent's score {self.incumbent_metrics.score:.3f} is below the floor {self.cfg.floor}"
+            )
+        return report
+
+    def _check_limits(self) -> None:
+        if self.state.get("stopped"):
+            raise SafetyStop(
+                f"this loop stopped earlier: {self.state['stopped']} (--restart_stopped continues it)"
+            )
+        if self.state["env_steps"] >= self.cfg.max_env_steps:
+            self._stop(f"env-step limit reached ({self.state['env_steps']} >= {self.cfg.max_env_steps})")
+        minutes = (self.state.get("seconds", 0.0) + time.monotonic() - self.started) / 60
+        if minutes >= self.cfg.max_minutes:
+            self._stop(f"time limit reached ({minutes:.1f} >= {self.cfg.max_minutes} minutes)")
+
+    def _stop(self, reason: str) -> None:
+        self.state["stopped"] = reason
+        store.write_manifest(self.out, self.state)
+        store.log_decision(self.out, "stopped", self.state["cycle"], reason=reason)
+        raise SafetyStop(reason)
+
+    # ----- the whole loop -----------------------------------------------------------------------------
+    def run(self, cycles: int | None = None, on_cycle: Callable[[CycleReport], None] | None = None) -> str:
+        """Run until ``cycles`` (default ``cfg.cycles``) cycles have finished in this out_dir, a stop is
+        requested, or a safety rule stops the loop; returns why it ended."""
+        target = cycles if cycles is not None else self.cfg.cycles
+        while self.state["cycle"] < target:
+            if self.stop_requested:
+                return "stop requested"
+            try:
+                report = self.cycle()
+            except SafetyStop as e:
+                return str(e)
+            if on_cycle is not None:
+                on_cycle(report)
+        return f"{self.state['cycle']} cycles done"
+
+    def status(self) -> dict[str, Any]:
+        """The manifest's summary: cycle, failures, incumbent and its metrics, whether it stopped."""
+        return {
+            "cycle": self.state["cycle"],
+            "failures": self.state["failures"],
+            "env_steps": self.state["env_steps"],
+            "incumbent": {**self.state["incumbent"], "metrics": self.incumbent_metrics.to_dict()},
+            "stopped": self.state["stopped"],
+        }
+
+
+__all__ = [
+    "SPACE",
+    "CycleReport",
+    "SafetyStop",
+    "SelfImprovement",
+    "propose",
+    "same_shapes",
+    "train_candidate",
+]

@@ -49,8 +49,8 @@ NOT_PORTED: dict[str, str] = {
     "experiments.task_distributions": "task families are ssm_metarl.envs.tasks (get_family, TASK_FAMILIES)",
     "experiments.quick_benchmark": "a script, not a module: run `ssm-metarl demo` (or `make demo`)",
     "experiments.serious_benchmark": "a script: the MuJoCo benchmarks are benchmarks/ppo_mujoco.py",
-    "recursive_self_improvement": "the self-improvement loop is issue 15, not built yet",
-    "rsi_daemon": "the self-improvement daemon is issue 15, not built yet",
+    "recursive_self_improvement": "the loop is ssm_metarl.rsi.SelfImprovement (`ssm-metarl rsi run`)",
+    "rsi_daemon": "the daemon is `ssm-metarl rsi start|status|logs|stop` (ssm_metarl.rsi.daemon)",
 }
 """seed modules with no importable counterpart, and what to use instead."""
 

@@ -34,7 +34,7 @@ def test_translate_imports_rewrites_seed_imports_only():
     ("code", "message"),
     [
         ("from core.ssm import S4", "had no 'S4'"),
-        ("from rsi_daemon import Daemon", "issue 15"),
+        ("from rsi_daemon import Daemon", "ssm-metarl rsi start"),
         ("import core.ssm", "from ssm_metarl import"),
         ("from core.nothing import X", "not a seed module"),
     ],

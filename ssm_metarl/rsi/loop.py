@@ -240,6 +240,9 @@ class SelfImprovement:
         ref = M.Reference(
             rand_val, rand_oor, float(M.after_adaptation(start_m.val).mean()), base_after.tolist(), steps
         )
+        store.save_checked(
+            self.out / "baseline", baseline, {"family": cfg.family, "role": "multi-task baseline"}
+        )
         digest = store.save_checked(self.out / "history" / "cycle-0000", policy, {"family": cfg.family})
         store.save_checked(self.out / "incumbent", policy, {"family": cfg.family})
         state = {
@@ -275,20 +278,29 @@ class SelfImprovement:
             else tuple(range(self.cfg.eval_seeds))
         )
 
-    def _tasks(self) -> tuple[list[Any], list[Any]]:
-        return list(self.dist.validation[: self.cfg.eval_tasks]), list(
-            self.dist.out_of_range[: self.cfg.oor_tasks]
-        )
+    def _tasks(self, split: str = "validation") -> tuple[list[Any], list[Any]]:
+        """The first ``eval_tasks`` tasks of ``split`` (validation for every choice; test only to report) and
+        the first ``oor_tasks`` out-of-range tasks."""
+        if split not in ("validation", "test"):
+            raise ValueError(f"split must be validation or test, got {split!r}")
+        tasks = self.dist.validation if split == "validation" else self.dist.test
+        return list(tasks[: self.cfg.eval_tasks]), list(self.dist.out_of_range[: self.cfg.oor_tasks])
 
     def _evaluate(self, policy: ActorCritic, tasks: list[Any], seeds: tuple[int, ...]) -> Any:
         return evaluate_adaptation(policy, self.cfg.family, tasks, self.cfg.start.inner, seeds)
 
-    def _measure(self, policy: ActorCritic, train_env_steps: int, recheck: bool = False) -> M.Measurement:
-        val, oor = self._tasks()
+    def _measure(
+        self, policy: ActorCritic, train_env_steps: int, recheck: bool = False, split: str = "validation"
+    ) -> M.Measurement:
+        val, oor = self._tasks(split)
         seeds = self._seeds(recheck)
         return M.Measurement(
             self._evaluate(policy, val, seeds), self._evaluate(policy, oor, seeds), train_env_steps
         )
+
+    def measure(self, policy: ActorCritic, train_env_steps: int, split: str = "validation") -> M.Measurement:
+        """``policy`` measured as every candidate is (``split="test"`` reports; it never chooses)."""
+        return self._measure(policy, train_env_steps, split=split)
 
     def _metrics(self, m: M.Measurement, recheck: bool = False) -> M.Metrics:
         """The metrics of ``m``; a re-check (fresh seeds) has no paired multi-task baseline, so its efficiency

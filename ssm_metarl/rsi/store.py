@@ -5,6 +5,7 @@
     <out_dir>/manifest.json       the loop's state: config, reference, cycle, failures, incumbent, history
     <out_dir>/incumbent/          the installed policy (a checkpoint: safetensors + config.json)
     <out_dir>/history/cycle-NNNN/ every policy ever installed (cycle 0: the starting incumbent)
+    <out_dir>/baseline/           the multi-task baseline the efficiency metric is measured against
     <out_dir>/candidates/...      every trained candidate, as evaluated
     <out_dir>/decisions.jsonl     one JSON line per decision, with its evidence
     <out_dir>/study.db            the Optuna study (unless RSIConfig.storage names another)

@@ -337,7 +337,7 @@ SUMMARY = {
     "evaluate": "evaluate a saved policy (deterministic and stochastic)",
     "demo": "the main job: a shipped policy adapts to physics it has never seen",
     "app": "start the web app",
-    "rsi": "the self-improvement loop: rsi run | start | status | logs | stop",
+    "rsi": "the self-improvement loop: rsi run | start | status | logs | stop | worker",
 }
 
 
@@ -482,7 +482,7 @@ def run_demo(p: Parsed) -> None:
     print(f"\nadaptation curves: {result.plot}  ({result.seconds:.0f} s in all)")
 
 
-RSI_ACTIONS = ("run", "start", "status", "logs", "stop")
+RSI_ACTIONS = ("run", "start", "status", "logs", "stop", "worker")
 
 
 def parse_rsi(args: list[str]) -> Parsed:
@@ -515,7 +515,11 @@ def parse_rsi(args: list[str]) -> Parsed:
     default = RSIConfig(start=recipe("maml", family).replace(meta_iterations=20, run__out_dir="runs/rsi"))
     desc = (
         "The self-improvement loop on Optuna (docs/concepts/self-improvement.md): "
-        + ("run in this process" if action == "run" else "start it as a background daemon")
+        + {
+            "run": "run in this process",
+            "start": "start it as a background daemon",
+            "worker": "a worker training candidates of the loop on the same --out_dir and --storage",
+        }[action]
         + f", starting from recipe('maml', {family!r}) trained for 20 meta-iterations. --family FAMILY selects the task family."
     )
     cfg = _tyro(RSIConfig, default, rest, f"ssm-metarl rsi {action}", desc)
@@ -552,6 +556,15 @@ def run_rsi(p: Parsed) -> None:
         )
         print(f"ended: {reason}")
         print(json.dumps(loop.status(), indent=2))
+    elif action == "worker":
+        import signal
+
+        from ssm_metarl.rsi.loop import work
+
+        stop = {"asked": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(asked=True))
+        done = work(p.config, should_stop=lambda: stop["asked"])
+        print(f"worker ended after {done} trials")
     elif action == "start":
         _note_budget(p)
         st = daemon.start(p.config)

@@ -534,6 +534,12 @@ class RSIConfig(Checked):
     """Optuna storage URL (any SQLAlchemy URL); None: sqlite:///<out_dir>/study.db"""
     study_name: str = "rsi"
     """the study's name in the storage; a study made by another configuration is refused"""
+    heartbeat_s: Annotated[float, Range(gt=0.0, le=3600.0)] = 10.0
+    """a running trial records a heartbeat this often (seconds)"""
+    grace_s: Annotated[float, Range(gt=0.0, le=86400.0)] = 120.0
+    """a running trial on another machine without a heartbeat for this long is lost, and its place rerun"""
+    poll_s: Annotated[float, Range(gt=0.0, le=3600.0)] = 1.0
+    """how often the coordinator and workers look at the study while they wait"""
     restart_stopped: bool = False
     """continue a loop that a safety rule stopped (after you have looked at why: decisions.jsonl)"""
 

@@ -24,16 +24,19 @@ same ``out_dir`` continues after the last finished cycle, and the cycle that was
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 
@@ -62,6 +65,35 @@ SPACE: dict[str, optuna.distributions.BaseDistribution] = {
     "inner_lr_scale": optuna.distributions.FloatDistribution(0.5, 2.0, log=True),
 }
 """The proposal space, relative to the incumbent (architecture +-20%, layers +-1, step sizes)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Heartbeat:
+    """Writes ``time.time()`` to the trial's ``heartbeat`` attribute every ``every`` seconds, in a thread, so
+    a coordinator on another machine can tell a slow trial from a lost one."""
+
+    def __init__(self, trial: optuna.Trial, every: float) -> None:
+        self.trial, self.every = trial, every
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.every):
+            self.trial.set_user_attr("heartbeat", time.time())
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 class SafetyStop(RuntimeError):
@@ -129,8 +161,10 @@ class SelfImprovement:
     """The loop on ``cfg.out_dir`` (module docstring). Creating it on a fresh folder trains and measures the
     starting incumbent and the multi-task baseline; on an existing one it resumes (same config only)."""
 
-    def __init__(self, cfg: RSIConfig, train_fn: TrainFn | None = None) -> None:
+    def __init__(self, cfg: RSIConfig, train_fn: TrainFn | None = None, worker: bool = False) -> None:
         self.cfg = cfg
+        self.worker = worker
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.out = Path(cfg.out_dir)
         self.train_fn = train_fn or train_candidate
         self.stop_requested = False
@@ -143,9 +177,16 @@ class SelfImprovement:
             )
         self.out.mkdir(parents=True, exist_ok=True)
         manifest = store.read_manifest(self.out)
+        if worker and manifest is None:
+            raise InputError(
+                f"{self.out} holds no loop yet: start the loop (`ssm-metarl rsi run|start`) first"
+            )
         self.study = self._open_study(manifest is None)
         if manifest is None:
             self.state = self._initialise()
+        elif worker:
+            self._check_same_config(manifest)
+            self.state = manifest
         else:
             self._check_same_config(manifest)
             self.state = manifest
@@ -157,6 +198,8 @@ class SelfImprovement:
         self.reference = M.Reference(**self.state["reference"])
         inc = self.state["incumbent"]
         self.incumbent_cfg = MAMLConfig.from_dict(inc["maml"])
+        if worker:  # a worker trains candidates of the coordinator's open cycle; it holds no incumbent
+            return
         self.incumbent = store.load_checked(self.out / "incumbent", inc["hash"])
         self.incumbent_metrics = self._metrics(self._measure(self.incumbent, inc["train_env_steps"]))
 
@@ -204,7 +247,16 @@ class SelfImprovement:
         """The parts of the config a study belongs to (budgets and limits may change between runs), as JSON
         has them (tuples are lists)."""
         d = self.cfg.to_dict()
-        for k in ("cycles", "max_env_steps", "max_minutes", "storage", "restart_stopped"):
+        for k in (
+            "cycles",
+            "max_env_steps",
+            "max_minutes",
+            "storage",
+            "restart_stopped",
+            "heartbeat_s",
+            "grace_s",
+            "poll_s",
+        ):
             d.pop(k)
         for k in ("out_dir", "progress", "threads"):
             d["start"]["run"].pop(k)
@@ -220,10 +272,28 @@ class SelfImprovement:
             )
 
     def _fail_trials_in_flight(self) -> None:
-        """Trials left RUNNING by a killed process are failed, so the cycle in flight reruns them."""
+        """Trials left RUNNING by a killed process are failed (so their cycle runs them again): on this machine
+        when their process is gone, elsewhere when their heartbeat is older than ``grace_s``."""
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            store.log_decision(self.out, "trial-lost", int(t.user_attrs.get("cycle", -1)), trial=t.number)
+            if self._lost(t):
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                store.log_decision(
+                    self.out,
+                    "trial-lost",
+                    int(t.user_attrs.get("cycle", -1)),
+                    trial=t.number,
+                    worker=t.user_attrs.get("worker"),
+                )
+
+    def _lost(self, t: optuna.trial.FrozenTrial) -> bool:
+        worker = t.user_attrs.get("worker")
+        if not worker:
+            return True
+        host, _, pid = str(worker).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            return True
+        beat = float(t.user_attrs.get("heartbeat", 0.0))
+        return time.time() - beat > self.cfg.grace_s
 
     def _initialise(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -313,65 +383,144 @@ class SelfImprovement:
     # ----- one cycle ----------------------------------------------------------------------------------
     def cycle(self) -> CycleReport:
         """Run one cycle (module docstring); returns what it decided. Raises :class:`SafetyStop` when a
-        safety rule ends the loop."""
+        safety rule ends the loop. Workers on the same study (:func:`work`) may train some candidates."""
         self._check_limits()
         n = self.state["cycle"] + 1
         inc_score = self.incumbent_metrics.score
-        results: list[tuple[M.Metrics, ActorCritic, int, int, dict[str, Any]]] = []
-        for _ in range(self.cfg.candidates):
-            trial = self.study.ask({k: SPACE[k] for k in self.cfg.search})
-            trial.set_user_attr("cycle", n)
-            cand_cfg = propose(
-                self.incumbent_cfg, trial.params, self.cfg, self.cfg.seed + 1000 * n + trial.number
-            )
-            warm = (
-                copy.deepcopy(self.incumbent)
-                if same_shapes(cand_cfg.model, self.incumbent_cfg.model)
-                else None
-            )
-            try:
-                policy, steps = self.train_fn(cand_cfg, warm)
-                bad = [k for k, p in policy.named_parameters() if not bool(torch.isfinite(p).all())]
-                if bad:
-                    raise DivergenceError(f"the candidate's parameters are not finite: {bad[:3]}")
-                total_steps = (
-                    self.state["incumbent"]["train_env_steps"] + steps if warm is not None else steps
-                )
-                measured = self._measure(policy, total_steps)
-                m = self._metrics(measured)
-            except (DivergenceError, M.NonFiniteError) as e:
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                store.log_decision(
-                    self.out, "trial-failed", n, trial=trial.number, params=trial.params, error=str(e)
-                )
-                continue
-            self.state["env_steps"] += steps + measured.eval_env_steps
-            trial.set_user_attr("metrics", m.to_dict())
-            self.study.tell(trial, m.score)
-            store.log_decision(
-                self.out,
-                "trial",
-                n,
-                trial=trial.number,
-                params=trial.params,
-                metrics=m.to_dict(),
-                warm_start=warm is not None,
-                env_steps=steps,
-            )
-            results.append((m, policy, trial.number, total_steps, cand_cfg.to_dict()))
-            if self.stop_requested:
+        entry = next(
+            h for h in reversed(self.state["history"]) if h["hash"] == self.state["incumbent"]["hash"]
+        )
+        open_cycle = {**self.state["incumbent"], "cycle": n, "path": entry["path"]}
+        self.study.set_user_attr("open_cycle", open_cycle)
+        while not self.stop_requested:
+            trial = self._claim(open_cycle)
+            if trial is None:
                 break
-        return self._decide(n, inc_score, results)
+            self._run_candidate(open_cycle, trial)
+        return self._decide(n, inc_score, self._collect(open_cycle))
 
-    def _decide(self, n: int, inc_score: float, results: list[Any]) -> CycleReport:
+    def _cycle_trials(self, n: int) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("cycle") == n]
+
+    def _claim(self, open_cycle: dict[str, Any]) -> optuna.Trial | None:
+        """A new trial of the open cycle, unless it has its ``candidates`` (finished, failed or running)."""
+        TS = optuna.trial.TrialState
+        taken = [
+            t
+            for t in self._cycle_trials(open_cycle["cycle"])
+            if t.state in (TS.COMPLETE, TS.RUNNING) or (t.state == TS.FAIL and "failed" in t.user_attrs)
+        ]
+        if len(taken) >= self.cfg.candidates:
+            return None
+        trial = self.study.ask({k: SPACE[k] for k in self.cfg.search})
+        trial.set_user_attr("cycle", open_cycle["cycle"])
+        trial.set_user_attr("worker", self.worker_id)
+        trial.set_user_attr("heartbeat", time.time())
+        return trial
+
+    def _run_candidate(self, open_cycle: dict[str, Any], trial: optuna.Trial) -> None:
+        """Train and measure one candidate; its checkpoint and measurements go to the trial (any machine)."""
+        n = open_cycle["cycle"]
+        inc_cfg = MAMLConfig.from_dict(open_cycle["maml"])
+        cand_cfg = propose(inc_cfg, trial.params, self.cfg, self.cfg.seed + 1000 * n + trial.number)
+        warm = (
+            store.load_checked(self.out / open_cycle["path"], open_cycle["hash"])
+            if same_shapes(cand_cfg.model, inc_cfg.model)
+            else None
+        )
+        beat = _Heartbeat(trial, self.cfg.heartbeat_s)
+        try:
+            policy, steps = self.train_fn(cand_cfg, warm)
+            bad = [k for k, p in policy.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                raise DivergenceError(f"the candidate's parameters are not finite: {bad[:3]}")
+            total_steps = open_cycle["train_env_steps"] + steps if warm is not None else steps
+            measured = self._measure(policy, total_steps)
+            m = self._metrics(measured)
+        except (DivergenceError, M.NonFiniteError) as e:
+            trial.set_user_attr("failed", str(e))
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        finally:
+            beat.stop()
+        path = f"candidates/cycle-{n:04d}-trial-{trial.number}"
+        digest = store.save_checked(self.out / path, policy, {"family": self.cfg.family})
+        trial.set_user_attr(
+            "result",
+            {
+                "metrics": m.values,
+                "pairs": m.pairs.tolist(),
+                "global": m.global_part,
+                "hash": digest,
+                "path": path,
+                "maml": cand_cfg.to_dict(),
+                "train_env_steps": total_steps,
+                "env_steps": steps + measured.eval_env_steps,
+                "warm_start": warm is not None,
+            },
+        )
+        self.study.tell(trial, m.score)
+
+    def _collect(self, open_cycle: dict[str, Any]) -> list[dict[str, Any]]:
+        """Wait for every trial of the open cycle (rerunning lost ones here), log them, return the results."""
+        TS = optuna.trial.TrialState
+        n = open_cycle["cycle"]
+        while True:
+            trials = self._cycle_trials(n)
+            for t in trials:
+                if t.state == TS.RUNNING and self._lost(t):
+                    self.study.tell(t.number, state=TS.FAIL)
+                    store.log_decision(
+                        self.out, "trial-lost", n, trial=t.number, worker=t.user_attrs.get("worker")
+                    )
+            if self.stop_requested and not any(t.state == TS.RUNNING for t in self._cycle_trials(n)):
+                break
+            trial = None if self.stop_requested else self._claim(open_cycle)
+            if trial is not None:  # a lost trial's place: run it again here
+                self._run_candidate(open_cycle, trial)
+                continue
+            if not any(t.state == TS.RUNNING for t in self._cycle_trials(n)):
+                break
+            time.sleep(self.cfg.poll_s)
+        logged = {(d.get("trial"), d["kind"]) for d in store.read_decisions(self.out) if d["cycle"] == n}
+        results = []
+        for t in sorted(self._cycle_trials(n), key=lambda t: t.number):
+            if t.state == TS.COMPLETE:
+                r = dict(t.user_attrs["result"])
+                if (t.number, "trial") not in logged:
+                    store.log_decision(
+                        self.out,
+                        "trial",
+                        n,
+                        trial=t.number,
+                        params=t.params,
+                        worker=t.user_attrs.get("worker"),
+                        metrics={**r["metrics"], "score": t.value},
+                        warm_start=r["warm_start"],
+                        env_steps=r["env_steps"],
+                    )
+                    self.state["env_steps"] += r["env_steps"]
+                results.append({**r, "trial": t.number})
+            elif t.state == TS.FAIL and "failed" in t.user_attrs and (t.number, "trial-failed") not in logged:
+                store.log_decision(
+                    self.out, "trial-failed", n, trial=t.number, params=t.params, error=t.user_attrs["failed"]
+                )
+        return results
+
+    def _decide(self, n: int, inc_score: float, results: list[dict[str, Any]]) -> CycleReport:
         if not results:
             return self._end_cycle(
                 n, CycleReport(n, "failed", inc_score, None, None), "every candidate failed"
             )
-        best_m, best_policy, trial_no, total_steps, maml = max(results, key=lambda r: r[0].score)
+        metrics = {
+            r["trial"]: M.Metrics(r["metrics"], np.asarray(r["pairs"], dtype=float), float(r["global"]))
+            for r in results
+        }
+        best = max(results, key=lambda r: metrics[r["trial"]].score)
+        best_m = metrics[best["trial"]]
         comp = M.compare(best_m, self.incumbent_metrics, self.cfg, seed=n)
         evidence = {
-            "trial": trial_no,
+            "trial": best["trial"],
             "candidate": best_m.to_dict(),
             "incumbent": self.incumbent_metrics.to_dict(),
         }
@@ -382,11 +531,10 @@ class SelfImprovement:
                 CycleReport(n, "rejected", inc_score, best_m.score, comp.to_dict()),
                 "no candidate beat the incumbent",
             )
-        path = self.out / "candidates" / f"cycle-{n:04d}-trial-{trial_no}"
-        digest = store.save_checked(path, best_policy, {"family": self.cfg.family})
+        digest, total_steps = best["hash"], best["train_env_steps"]
         store.log_decision(self.out, "accepted", n, comparison=comp.to_dict(), hash=digest, **evidence)
         previous = (self.incumbent, self.state["incumbent"], self.incumbent_metrics, self.incumbent_cfg)
-        self._install(path, digest, n, maml, total_steps)
+        self._install(self.out / best["path"], digest, n, best["maml"], total_steps)
         # the full re-evaluation, on fresh seeds: the installed weights against the previous incumbent's
         new_re = self._metrics(self._measure(self.incumbent, total_steps, recheck=True), recheck=True)
         old_re = self._metrics(
@@ -405,6 +553,7 @@ class SelfImprovement:
         store.save_checked(
             self.out / "history" / f"cycle-{n:04d}", self.incumbent, {"family": self.cfg.family}
         )
+        store.write_manifest(self.out, self.state)
         store.log_decision(self.out, "installed", n, hash=digest, recheck=recheck.to_dict())
         return self._end_cycle(
             n, CycleReport(n, "installed", best_m.score, best_m.score, comp.to_dict()), None
@@ -490,6 +639,41 @@ class SelfImprovement:
             "incumbent": {**self.state["incumbent"], "metrics": self.incumbent_metrics.to_dict()},
             "stopped": self.state["stopped"],
         }
+
+
+def work(
+    cfg: RSIConfig,
+    train_fn: TrainFn | None = None,
+    max_trials: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """A worker: train candidates of the coordinator's open cycles on the shared study and ``out_dir``, until
+    ``should_stop()``, ``max_trials`` trials, or the loop stops. Returns the trials it ran. Every worker needs the
+    same configuration, the study's storage URL (``--storage``) and ``out_dir`` on a shared filesystem."""
+    out = Path(cfg.out_dir)
+    while store.read_manifest(out) is None:  # the coordinator creates the loop (and trains the start) first
+        if should_stop():
+            return 0
+        time.sleep(cfg.poll_s)
+    loop = SelfImprovement(cfg, train_fn, worker=True)
+    done = 0
+    while not should_stop() and (max_trials is None or done < max_trials):
+        state = store.read_manifest(out) or {}
+        if state.get("stopped"):
+            logger.info("the loop stopped (%s); the worker ends", state["stopped"])
+            break
+        open_cycle = loop.study.user_attrs.get("open_cycle")
+        trial = (
+            loop._claim(open_cycle)
+            if open_cycle is not None and open_cycle["cycle"] == state.get("cycle", -1) + 1
+            else None
+        )
+        if trial is None or open_cycle is None:
+            time.sleep(cfg.poll_s)
+            continue
+        loop._run_candidate(open_cycle, trial)
+        done += 1
+    return done
 
 
 __all__ = [

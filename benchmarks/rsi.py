@@ -66,7 +66,9 @@ def weak_config(family: str, out: Path, seed: int, args: argparse.Namespace) -> 
     )
 
 
-def test_metrics(loop: SelfImprovement, policies: dict[str, tuple[Any, int]]) -> dict[str, dict[str, float]]:
+def test_metrics(
+    loop: SelfImprovement, policies: dict[str, tuple[Any, int, MAMLConfig]]
+) -> dict[str, dict[str, float]]:
     """Each policy's metrics on test, against a reference measured on test (random, start, baseline)."""
     test, oor = loop._tasks("test")
     start = store.load_checked(loop.out / "history" / "cycle-0000", loop.state["history"][0]["hash"])
@@ -81,8 +83,8 @@ def test_metrics(loop: SelfImprovement, policies: dict[str, tuple[Any, int]]) ->
         loop.reference.start_env_steps,
     )
     out = {"start": M.compute(start_m, ref, loop.cfg).to_dict()}
-    for name, (policy, steps) in policies.items():
-        out[name] = M.compute(loop.measure(policy, steps, split="test"), ref, loop.cfg).to_dict()
+    for name, (policy, steps, maml) in policies.items():
+        out[name] = M.compute(loop.measure(policy, steps, split="test", maml=maml), ref, loop.cfg).to_dict()
     return out
 
 
@@ -100,7 +102,7 @@ def run_rsi(cfg: RSIConfig) -> tuple[SelfImprovement, list[dict[str, Any]], floa
 
 def run_search(
     loop: SelfImprovement, sampler: str, seed: int
-) -> tuple[Any, int, list[dict[str, Any]], float]:
+) -> tuple[tuple[Any, int, MAMLConfig], list[dict[str, Any]], float]:
     """Optuna over the same space, every trial from scratch; the best by validation score, within the budget."""
     t0 = time.perf_counter()
     cfg = loop.cfg
@@ -119,7 +121,7 @@ def run_search(
             meta_iterations=iterations
         )
         policy, steps = train_candidate(trial_cfg, None)
-        measured = loop.measure(policy, steps)
+        measured = loop.measure(policy, steps, maml=trial_cfg)
         try:
             m = loop._metrics(measured)
         except M.NonFiniteError:
@@ -129,10 +131,10 @@ def run_search(
         study.tell(trial, m.score)
         used += steps + measured.eval_env_steps
         if best is None or m.score > best[2]:
-            best = (policy, steps, m.score)
+            best = (policy, steps, m.score, trial_cfg)
         curve.append({"env_steps": used, "score": best[2]})
     assert best is not None, "no trial finished"
-    return best[0], best[1], curve, time.perf_counter() - t0
+    return (best[0], best[1], best[3]), curve, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -153,11 +155,10 @@ def main() -> None:
         if out.exists():
             raise SystemExit(f"{out} exists: remove it or pass another --work")
         loop, rsi_curve, rsi_s = run_rsi(weak_config(args.family, out, seed, args))
-        finals = {"rsi": (loop.incumbent, loop.state["incumbent"]["train_env_steps"])}
+        finals = {"rsi": (loop.incumbent, loop.state["incumbent"]["train_env_steps"], loop.incumbent_cfg)}
         curves, seconds = {"rsi": rsi_curve}, {"rsi": rsi_s}
         for sampler in ("tpe", "random"):
-            policy, steps, curve, s = run_search(loop, sampler, seed)
-            finals[sampler], curves[sampler], seconds[sampler] = (policy, steps), curve, s
+            finals[sampler], curves[sampler], seconds[sampler] = run_search(loop, sampler, seed)
         decisions = store.read_decisions(out)
         runs.append(
             {

@@ -41,7 +41,7 @@ import optuna
 import torch
 
 from ssm_metarl.adapt.evaluate import evaluate_adaptation
-from ssm_metarl.config import MAMLConfig, ModelConfig, RSIConfig
+from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig, RSIConfig
 from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.errors import CheckpointError, ConfigError, DivergenceError, InputError
 from ssm_metarl.meta.evaluate import random_policy_returns
@@ -201,7 +201,9 @@ class SelfImprovement:
         if worker:  # a worker trains candidates of the coordinator's open cycle; it holds no incumbent
             return
         self.incumbent = store.load_checked(self.out / "incumbent", inc["hash"])
-        self.incumbent_metrics = self._metrics(self._measure(self.incumbent, inc["train_env_steps"]))
+        self.incumbent_metrics = self._metrics(
+            self._measure(self.incumbent, inc["train_env_steps"], maml=self.incumbent_cfg)
+        )
 
     # ----- set-up -------------------------------------------------------------------------------------
     def _storage_url(self) -> str:
@@ -356,21 +358,43 @@ class SelfImprovement:
         tasks = self.dist.validation if split == "validation" else self.dist.test
         return list(tasks[: self.cfg.eval_tasks]), list(self.dist.out_of_range[: self.cfg.oor_tasks])
 
-    def _evaluate(self, policy: ActorCritic, tasks: list[Any], seeds: tuple[int, ...]) -> Any:
-        return evaluate_adaptation(policy, self.cfg.family, tasks, self.cfg.start.inner, seeds)
+    def adapt_config(self, maml: MAMLConfig | None) -> AdaptConfig:
+        """How a policy is adapted when it is measured: the protocol's steps and episodes (the start's), with
+        the step sizes the policy was meta-trained for (``maml.inner``; None: the start's)."""
+        inner = self.cfg.start.inner
+        return inner if maml is None else inner.replace(lr=maml.inner.lr, later_lr=maml.inner.later_lr)
+
+    def _evaluate(
+        self, policy: ActorCritic, tasks: list[Any], seeds: tuple[int, ...], adapt: AdaptConfig
+    ) -> Any:
+        return evaluate_adaptation(policy, self.cfg.family, tasks, adapt, seeds)
 
     def _measure(
-        self, policy: ActorCritic, train_env_steps: int, recheck: bool = False, split: str = "validation"
+        self,
+        policy: ActorCritic,
+        train_env_steps: int,
+        recheck: bool = False,
+        split: str = "validation",
+        maml: MAMLConfig | None = None,
     ) -> M.Measurement:
         val, oor = self._tasks(split)
-        seeds = self._seeds(recheck)
+        seeds, adapt = self._seeds(recheck), self.adapt_config(maml)
         return M.Measurement(
-            self._evaluate(policy, val, seeds), self._evaluate(policy, oor, seeds), train_env_steps
+            self._evaluate(policy, val, seeds, adapt),
+            self._evaluate(policy, oor, seeds, adapt),
+            train_env_steps,
         )
 
-    def measure(self, policy: ActorCritic, train_env_steps: int, split: str = "validation") -> M.Measurement:
-        """``policy`` measured as every candidate is (``split="test"`` reports; it never chooses)."""
-        return self._measure(policy, train_env_steps, split=split)
+    def measure(
+        self,
+        policy: ActorCritic,
+        train_env_steps: int,
+        split: str = "validation",
+        maml: MAMLConfig | None = None,
+    ) -> M.Measurement:
+        """``policy`` measured as every candidate is (``split="test"`` reports; it never chooses), adapted
+        with the step sizes of ``maml`` (the config it was meta-trained with; None: the start's)."""
+        return self._measure(policy, train_env_steps, split=split, maml=maml)
 
     def _metrics(self, m: M.Measurement, recheck: bool = False) -> M.Metrics:
         """The metrics of ``m``; a re-check (fresh seeds) has no paired multi-task baseline, so its efficiency
@@ -435,7 +459,7 @@ class SelfImprovement:
             if bad:
                 raise DivergenceError(f"the candidate's parameters are not finite: {bad[:3]}")
             total_steps = open_cycle["train_env_steps"] + steps if warm is not None else steps
-            measured = self._measure(policy, total_steps)
+            measured = self._measure(policy, total_steps, maml=cand_cfg)
             m = self._metrics(measured)
         except (DivergenceError, M.NonFiniteError) as e:
             trial.set_user_attr("failed", str(e))
@@ -536,9 +560,12 @@ class SelfImprovement:
         previous = (self.incumbent, self.state["incumbent"], self.incumbent_metrics, self.incumbent_cfg)
         self._install(self.out / best["path"], digest, n, best["maml"], total_steps)
         # the full re-evaluation, on fresh seeds: the installed weights against the previous incumbent's
-        new_re = self._metrics(self._measure(self.incumbent, total_steps, recheck=True), recheck=True)
+        new_re = self._metrics(
+            self._measure(self.incumbent, total_steps, recheck=True, maml=self.incumbent_cfg), recheck=True
+        )
         old_re = self._metrics(
-            self._measure(previous[0], previous[1]["train_env_steps"], recheck=True), recheck=True
+            self._measure(previous[0], previous[1]["train_env_steps"], recheck=True, maml=previous[3]),
+            recheck=True,
         )
         recheck = M.compare(new_re, old_re, self.cfg, seed=10_000 + n)
         if recheck.difference <= 0.0:

@@ -90,7 +90,7 @@ class Synthetic(SelfImprovement):
     def _random_return(self, tasks):
         return -10.0
 
-    def _measure(self, policy, train_env_steps, recheck=False):
+    def _measure(self, policy, train_env_steps, recheck=False, split="validation", maml=None):
         b = policy.actor.bias.detach()
         q = float(b[1] if recheck else b[0])
         S = self.cfg.recheck_seeds if recheck else self.cfg.eval_seeds

@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,app,docs,rsi]"
+	$(BIN)/pip install --quiet -e ".[dev,app,docs,rsi,postgres]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -35,7 +35,7 @@ from ssm_metarl.recipes import recipe
 from ssm_metarl.results import mean_ci, pyplot
 from ssm_metarl.rsi import metrics as M
 from ssm_metarl.rsi import store
-from ssm_metarl.rsi.loop import SPACE, SelfImprovement, propose, train_candidate
+from ssm_metarl.rsi.loop import SelfImprovement, propose, search_space, train_candidate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -116,7 +116,7 @@ def run_search(
     used, best, curve = 0, None, []
     iterations = start_cfg.meta_iterations + cfg.candidate_iterations
     while used < cfg.max_env_steps:
-        trial = study.ask({k: SPACE[k] for k in cfg.search})
+        trial = study.ask(search_space(cfg, start_cfg))
         trial_cfg = propose(start_cfg, trial.params, cfg, seed * 1000 + trial.number).replace(
             meta_iterations=iterations
         )

@@ -528,6 +528,8 @@ class RSIConfig(Checked):
         "inner_lr_scale",
     )
     """what Optuna may change: hidden / state size x0.8-1.2, layers +-1, outer / inner step size (the rest stay)"""
+    kinds: tuple[ModelKind, ...] = ()
+    """model kinds Optuna may switch the backbone to (the incumbent's kind is always one; empty: keep it)"""
     sampler: Literal["tpe", "random"] = "tpe"
     """Optuna sampler of the proposals"""
     storage: str | None = None

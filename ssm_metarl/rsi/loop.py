@@ -115,11 +115,21 @@ NEUTRAL = {
 }
 
 
+def search_space(cfg: RSIConfig, incumbent: MAMLConfig) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The part of :data:`SPACE` that ``cfg.search`` names, plus the backbone kind when ``cfg.kinds`` allows
+    switching (the choices: the incumbent's kind and ``cfg.kinds``, in a fixed order)."""
+    space: dict[str, optuna.distributions.BaseDistribution] = {k: SPACE[k] for k in cfg.search}
+    if cfg.kinds:
+        kinds = tuple(sorted({incumbent.model.kind, *cfg.kinds}))
+        space["kind"] = optuna.distributions.CategoricalDistribution(kinds)
+    return space
+
+
 def propose(incumbent: MAMLConfig, params: dict[str, Any], cfg: RSIConfig, seed: int) -> MAMLConfig:
-    """The candidate config ``params`` (a point of :data:`SPACE`; what ``cfg.search`` leaves out stays as
-    the incumbent has it) describes, around ``incumbent``."""
-    params = {**NEUTRAL, **params}
-    model = incumbent.model
+    """The candidate config ``params`` (a point of :func:`search_space`; what ``cfg.search`` leaves out stays
+    as the incumbent has it) describes, around ``incumbent``."""
+    params = {**NEUTRAL, "kind": incumbent.model.kind, **params}
+    model = incumbent.model.replace(kind=params["kind"])
     new_model = model.replace(
         hidden_dim=max(4, round(model.hidden_dim * params["hidden_scale"])),
         state_dim=max(2, round(model.state_dim * params["state_scale"])),
@@ -436,7 +446,7 @@ class SelfImprovement:
         ]
         if len(taken) >= self.cfg.candidates:
             return None
-        trial = self.study.ask({k: SPACE[k] for k in self.cfg.search})
+        trial = self.study.ask(search_space(self.cfg, self.cfg.start))
         trial.set_user_attr("cycle", open_cycle["cycle"])
         trial.set_user_attr("worker", self.worker_id)
         trial.set_user_attr("heartbeat", time.time())
@@ -710,5 +720,6 @@ __all__ = [
     "SelfImprovement",
     "propose",
     "same_shapes",
+    "search_space",
     "train_candidate",
 ]

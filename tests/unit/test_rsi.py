@@ -277,3 +277,16 @@ def test_bad_budgets_and_weights_are_config_errors(tmp_path, bad):
 def test_too_many_evaluation_tasks_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="validation"):
         make(tmp_path, eval_tasks=10_000)
+
+
+def test_the_search_may_switch_the_backbone_kind_when_allowed(tmp_path):
+    from ssm_metarl.rsi.loop import propose, same_shapes, search_space
+
+    cfg = config(tmp_path, kinds=("gru", "ssm"))
+    space = search_space(cfg, cfg.start)
+    assert space["kind"].choices == ("gru", "mlp", "ssm")
+    cand = propose(cfg.start, {"kind": "ssm", "hidden_scale": 1.2}, cfg, seed=3)
+    assert cand.model.kind == "ssm" and cand.model.hidden_dim == round(8 * 1.2)
+    assert not same_shapes(cand.model, cfg.start.model)  # a new kind never warm-starts
+    assert "kind" not in search_space(config(tmp_path), cfg.start)  # not allowed: the kind stays
+    assert propose(cfg.start, {}, config(tmp_path), seed=0).model == cfg.start.model

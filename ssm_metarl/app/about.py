@@ -33,6 +33,9 @@ intervals are 95% t-intervals over seeds, and the random policy is in every tabl
 3. **Test-time adaptation**: held-out, out-of-range or hand-set physics; standard, hybrid or both side by
    side from the same weights and seeds; the curve with intervals, the before/after table, and the episode
    before and after.
+4. **Self-improvement**: run a few cycles of the self-improvement loop (Optuna proposes, each candidate is
+   meta-trained and measured on five metrics, the better one is installed only when its gain holds up),
+   or attach to a running daemon's folder; the incumbent's metrics per cycle and every decision.
 """
 
 

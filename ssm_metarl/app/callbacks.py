@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ssm_metarl.app import plots
+from ssm_metarl.app import improvement, plots
 from ssm_metarl.app.adaptation import AdaptRequest, chosen_modes, physics_fields, run_adaptation
 from ssm_metarl.app.models import ZERO_SHOT_HEADERS, facts_markdown, model_info
 from ssm_metarl.app.session import AppSession, UserError, ensure_session
@@ -42,7 +42,8 @@ class Callbacks:
     def __init__(self, runs_dir: str | Path) -> None:
         self.runs_dir = Path(runs_dir).resolve()
         self.training: dict[str, AppSession] = {}
-        """Browser session hash -> its AppSession, for sessions that started a meta-training run."""
+        """Browser session hash -> its AppSession, for sessions that started a job (meta-training, the
+        self-improvement loop)."""
 
     def session(self, session: AppSession | None) -> AppSession:
         return ensure_session(session, self.runs_dir)
@@ -142,6 +143,58 @@ class Callbacks:
         session = self.training.pop(str(request.session_hash), None)
         if session is not None:
             session.stop.set()
+
+    # ----- Self-improvement ----------------------------------------------------------------------------
+    @staticmethod
+    def _loop_outputs(view: improvement.LoopView) -> tuple[Any, ...]:
+        table = pd.DataFrame(view.rows, columns=improvement.DECISION_HEADERS)
+        return view.status, view.figure, view.incumbent, table
+
+    def improve(
+        self,
+        family: str,
+        kind: str,
+        cycles: float,
+        candidates: float,
+        budget: str,
+        seed: float | None,
+        session: AppSession | None,
+        request: gr.Request,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Streams -> status, plot, incumbent, decisions table, the attach folder (the run's), session."""
+        session = self.session(session)
+        self.training[str(request.session_hash)] = session
+        keep = (gr.Plot(), gr.Markdown(), gr.Dataframe(), gr.Textbox())
+        try:
+            req = improvement.ImproveRequest(
+                family=family,
+                kind=kind,
+                cycles=int(cycles),
+                candidates=int(candidates),
+                budget=budget,
+                seed=int(seed or 0),
+            )
+            for p in improvement.run_improvement(session, req):
+                yield *self._loop_outputs(p.view), gr.Textbox(value=str(p.view.folder)), session
+        except UserError as e:
+            yield error_status(e), *keep, session
+        except Exception as e:  # a bug: the log keeps the traceback, the page a short message
+            logger.exception("self-improvement request failed in session %s", session.id)
+            yield failure_status(e), *keep, session
+
+    @staticmethod
+    def stop_improvement(session: AppSession | None) -> str:
+        return improvement.request_stop(session)
+
+    def attach_loop(self, folder: str | None) -> tuple[Any, ...]:
+        """-> status, plot, incumbent, decisions table of the loop in ``folder`` (a daemon's or a tab run's)."""
+        try:
+            return self._loop_outputs(improvement.attach(self.runs_dir, folder))
+        except UserError as e:
+            return error_status(e), None, "", pd.DataFrame([], columns=improvement.DECISION_HEADERS)
+        except Exception as e:  # a bug: the log keeps the traceback, the page a short message
+            logger.exception("attaching to %s failed", folder)
+            return failure_status(e), gr.Plot(), gr.Markdown(), gr.Dataframe()
 
     # ----- Test-time adaptation ------------------------------------------------------------------------
     def adapt_model_changed(self, label: str | None, session: AppSession | None) -> tuple[Any, ...]:

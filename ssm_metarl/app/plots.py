@@ -1,4 +1,5 @@
-"""The app's figures (matplotlib, Agg): the live meta-training curve and the adaptation curves with intervals.
+"""The app's figures (matplotlib, Agg): the live meta-training curve, the adaptation curves with intervals,
+and the self-improvement loop's incumbent per cycle.
 
 Every function returns a new ``Figure`` and never calls ``plt.show``; figures are closed by Gradio after it
 has encoded them (or by the caller).
@@ -62,9 +63,56 @@ def adaptation_curve(results: Mapping[str, Returns], title: str) -> Figure:
     return fig
 
 
+IMPROVEMENT_METRICS = ("return", "speed", "generalisation", "efficiency", "stability")
+
+
+def improvement_curves(
+    history: Sequence[tuple[int, Mapping[str, float]]], trials: Sequence[tuple[int, float]], title: str
+) -> Figure:
+    """The self-improvement loop: left, the incumbent's score after each cycle (cycle 0: the start) with
+    every trial's score as a dot; right, the incumbent's five metrics after each cycle."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6), dpi=100)
+    fig.suptitle(title, fontsize=11)
+    for ax, label in ((left, "score"), (right, "metric")):
+        ax.set_xlabel("cycle")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    cycles = [n for n, _ in history]
+    if trials:
+        left.plot(
+            [n for n, _ in trials],
+            [s for _, s in trials],
+            "o",
+            ms=4,
+            color="0.6",
+            label="trials (candidates)",
+        )
+    left.plot(cycles, [m.get("score", np.nan) for _, m in history], "o-", lw=2, ms=4, label="incumbent")
+    left.set_title("score", fontsize=10)
+    for name in IMPROVEMENT_METRICS:
+        right.plot(cycles, [m.get(name, np.nan) for _, m in history], "o-", ms=3, label=name)
+    right.set_title("the five metrics of the incumbent", fontsize=10)
+    if not history:
+        for ax in (left, right):
+            ax.text(
+                0.5,
+                0.5,
+                "waiting for the first measurement ...",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+    else:
+        for ax in (left, right):
+            ax.legend(loc="best", fontsize=7)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
 def close(fig: Figure) -> None:
     """Free a figure that was drawn but not handed to Gradio."""
     plt.close(fig)
 
 
-__all__ = ["adaptation_curve", "close", "learning_curve"]
+__all__ = ["IMPROVEMENT_METRICS", "adaptation_curve", "close", "improvement_curves", "learning_curve"]

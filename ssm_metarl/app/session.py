@@ -1,4 +1,5 @@
-"""What one browser session owns: the models it trained and the stop flag of its running job.
+"""What one browser session owns: the models it trained and the stop flag of its running job (meta-training
+or the self-improvement loop).
 
 Each browser tab (and each ``gradio_client.Client``) gets its own :class:`AppSession` through a
 ``gr.State``, so two people using the app at once never see or overwrite each other's models: a session's
@@ -31,7 +32,9 @@ class AppSession:
     stop: threading.Event = field(default_factory=threading.Event)
     """Set by the Cancel button (or when the page is closed); the running job checks it every iteration."""
     busy: bool = False
-    """True while this session's meta-training job runs (one at a time per session)."""
+    """True while this session's job runs (meta-training or the self-improvement loop: one at a time)."""
+    job: str | None = None
+    """What the running job is (``"meta-training"``, ``"self-improvement"``), for the stop buttons' messages."""
 
     @property
     def run_dir(self) -> Path:

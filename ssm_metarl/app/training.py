@@ -38,6 +38,8 @@ FAMILIES = sorted(TASK_FAMILIES)
 KINDS = list(MODEL_KINDS)
 METHODS = ["MAML", "RL²"]
 EVAL_TASKS = 3
+JOB = "meta-training"
+"""``AppSession.job`` while this tab's run goes."""
 
 
 @dataclass(frozen=True)
@@ -209,8 +211,13 @@ def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0
     """
     check_request(req)
     if session.busy:
+        if session.job == "self-improvement":
+            raise UserError(
+                "This session is running the self-improvement loop: wait for it or press Stop in the "
+                "Self-improvement tab."
+            )
         raise UserError("This session is already meta-training a model: wait for it or press Cancel.")
-    session.busy = True
+    session.busy, session.job = True, JOB
     session.stop.clear()
     label = session.unique_name(req.name)
     rows: queue.Queue = queue.Queue()
@@ -245,7 +252,7 @@ def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0
         if thread.is_alive():  # the page went away mid-run: stop the thread after its current iteration
             session.stop.set()
             thread.join()
-        session.busy = False
+        session.busy, session.job = False, None
 
 
 def status_line(p: Progress, req: TrainRequest) -> str:
@@ -279,7 +286,7 @@ def final_message(label: str, path: Path, meta: dict[str, Any]) -> str:
 
 def request_stop(session: AppSession | None) -> str:
     """The Cancel button: the running job stops after its current iteration."""
-    if session is None or not session.busy:
+    if session is None or not session.busy or session.job != JOB:
         return "Nothing to cancel: no meta-training is running in this session."
     session.stop.set()
     return "Cancelling after the current iteration ..."

@@ -1,10 +1,11 @@
-"""The page: four tabs laid out with Gradio Blocks, each event wired to a method of
+"""The page: five tabs laid out with Gradio Blocks, each event wired to a method of
 :class:`~ssm_metarl.app.callbacks.Callbacks`, which calls the tab modules (no algorithm logic in either).
 
 Per-session state is one ``gr.State`` holding an :class:`~ssm_metarl.app.session.AppSession`. Long jobs
-(meta-training, adaptation) share one queue concurrency group, ``jobs``, limited to ``max_jobs`` at a time;
-the other events are light. Every button is also an API endpoint (``/load_model``, ``/meta_train``,
-``/cancel``, ``/adapt``, ``/adapt_model_changed``) for ``gradio_client``.
+(meta-training, adaptation, the self-improvement loop) share one queue concurrency group, ``jobs``, limited to
+``max_jobs`` at a time; the other events are light. Every button is also an API endpoint (``/load_model``,
+``/meta_train``, ``/cancel``, ``/adapt``, ``/adapt_model_changed``, ``/self_improve``, ``/stop_improvement``,
+``/attach_loop``) for ``gradio_client``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ import gradio as gr  # noqa: E402
 from ssm_metarl.app import about  # noqa: E402
 from ssm_metarl.app.adaptation import ADAPT_MODES, TASK_SOURCES  # noqa: E402
 from ssm_metarl.app.callbacks import MAX_PHYSICS, Callbacks  # noqa: E402
+from ssm_metarl.app.improvement import (  # noqa: E402
+    BUDGETS,
+    DECISION_HEADERS,
+    DEFAULT_BUDGET,
+    DEFAULT_FAMILY,
+    MAX_CANDIDATES,
+    MAX_CYCLES,
+    RSI_FAMILIES,
+    default_attach_folder,
+)
 from ssm_metarl.app.models import ZERO_SHOT_HEADERS  # noqa: E402
 from ssm_metarl.app.training import FAMILIES, KINDS, METHODS  # noqa: E402
 from ssm_metarl.pretrained import list_pretrained  # noqa: E402
@@ -35,7 +46,8 @@ def _default_model() -> str | None:
 
 
 def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks:
-    """The app: four tabs (load, meta-training, test-time adaptation, about); see the module docstring."""
+    """The app: five tabs (load, meta-training, test-time adaptation, self-improvement, about); see the
+    module docstring."""
     cb = Callbacks(runs_dir)
     choices, first = list_pretrained(), _default_model()
     with gr.Blocks(
@@ -163,6 +175,57 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
                     )
                     a_render_note = gr.Markdown(elem_id="adapt-render-note")
 
+            with gr.Tab("Self-improvement", id="improve"), gr.Row():
+                with gr.Column(scale=1):
+                    gr.Markdown(
+                        "Run a few cycles of the self-improvement loop (`ssm_metarl.rsi`): Optuna proposes "
+                        "changes around the incumbent, each candidate is meta-trained and measured on five "
+                        "metrics, the better one is installed only when its gain holds up."
+                    )
+                    r_family = gr.Dropdown(
+                        RSI_FAMILIES, value=DEFAULT_FAMILY, label="Task family", elem_id="rsi-family"
+                    )
+                    r_kind = gr.Dropdown(
+                        KINDS, value="mlp", label="Model of the starting incumbent", elem_id="rsi-kind"
+                    )
+                    r_cycles = gr.Slider(1, MAX_CYCLES, 3, step=1, label="Cycles", elem_id="rsi-cycles")
+                    r_cands = gr.Slider(
+                        1, MAX_CANDIDATES, 2, step=1, label="Candidates per cycle", elem_id="rsi-candidates"
+                    )
+                    r_budget = gr.Radio(
+                        list(BUDGETS),
+                        value=DEFAULT_BUDGET,
+                        label="Budget (training and measuring per candidate)",
+                        elem_id="rsi-budget",
+                    )
+                    r_seed = gr.Number(0, precision=0, label="Seed", elem_id="rsi-seed")
+                    with gr.Row():
+                        rsi_btn = gr.Button("Start", variant="primary", elem_id="rsi-start")
+                        rsi_stop_btn = gr.Button("Stop", variant="stop", elem_id="rsi-stop")
+                    r_stop = gr.Markdown(elem_id="rsi-stop-status")
+                    gr.Markdown("#### Attach to a loop (the daemon's, or a run of this tab)")
+                    r_folder = gr.Textbox(
+                        str(default_attach_folder(cb.runs_dir)), label="Loop folder", elem_id="rsi-folder"
+                    )
+                    with gr.Row():
+                        refresh_btn = gr.Button("Refresh", elem_id="rsi-refresh")
+                        r_auto = gr.Checkbox(False, label="Refresh every 5 s", elem_id="rsi-auto")
+                    r_timer = gr.Timer(5, active=False)
+                with gr.Column(scale=2):
+                    r_status = gr.Markdown(
+                        "Choose the settings and press **Start**, or attach to a loop's folder.",
+                        elem_id="rsi-status",
+                    )
+                    r_plot = gr.Plot(label="The incumbent per cycle", show_label=False, elem_id="rsi-plot")
+                    r_incumbent = gr.Markdown(elem_id="rsi-incumbent")
+                    r_table = gr.Dataframe(
+                        headers=DECISION_HEADERS,
+                        label="Every decision (decisions.jsonl)",
+                        interactive=False,
+                        wrap=True,
+                        elem_id="rsi-decisions",
+                    )
+
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.INTRO)
                 gr.HTML(about.ARCHITECTURE_SVG, elem_id="architecture")
@@ -240,6 +303,20 @@ def build_app(runs_dir: str | Path = "runs/app", max_jobs: int = 1) -> gr.Blocks
             api_name="adapt",
             **jobs,
         )
+        loop_view = [r_status, r_plot, r_incumbent, r_table]
+        rsi_btn.click(
+            cb.improve,
+            [r_family, r_kind, r_cycles, r_cands, r_budget, r_seed, session],
+            [*loop_view, r_folder, session],
+            api_name="self_improve",
+            **jobs,
+        )
+        rsi_stop_btn.click(
+            cb.stop_improvement, [session], [r_stop], api_name="stop_improvement", concurrency_limit=None
+        )
+        refresh_btn.click(cb.attach_loop, [r_folder], loop_view, api_name="attach_loop")
+        r_auto.change(lambda on: gr.Timer(active=bool(on)), [r_auto], [r_timer], api_visibility="private")
+        r_timer.tick(cb.attach_loop, [r_folder], loop_view, api_visibility="private")
     demo.queue(default_concurrency_limit=4, max_size=32)
     return demo
 

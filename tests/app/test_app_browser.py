@@ -4,7 +4,8 @@
 Two browser contexts (two people) use the app at the same time: Alice loads the shipped CartPole model and
 runs hybrid adaptation alone (the mode control) on out-of-range physics, Bob meta-trains a model of his own;
 each keeps their own model, and the About tab cites the papers. No request may leave 127.0.0.1. ``APP_SCREENSHOT=docs/images/app_adaptation.png`` also saves Alice's adaptation tab
-there (the README's screenshot comes from this run).
+there (the README's screenshot comes from this run). A second test opens the Self-improvement tab,
+attaches to its default folder (no loop there yet) and runs one tiny cycle of the loop.
 """
 
 from __future__ import annotations
@@ -147,3 +148,44 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         browser.close()
 
     assert external == [], f"the page requested outside 127.0.0.1: {external}"
+
+
+def test_the_self_improvement_tab_attaches_and_runs_a_tiny_loop(app_url):
+    """The tab is there; attaching to its default folder (no loop yet) says so; a run with the fastest
+    preset (1 cycle, 1 candidate) streams to the page and ends with its decisions in the table."""
+    pytest.importorskip("optuna", reason="the self-improvement loop needs the rsi extra")
+    from ssm_metarl.app.improvement import BUDGETS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if urlparse(route.request.url).hostname == "127.0.0.1" else route.abort()
+            ),
+        )
+        page = context.new_page()
+        page.goto(app_url)
+        page.get_by_role("tab", name="Self-improvement").click()
+        expect(page.locator("#rsi-family input")).to_have_value("navigation-2d")
+        page.click("#rsi-refresh")
+        expect(page.locator("#rsi-status")).to_contain_text("does not exist")
+        expect(page.locator("#rsi-status")).to_contain_text("ssm-metarl rsi start --out_dir")
+
+        page.locator("#rsi-budget").get_by_text(next(iter(BUDGETS))).click()
+        set_slider(page, "rsi-cycles", 1)
+        set_slider(page, "rsi-candidates", 1)
+        page.click("#rsi-start")
+        expect(page.locator("#rsi-status")).to_contain_text("Done: 1 cycles done", timeout=JOB_TIMEOUT_MS)
+        table = page.locator("#rsi-decisions")
+        for kind in ("started", "trial"):
+            expect(table).to_contain_text(kind)
+        expect(page.locator("#rsi-plot img")).to_be_visible()
+        expect(page.locator("#rsi-incumbent")).to_contain_text("Incumbent")
+        expect(page.locator("#rsi-folder input, #rsi-folder textarea").first).to_have_value(
+            re.compile(r"rsi-1$")
+        )
+        page.click("#rsi-stop")
+        expect(page.locator("#rsi-stop-status")).to_contain_text("Nothing to stop")
+        browser.close()

@@ -5,7 +5,8 @@
 
 All three start from the same deliberately weak configuration: ``recipe("maml", family)`` with a small mlp,
 step sizes a tenth of the recipe's, and few meta-iterations. Each method gets the same budget of env steps
-(training plus measuring), counted the same way.
+(training plus measuring), counted the same way: the loop checks its budget before each cycle, so it may
+overshoot; the searches then get at least the env steps the loop really used.
 - **rsi**: :class:`ssm_metarl.rsi.SelfImprovement`. Optuna proposes around the incumbent, candidates warm-start
   from it, and a candidate is installed only when it wins the paired bootstrap test and holds up on the
   re-check.
@@ -101,7 +102,7 @@ def run_rsi(cfg: RSIConfig) -> tuple[SelfImprovement, list[dict[str, Any]], floa
 
 
 def run_search(
-    loop: SelfImprovement, sampler: str, seed: int
+    loop: SelfImprovement, sampler: str, seed: int, budget: int
 ) -> tuple[tuple[Any, int, MAMLConfig], list[dict[str, Any]], float]:
     """Optuna over the same space, every trial from scratch; the best by validation score, within the budget."""
     t0 = time.perf_counter()
@@ -115,7 +116,7 @@ def run_search(
     study = optuna.create_study(direction="maximize", sampler=smp)
     used, best, curve = 0, None, []
     iterations = start_cfg.meta_iterations + cfg.candidate_iterations
-    while used < cfg.max_env_steps:
+    while used < budget:
         trial = study.ask(search_space(cfg, start_cfg))
         trial_cfg = propose(start_cfg, trial.params, cfg, seed * 1000 + trial.number).replace(
             meta_iterations=iterations
@@ -157,8 +158,9 @@ def main() -> None:
         loop, rsi_curve, rsi_s = run_rsi(weak_config(args.family, out, seed, args))
         finals = {"rsi": (loop.incumbent, loop.state["incumbent"]["train_env_steps"], loop.incumbent_cfg)}
         curves, seconds = {"rsi": rsi_curve}, {"rsi": rsi_s}
-        for sampler in ("tpe", "random"):
-            finals[sampler], curves[sampler], seconds[sampler] = run_search(loop, sampler, seed)
+        used = loop.state["env_steps"]  # the loop checks its budget before a cycle, so it may overshoot it:
+        for sampler in ("tpe", "random"):  # the searches get at least what the loop really used
+            finals[sampler], curves[sampler], seconds[sampler] = run_search(loop, sampler, seed, used)
         decisions = store.read_decisions(out)
         runs.append(
             {
@@ -170,6 +172,7 @@ def main() -> None:
                 "rollbacks": sum(d["kind"] == "rolled-back" for d in decisions),
                 "installed": sum(d["kind"] == "installed" for d in decisions),
                 "rsi_env_steps": loop.state["env_steps"],
+                "search_env_steps": {m: curves[m][-1]["env_steps"] for m in ("tpe", "random")},
             }
         )
         print(
@@ -219,10 +222,11 @@ def write(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     write_results(args.name, payload, md)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for m, style in (("rsi", "-"), ("tpe", "--"), ("random", ":")):
+    for m, style, color in (("rsi", "-", "C0"), ("tpe", "--", "C1"), ("random", ":", "C2")):
         for i, r in enumerate(runs):
             c = r["validation_curves"][m]
-            ax.plot([p["env_steps"] for p in c], [p["score"] for p in c], style, label=m if i == 0 else None)
+            x, y = [p["env_steps"] for p in c], [p["score"] for p in c]
+            ax.plot(x, y, style, color=color, label=m if i == 0 else None)
     ax.set_xlabel("env steps (training + measuring)")
     ax.set_ylabel("best validation score so far")
     ax.legend()

@@ -89,3 +89,25 @@ def test_load_the_shipped_model(client, shipped_model):
     assert "`cartpole-physics`" in facts and choice["value"] == shipped_model
     assert any(row[0].startswith("held-out") and "." in row[1] for row in zero_shot["data"])
     assert card.startswith(f"# {shipped_model}")
+
+
+def test_self_improvement_runs_attaches_and_stops_through_the_api(client):
+    from ssm_metarl.app.improvement import BUDGETS, DECISION_HEADERS
+
+    tiny = next(b for b in BUDGETS if b.startswith("tiny"))
+    # /self_improve arguments: family, kind, cycles, candidates, budget preset, seed
+    status, plot, incumbent, table, folder = client.predict(
+        "navigation-2d", "mlp", 1, 1, tiny, 0, api_name="/self_improve"
+    )
+    assert status.startswith("Done") and plot["type"] == "matplotlib" and "SHA-256" in incumbent
+    kind = DECISION_HEADERS.index("decision")
+    kinds = [row[kind] for row in table["data"]]
+    assert kinds[0] == "started" and "trial" in kinds
+    folder = (
+        folder["value"] if isinstance(folder, dict) else folder
+    )  # the Textbox update carries the run's folder
+    attached = client.predict(folder, api_name="/attach_loop")
+    assert attached[3]["data"] == table["data"], (folder, attached[0])  # the same view, read back
+    assert client.predict(api_name="/stop_improvement").startswith("Nothing to stop")
+    outside = client.predict("/etc", api_name="/attach_loop")[0]
+    assert outside.startswith("**Cannot do that:**")

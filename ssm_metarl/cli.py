@@ -584,7 +584,8 @@ def run_rsi(p: Parsed) -> None:
                 + json.dumps({k: v for k, v in d.items() if k in ("reason", "trial", "hash")})
             )
     elif action == "logs":
-        daemon.logs(p.config.out, p.config.lines, p.config.follow)
+        for line in daemon.log_lines(p.config.out, p.config.lines, p.config.follow):
+            print(line, flush=True)
     else:
         print(daemon.stop(p.config.out, p.config.timeout, p.config.force))
 

@@ -42,30 +42,11 @@ def make_model(kind: ModelKind, input_dim: int, hidden_dim: int = 64, **kwargs: 
 
 
 def make_policy(
-    kind: ModelKind,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    hidden_dim: int = 64,
-    separate_critic: bool = False,
-    normalize_obs: bool = False,
-    init_log_std: float = 0.0,
-    action_bounds: str = "tanh",
-    **model_kwargs: Any,
+    kind: ModelKind, observation_space: gym.Space, action_space: gym.Space, **options: Any
 ) -> ActorCritic:
-    """An ActorCritic for the given spaces with a ``kind`` backbone (and optionally a separate critic)."""
-    return ActorCritic(
-        **policy_parts(
-            kind,
-            observation_space,
-            action_space,
-            hidden_dim,
-            separate_critic,
-            normalize_obs,
-            init_log_std,
-            action_bounds,
-            **model_kwargs,
-        )
-    )
+    """An ActorCritic for the given spaces with a ``kind`` backbone; ``options`` are :func:`policy_parts`'s
+    (hidden_dim, separate_critic, normalize_obs, init_log_std, action_bounds, the backbone's own kwargs)."""
+    return ActorCritic(**policy_parts(kind, observation_space, action_space, **options))
 
 
 def policy_parts(

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,16 +150,16 @@ def _tail(out: Path, lines: int) -> str:
     return "\n".join("\n".join(t.splitlines()[-lines:]) for t in texts)
 
 
-def logs(out: str | Path, lines: int = 40, follow: bool = False) -> None:
-    """Print the last ``lines`` lines of the log; ``follow``: keep printing while the daemon runs."""
+def log_lines(out: str | Path, lines: int = 40, follow: bool = False) -> Iterator[str]:
+    """The last ``lines`` lines of the daemon's log (without newlines); ``follow``: then each new line, for as
+    long as the daemon runs. The CLI prints them."""
     path = Path(out) / LOG
     if not path.exists():
         raise InputError(
             f"{path} does not exist: no daemon has run on {out}; start one with `ssm-metarl rsi start` "
             "(./rsi_control.sh start)"
         )
-    text = path.read_text(errors="replace").splitlines()
-    print("\n".join(text[-lines:]), flush=True)
+    yield from path.read_text(errors="replace").splitlines()[-lines:]
     if not follow:
         return
     with path.open(errors="replace") as f:
@@ -166,7 +167,7 @@ def logs(out: str | Path, lines: int = 40, follow: bool = False) -> None:
         while daemon_state(out).state in ("running", "initialising"):
             line = f.readline()
             if line:
-                print(line, end="", flush=True)
+                yield line.rstrip("\n")
             else:
                 time.sleep(0.5)
 

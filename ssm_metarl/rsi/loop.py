@@ -19,7 +19,8 @@ A cycle fails when no candidate is accepted, every candidate failed, or it rolle
 ``max_failures`` consecutive failed cycles the loop stops (the emergency stop), as it does below ``floor``
 or past ``max_env_steps`` / ``max_minutes``. Every decision goes to ``decisions.jsonl`` with its evidence.
 The state (manifest, incumbent, history, study) survives ``kill -9``: a new :class:`SelfImprovement` on the
-same ``out_dir`` continues after the last finished cycle, and the cycle that was in flight runs again.
+same ``out_dir`` continues after the last finished cycle; the cycle that was in flight keeps its finished
+trials and reruns the places of those that were running.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from ssm_metarl.recipes import recipe
 from ssm_metarl.results import mean_ci, pyplot
 from ssm_metarl.rsi import metrics as M
 from ssm_metarl.rsi import store
-from ssm_metarl.rsi.loop import SelfImprovement, propose, search_space, train_candidate
+from ssm_metarl.rsi.loop import SelfImprovement, make_sampler, propose, search_space, train_candidate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -108,11 +108,9 @@ def run_search(
     t0 = time.perf_counter()
     cfg = loop.cfg
     start_cfg = MAMLConfig.from_dict(loop.state["config"]["start"])
-    smp = (
-        optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
-        if sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=seed + 7919)  # not TPE's own start-up draws
-    )
+    smp = make_sampler(
+        sampler, seed + (7919 if sampler == "random" else 0), cfg.candidates
+    )  # not TPE's draws
     study = optuna.create_study(direction="maximize", sampler=smp)
     used, best, curve = 0, None, []
     iterations = start_cfg.meta_iterations + cfg.candidate_iterations

@@ -530,8 +530,12 @@ class RSIConfig(Checked):
     """what Optuna may change: hidden / state size x0.8-1.2, layers +-1, outer / inner step size (the rest stay)"""
     kinds: tuple[ModelKind, ...] = ()
     """model kinds Optuna may switch the backbone to (the incumbent's kind is always one; empty: keep it)"""
-    sampler: Literal["tpe", "random"] = "tpe"
-    """Optuna sampler of the proposals"""
+    sampler: Literal["tpe", "random", "nsga2"] = "tpe"
+    """Optuna sampler of the proposals (nsga2: NSGA-II with a population of ``max(candidates, 2)``)"""
+    objectives: Literal["score", "pareto"] = "score"
+    """score: one study objective, the weighted score; pareto: every weighted metric is its own objective (a
+    multi-objective study whose Pareto front ``status`` reports), and a candidate is installed only when it
+    dominates the incumbent (no weighted metric worse, on the validation means) and wins the score test"""
     storage: str | None = None
     """Optuna storage URL (any SQLAlchemy URL); None: sqlite:///<out_dir>/study.db"""
     study_name: str = "rsi"

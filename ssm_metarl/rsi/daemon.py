@@ -86,6 +86,8 @@ def daemon_state(out: str | Path) -> DaemonState:
     if manifest is not None:
         summary = {k: manifest[k] for k in ("cycle", "failures", "env_steps", "stopped")}
         summary["incumbent"] = {k: manifest["incumbent"][k] for k in ("cycle", "hash")}
+        if "pareto_front" in manifest:
+            summary["pareto_front"] = manifest["pareto_front"]
     decisions = store.read_decisions(out) if out.is_dir() else []
     return DaemonState(state, pid, summary, decisions[-5:])
 

@@ -148,6 +148,17 @@ def propose(incumbent: MAMLConfig, params: dict[str, Any], cfg: RSIConfig, seed:
     )
 
 
+def make_sampler(name: str, seed: int, candidates: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler ``name`` (RSIConfig.sampler) seeded with ``seed``."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(candidates, 2))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"RSIConfig.sampler must be tpe, random or nsga2, got {name!r}")
+
+
 def same_shapes(a: ModelConfig, b: ModelConfig) -> bool:
     uses_state = a.kind not in ("mlp", "gru", "lstm", "transformer")
     return (a.kind, a.hidden_dim, a.num_layers, a.separate_critic) == (
@@ -181,6 +192,7 @@ class SelfImprovement:
         self.stop_requested = False
         self.started = time.monotonic()
         self.dist = get_family(cfg.family)
+        self.objectives = M.objectives(cfg) if cfg.objectives == "pareto" else ("score",)
         if len(self.dist.validation) < cfg.eval_tasks or len(self.dist.out_of_range) < cfg.oor_tasks:
             raise ConfigError(
                 f"{cfg.family} has {len(self.dist.validation)} validation and {len(self.dist.out_of_range)} "
@@ -222,11 +234,7 @@ class SelfImprovement:
 
     def _open_study(self, fresh: bool) -> optuna.Study:
         url = self._storage_url()
-        sampler: optuna.samplers.BaseSampler = (
-            optuna.samplers.TPESampler(seed=self.cfg.seed, n_startup_trials=4)
-            if self.cfg.sampler == "tpe"
-            else optuna.samplers.RandomSampler(seed=self.cfg.seed)
-        )
+        sampler = make_sampler(self.cfg.sampler, self.cfg.seed, self.cfg.candidates)
         try:
             storage = optuna.storages.RDBStorage(url) if "://" in url else None
         except Exception as e:  # SQLAlchemy raises many kinds; the user needs the URL and the reason
@@ -239,7 +247,7 @@ class SelfImprovement:
             study_name=self.cfg.study_name,
             storage=storage,
             sampler=sampler,
-            direction="maximize",
+            directions=["maximize"] * len(self.objectives),
             load_if_exists=True,
         )
         key = "ssm_metarl_rsi_config"
@@ -492,9 +500,14 @@ class SelfImprovement:
                 "train_env_steps": total_steps,
                 "env_steps": steps + measured.eval_env_steps,
                 "warm_start": warm is not None,
+                "score": m.score,
             },
         )
-        self.study.tell(trial, m.score)
+        self.study.tell(trial, self._objective_values(m))
+
+    def _objective_values(self, m: M.Metrics) -> list[float]:
+        """What the study is told: the score, or each objective of a Pareto study."""
+        return [m.score if k == "score" else m.values[k] for k in self.objectives]
 
     def _collect(self, open_cycle: dict[str, Any]) -> list[dict[str, Any]]:
         """Wait for every trial of the open cycle (rerunning lost ones here), log them, return the results."""
@@ -530,7 +543,7 @@ class SelfImprovement:
                         trial=t.number,
                         params=t.params,
                         worker=t.user_attrs.get("worker"),
-                        metrics={**r["metrics"], "score": t.value},
+                        metrics={**r["metrics"], "score": r["score"]},
                         warm_start=r["warm_start"],
                         env_steps=r["env_steps"],
                     )
@@ -551,7 +564,26 @@ class SelfImprovement:
             r["trial"]: M.Metrics(r["metrics"], np.asarray(r["pairs"], dtype=float), float(r["global"]))
             for r in results
         }
-        best = max(results, key=lambda r: metrics[r["trial"]].score)
+        eligible = results
+        if self.cfg.objectives == "pareto":  # no trade-offs: every objective at least the incumbent's
+            inc = self.incumbent_metrics.values
+            eligible = [r for r in results if M.dominates(metrics[r["trial"]].values, inc, self.objectives)]
+            if not eligible:
+                store.log_decision(
+                    self.out,
+                    "rejected",
+                    n,
+                    reason=f"no candidate dominates the incumbent on {list(self.objectives)}",
+                    candidates={r["trial"]: metrics[r["trial"]].to_dict() for r in results},
+                    incumbent=self.incumbent_metrics.to_dict(),
+                )
+                best_score = max(metrics[r["trial"]].score for r in results)
+                return self._end_cycle(
+                    n,
+                    CycleReport(n, "rejected", inc_score, best_score, None),
+                    "no candidate dominates the incumbent",
+                )
+        best = max(eligible, key=lambda r: metrics[r["trial"]].score)
         best_m = metrics[best["trial"]]
         comp = M.compare(best_m, self.incumbent_metrics, self.cfg, seed=n)
         evidence = {
@@ -622,6 +654,8 @@ class SelfImprovement:
     def _end_cycle(self, n: int, report: CycleReport, failure: str | None) -> CycleReport:
         self.state["cycle"] = n
         self.state["failures"] = self.state["failures"] + 1 if failure else 0
+        if self.cfg.objectives == "pareto":  # in the manifest, so `rsi status` shows it without the study
+            self.state["pareto_front"] = self.pareto_front()
         self.state["seconds"] = self.state.get("seconds", 0.0) + (time.monotonic() - self.started)
         self.started = time.monotonic()
         if failure:
@@ -676,7 +710,22 @@ class SelfImprovement:
             "env_steps": self.state["env_steps"],
             "incumbent": {**self.state["incumbent"], "metrics": self.incumbent_metrics.to_dict()},
             "stopped": self.state["stopped"],
+            **({"pareto_front": self.pareto_front()} if self.cfg.objectives == "pareto" else {}),
         }
+
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """The study's Pareto front over the objectives (every finished candidate of every cycle): trial,
+        cycle, the objectives' values and the score, sorted by score."""
+        front = [
+            {
+                "trial": t.number,
+                "cycle": t.user_attrs.get("cycle"),
+                **dict(zip(self.objectives, t.values, strict=True)),
+                "score": t.user_attrs["result"]["score"],
+            }
+            for t in self.study.best_trials
+        ]
+        return sorted(front, key=lambda p: -p["score"])
 
 
 def work(
@@ -719,6 +768,7 @@ __all__ = [
     "CycleReport",
     "SafetyStop",
     "SelfImprovement",
+    "make_sampler",
     "propose",
     "same_shapes",
     "search_space",

@@ -21,6 +21,8 @@ stability               -std_s(mean_{i, e} R[s, :, K, :]) / scale               
 ``score = w_return * return + w_speed * speed + w_efficiency * efficiency`` (means over (s, i)) ``+
 w_stability * stability + w_generalisation * generalisation``. The acceptance test bootstraps the paired
 (s, i) differences of the per-pair part (same tasks, same seeds) and adds the difference of the global part.
+With ``RSIConfig.objectives = "pareto"`` the metrics of weight above 0 (:func:`objectives`) are the study's
+objectives instead of their weighted sum, and :func:`dominates` / :func:`pareto_front` compare their means.
 """
 
 from __future__ import annotations
@@ -130,6 +132,33 @@ def compute(m: Measurement, ref: Reference, cfg: RSIConfig) -> Metrics:
     return Metrics(values, pairs, float(glob))
 
 
+def objectives(cfg: RSIConfig) -> tuple[str, ...]:
+    """The metrics with a weight above 0, in :data:`METRICS` order: the objectives of a Pareto study."""
+    weights = {
+        "return": cfg.w_return,
+        "speed": cfg.w_speed,
+        "generalisation": cfg.w_generalisation,
+        "efficiency": cfg.w_efficiency,
+        "stability": cfg.w_stability,
+    }
+    return tuple(k for k in METRICS if weights[k] > 0)
+
+
+def dominates(a: dict[str, float], b: dict[str, float], names: tuple[str, ...], tol: float = 1e-9) -> bool:
+    """``a`` is at least ``b`` (within ``tol``, float rounding) on every metric in ``names`` and above it by
+    more than ``tol`` on one (all higher-is-better)."""
+    return all(a[k] >= b[k] - tol for k in names) and any(a[k] > b[k] + tol for k in names)
+
+
+def pareto_front(points: list[dict[str, float]], names: tuple[str, ...]) -> list[int]:
+    """Indices of the points that no other point dominates."""
+    return [
+        i
+        for i, p in enumerate(points)
+        if not any(dominates(q, p, names) for j, q in enumerate(points) if j != i)
+    ]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """A candidate against the incumbent on the same (seed, task) pairs."""
@@ -173,4 +202,7 @@ __all__ = [
     "after_adaptation",
     "compare",
     "compute",
+    "dominates",
+    "objectives",
+    "pareto_front",
 ]

@@ -72,9 +72,11 @@ class Scripted:
                 raise DivergenceError("injected divergence")
             if step == "nan":
                 next(policy.parameters()).fill_(float("nan"))
-            shift = {"better": (1.0, 1.0), "fake": (1.0, -1.0), "worse": (-1.0, -1.0)}.get(step, (0.0, 0.0))
-            b[0] += shift[0]
-            b[1] += shift[1]
+            shift = {"better": (1.0, 1.0), "fake": (1.0, -1.0), "worse": (-1.0, -1.0), "tradeoff": (2.0, 2.0)}
+            b[0] += shift.get(step, (0.0, 0.0))[0]
+            b[1] += shift.get(step, (0.0, 0.0))[1]
+            if step == "tradeoff":  # a better return, bought with a spread over seeds (worse stability)
+                policy.critic.bias += 1.0
         return policy, 1000
 
 
@@ -96,7 +98,8 @@ class Synthetic(SelfImprovement):
         S = self.cfg.recheck_seeds if recheck else self.cfg.eval_seeds
         I, K, E = self.cfg.eval_tasks, self.cfg.start.inner.steps + 1, 2
         noise = np.random.default_rng(7 if recheck else 0).normal(0.0, 0.05, (S, I, 1, E))
-        vals = -5.0 + q + noise + np.zeros((S, I, K, E))
+        spread = float(policy.critic.bias.detach()[0]) * (np.arange(S) - (S - 1) / 2).reshape(S, 1, 1, 1)
+        vals = -5.0 + q + noise + spread + np.zeros((S, I, K, E))
         if any(not bool(torch.isfinite(p).all()) for p in policy.parameters()):
             vals[:] = np.nan
         seeds = tuple(range(S))
@@ -181,6 +184,40 @@ def test_emergency_stop_after_exactly_three_consecutive_failures(tmp_path):
     assert loop.state["cycle"] == 3 and loop.state["stopped"] == reason
     with pytest.raises(Exception, match="stopped earlier"):
         loop.cycle()
+
+
+def test_the_score_accepts_a_trade_off_that_pareto_mode_refuses(tmp_path):
+    score_loop = make(tmp_path / "score", ("tradeoff",), w_efficiency=0.0)
+    assert score_loop.cycle().outcome == "installed"
+    loop = make(tmp_path / "pareto", ("tradeoff",), w_efficiency=0.0, objectives="pareto", sampler="nsga2")
+    assert loop.objectives == ("return", "speed", "stability")
+    report = loop.cycle()
+    assert report.outcome == "rejected" and report.best_score > report.incumbent_score
+    rejected = [d for d in store.read_decisions(Path(loop.cfg.out_dir)) if d["kind"] == "rejected"]
+    assert "dominates" in rejected[0]["reason"]
+    assert rejected[0]["candidates"]["0"]["stability"] < rejected[0]["incumbent"]["stability"]
+
+
+def test_pareto_mode_installs_a_dominating_candidate_and_reports_the_front(tmp_path):
+    loop = make(
+        tmp_path, ("tradeoff", "better"), candidates=2, w_efficiency=0.0, objectives="pareto", sampler="nsga2"
+    )
+    assert len(loop.study.directions) == 3
+    report = loop.cycle()
+    assert report.outcome == "installed"
+    installed = [d for d in store.read_decisions(Path(loop.cfg.out_dir)) if d["kind"] == "accepted"]
+    assert installed[0]["trial"] == 1  # "better" dominates; "tradeoff" scores higher but worsens stability
+    front = loop.status()["pareto_front"]
+    assert {p["trial"] for p in front} == {0, 1}  # neither dominates the other
+    assert set(front[0]) == {"trial", "cycle", "return", "speed", "stability", "score"}
+    assert front[0]["score"] >= front[1]["score"]
+    assert store.read_manifest(Path(loop.cfg.out_dir))["pareto_front"] == front  # what `rsi status` prints
+
+
+def test_a_pareto_study_is_not_reused_as_a_score_study(tmp_path):
+    make(tmp_path, objectives="pareto")
+    with pytest.raises(InputError, match="another configuration"):
+        make(tmp_path)
 
 
 def test_non_consecutive_failures_do_not_stop(tmp_path):

@@ -49,7 +49,8 @@ def mmer(episode_returns: list[float], end_steps: list[int]) -> float:
     return max(float(np.mean(v)) for v in by_update.values()) if by_update else float("nan")
 
 
-def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
+def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
+    """(env_id, kind, seed, steps[, ModelConfig overrides]) -> the run's MMER, final eval and seconds."""
     import popgym  # noqa: F401  (registers the popgym-* ids)
     import torch
 
@@ -57,10 +58,10 @@ def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     from ssm_metarl.rl.ppo import train_ppo
 
     torch.set_num_threads(1)
-    env_id, kind, seed, steps = job
-    cfg = recipe("ppo", env_id).replace(
-        model__kind=kind, model__num_layers=1, run__seed=seed, run__progress=False, total_steps=steps
-    )
+    env_id, kind, seed, steps, *rest = job
+    overrides = rest[0] if rest else {}  # more ModelConfig fields (ssm_backbone.py's variants)
+    cfg = recipe("ppo", env_id).replace(run__seed=seed, run__progress=False, total_steps=steps)
+    cfg = cfg.replace(model=cfg.model.replace(kind=kind, num_layers=1).replace(**overrides))
     t0 = time.perf_counter()
     result = train_ppo(cfg)
     seconds = time.perf_counter() - t0

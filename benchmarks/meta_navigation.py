@@ -103,10 +103,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         run__progress=False,
         total_steps=job["steps"],
     )
+    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})))  # ssm_backbone.py's variants
     result = train_rl2(cfg)
     train_s = time.perf_counter() - t0
+    tasks = dist.validation if job.get("split") == "validation" else dist.test  # validation: to choose
     per_episode = evaluate_in_context(
-        result.policy, FAMILY, dist.test, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
+        result.policy, FAMILY, tasks, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
     )
     rows = [r for r in result.metrics if "sps" in r]
     return {

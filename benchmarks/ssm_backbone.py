@@ -1,0 +1,159 @@
+"""Choosing the SSM backbone's defaults on tasks that need recall: real vs complex vs input-gated, 1 or 2 layers.
+
+    python benchmarks/ssm_backbone.py                       # the selection study below (about 45 min, 2 jobs)
+    python benchmarks/ssm_backbone.py --variants ssm-real-1 ssm-complex-1 --uses rl2 --seeds 100
+
+The LRU-style ``ssm`` backbone's defaults (real diagonal, one layer) were chosen on CartPole, a task that
+needs no recall. This script measures the variants on two uses where recall is the task, on a *selection*
+protocol kept apart from every reported figure:
+
+- **memory** (PPO): POPGym's RepeatPrevious and RepeatFirst (Easy), ``recipe("ppo", env_id)`` with only the
+  backbone changed, MMER (``memory.py``), 200k env steps;
+- **rl2** (in-context meta-RL): navigation-2d trials of 4 episodes, ``recipe("rl2", "navigation-2d")``, 600k
+  env steps, scored on the family's ``validation`` goals (never ``test``) by the mean return of episodes 2-4
+  (after the first, exploring, episode).
+
+Seeds are selection seeds (100+ by default), disjoint from the reporting seeds 0, 1, 2 of ``meta_navigation.py``
+and ``memory.py``. The winner per use is the variant with the best mean score; its cost is the wall-clock per
+run (runs interleaved, ``--jobs`` processes of one torch thread each). Writes results/<name>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+from typing import Any
+
+import memory
+import meta_navigation
+from _common import markdown_table, provenance, write_results
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ssm-real-1": {"kind": "ssm", "complex": False, "num_layers": 1},
+    "ssm-real-2": {"kind": "ssm", "complex": False, "num_layers": 2},
+    "ssm-complex-1": {"kind": "ssm", "complex": True, "num_layers": 1},
+    "ssm-complex-2": {"kind": "ssm", "complex": True, "num_layers": 2},
+    "gated-1": {"kind": "gated_ssm", "num_layers": 1},
+    "gated-2": {"kind": "gated_ssm", "num_layers": 2},
+}
+"""ModelConfig overrides of each variant (the rest is the use's recipe: width 64, state 64, separate critic)."""
+DEFAULT_VARIANTS = ("ssm-real-1", "ssm-complex-1", "ssm-complex-2", "gated-1", "gated-2")
+MEMORY_ENVS = ("RepeatPrevious", "RepeatFirst")
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One training run of one variant on one use (the benchmarks' own run functions do the work)."""
+    v = dict(VARIANTS[job["variant"]])
+    kind = v.pop("kind")
+    if job["use"] == "memory":
+        r = memory.run_one((job["env"], kind, job["seed"], job["steps"], v))
+        return {**job, "score": r["mmer"], "seconds": r["seconds"], "final_eval": r["final_eval"]}
+    r = meta_navigation.run_one(
+        {
+            "kind": "rl2",
+            "model": kind,
+            "seed": job["seed"],
+            "steps": job["steps"],
+            "overrides": v,
+            "split": "validation",
+        }
+    )
+    return {
+        **job,
+        "score": statistics.fmean(r["returns"][1:]),
+        "returns": r["returns"],
+        "seconds": r["train_seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--uses", nargs="+", default=["memory", "rl2"], choices=["memory", "rl2"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101], help="selection seeds")
+    parser.add_argument("--memory-seeds", type=int, nargs="+", default=[100])
+    parser.add_argument("--memory-steps", type=int, default=200_000)
+    parser.add_argument("--rl2-steps", type=int, default=600_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--name", default="ssm_backbone")
+    args = parser.parse_args()
+    jobs: list[dict[str, Any]] = []
+    if "rl2" in args.uses:  # the longest runs first, variants interleaved within a seed
+        jobs += [
+            {"use": "rl2", "variant": v, "seed": s, "steps": args.rl2_steps}
+            for s in args.seeds
+            for v in args.variants
+        ]
+    if "memory" in args.uses:
+        jobs += [
+            {
+                "use": "memory",
+                "variant": v,
+                "seed": s,
+                "steps": args.memory_steps,
+                "env": f"popgym-{e}Easy-v0",
+            }
+            for s in args.memory_seeds
+            for e in MEMORY_ENVS
+            for v in args.variants
+        ]
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(run_job, jobs, chunksize=1)
+    else:
+        runs = [run_job(j) for j in jobs]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for use in args.uses:
+        for v in args.variants:
+            mine = [r for r in runs if r["use"] == use and r["variant"] == v]
+            table.setdefault(use, {})[v] = {
+                "score": statistics.fmean(r["score"] for r in mine),
+                "seconds_per_run": statistics.fmean(r["seconds"] for r in mine),
+                "runs": len(mine),
+            }
+    chosen = {use: max(table[use], key=lambda v: table[use][v]["score"]) for use in args.uses}
+    headline = {
+        **{f"{use}_chosen": chosen[use] for use in args.uses},
+        **{f"{use}_{v}_score": table[use][v]["score"] for use in args.uses for v in args.variants},
+        "minutes": (time.perf_counter() - t0) / 60,
+    }
+    rows = []
+    for v in args.variants:
+        row = [v]
+        for use in args.uses:
+            c = table[use][v]
+            row += [f"{c['score']:.3f}", f"{c['seconds_per_run']:.0f}"]
+        rows.append(row)
+    header = ["variant"] + [h for use in args.uses for h in (f"{use} score", f"{use} s/run")]
+    detail = [
+        [
+            r["use"],
+            r["variant"],
+            r.get("env", "navigation-2d").removeprefix("popgym-"),
+            r["seed"],
+            f"{r['score']:.3f}",
+        ]
+        for r in runs
+    ]
+    md = (
+        "## Choosing the SSM backbone (selection seeds "
+        f"{args.seeds if 'rl2' in args.uses else ''} {args.memory_seeds if 'memory' in args.uses else ''}; "
+        "rl2 on validation goals, score = mean return of episodes 2-4; memory = mean MMER over "
+        f"{', '.join(MEMORY_ENVS)})\n\n"
+        + markdown_table(header, rows)
+        + "\nChosen: "
+        + ", ".join(f"{use}: **{chosen[use]}**" for use in args.uses)
+        + "\n\nEvery run:\n\n"
+        + markdown_table(["use", "variant", "env", "seed", "score"], detail)
+        + f"\nCommand: `{provenance()['command']}`; {headline['minutes']:.0f} minutes, {args.jobs} processes.\n"
+    )
+    payload = {"headline": headline, **provenance(), "args": vars(args), "table": table, "runs": runs}
+    write_results(args.name, payload, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
@@ -30,7 +29,11 @@ def test_the_dashboard_shows_the_loops_study_and_pareto_front(tmp_path: Path) ->
     args = [*TINY, "--objectives", "pareto", "--sampler", "nsga2", "--candidates", "2", "--cycles", "2"]
     env = {**os.environ, "SSM_METARL_BUDGET": ""}
     proc = subprocess.run(
-        [*CLI, "rsi", "run", "--out_dir", str(out), *args], capture_output=True, text=True, timeout=900, env=env
+        [*CLI, "rsi", "run", "--out_dir", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())

@@ -414,6 +414,10 @@ class AdaptConfig(Checked):
     """hybrid adaptation: weight of the replay loss (0 gives exactly standard adaptation)"""
     replay_batch_size: Annotated[int, Range(ge=1, le=100_000)] | None = None
     """hybrid adaptation: trajectories replayed per step (None: episodes)"""
+    params: Literal["all", "heads"] = "all"
+    """what an adaptation step changes: every parameter, or the heads only (the policy and value layers and
+    the log-std; the backbone, a recurrence included, stays as meta-trained, and MAML's outer loop still
+    trains it)"""
 
     @property
     def replay_batch(self) -> int:

@@ -150,7 +150,9 @@ class StandardAdapter:
             leaf = {n: v.detach().requires_grad_(True) for n, v in params.items()}
             with torch.enable_grad():
                 loss, stats = self.loss(leaf, ep, extra)
-                params = inner_update(leaf, loss, self.cfg.step_lr(k), first_order=True)
+                params = inner_update(
+                    leaf, loss, self.cfg.step_lr(k), first_order=True, which=self.cfg.params
+                )
             params = {n: v.detach() for n, v in params.items()}
         return params, stats
 

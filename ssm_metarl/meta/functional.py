@@ -44,8 +44,24 @@ def call(module: nn.Module, params: Params, method: str, *args: Any, **kwargs: A
     return functional_call(wrapper, named, (method, *args), kwargs, strict=False)
 
 
-def inner_update(params: Params, loss: Tensor, lr: float, first_order: bool = False) -> Params:
-    """One SGD step on ``params``: ``p - lr * dloss/dp``.
+HEADS = ("actor.", "critic.", "log_std")
+"""Name prefixes of an ActorCritic's heads: what ``AdaptConfig.params = "heads"`` adapts."""
+
+
+def adapted_names(params: Params, which: str = "all") -> list[str]:
+    """The names an adaptation step changes (``AdaptConfig.params``): every parameter that requires grad,
+    or only the heads'."""
+    if which not in ("all", "heads"):
+        raise ValueError(f"AdaptConfig.params must be 'all' or 'heads', got {which!r}")
+    names = [k for k, p in params.items() if p.requires_grad]
+    return names if which == "all" else [k for k in names if k.startswith(HEADS)]
+
+
+def inner_update(
+    params: Params, loss: Tensor, lr: float, first_order: bool = False, which: str = "all"
+) -> Params:
+    """One SGD step on ``params``: ``p - lr * dloss/dp`` for the parameters ``which`` names
+    (:func:`adapted_names`); the others are returned unchanged.
 
     Second order (``first_order=False``) keeps the graph of the gradient so the meta-gradient flows
     through it (Hessian-vector products); first order treats the gradient as a constant (FOMAML).
@@ -53,7 +69,7 @@ def inner_update(params: Params, loss: Tensor, lr: float, first_order: bool = Fa
     """
     if lr <= 0:
         raise ValueError(f"inner learning rate must be > 0, got {lr}")
-    names = [k for k, p in params.items() if p.requires_grad]
+    names = adapted_names(params, which)
     grads = torch.autograd.grad(
         loss, [params[k] for k in names], create_graph=not first_order, allow_unused=True
     )

@@ -123,10 +123,13 @@ def adapt(
     gamma: float,
     first_order: bool,
     baseline: str = "critic",
+    which: str = "all",
 ) -> Params:
-    """Replay the inner loop on stored support sets: one gradient step per set."""
+    """Replay the inner loop on stored support sets: one gradient step per set (of the parameters ``which``
+    names: ``AdaptConfig.params``)."""
     for ep in support:
-        params = inner_update(params, inner_loss(policy, params, ep, gamma, baseline), inner_lr, first_order)
+        loss = inner_loss(policy, params, ep, gamma, baseline)
+        params = inner_update(params, loss, inner_lr, first_order, which)
     return params
 
 
@@ -225,7 +228,7 @@ def _collect_task(
         support.append(ep)
         params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         params = inner_update(
-            params, inner_loss(policy, params, ep, inner.gamma, inner.baseline), inner.lr, True
+            params, inner_loss(policy, params, ep, inner.gamma, inner.baseline), inner.lr, True, inner.params
         )
     return support, sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
 
@@ -278,7 +281,14 @@ def train_maml(
             for support, query in batches:
                 inner = cfg.inner
                 adapted = adapt(
-                    policy, params_of(policy), support, inner.lr, inner.gamma, cfg.first_order, inner.baseline
+                    policy,
+                    params_of(policy),
+                    support,
+                    inner.lr,
+                    inner.gamma,
+                    cfg.first_order,
+                    inner.baseline,
+                    inner.params,
                 )
                 loss, stats = outer_loss(policy, adapted, query, cfg)
                 run.guard(f"meta-iteration {it + 1}, epoch {epoch + 1}", outer_loss=loss)

@@ -163,7 +163,9 @@ class MetaMAMLTrainer:
             for i in range(max(inner.steps, 1)):
                 ep = sample_episodes(envs, self.policy, params, [task_data] * inner.episodes, seed + i)
                 leaf = {k: v.requires_grad_(True) for k, v in params.items()}
-                params = adapt(self.policy, leaf, [ep], inner.lr, inner.gamma, True, inner.baseline)
+                params = adapt(
+                    self.policy, leaf, [ep], inner.lr, inner.gamma, True, inner.baseline, inner.params
+                )
                 params = {k: v.detach() for k, v in params.items()}
             envs.close()
         else:
@@ -175,6 +177,7 @@ class MetaMAMLTrainer:
                 inner.gamma,
                 True,
                 inner.baseline,
+                inner.params,
             )
         with torch.no_grad():
             adapted: ActorCritic = snapshot(self.policy, params)

@@ -66,6 +66,17 @@ def test_standard_adaptation_raises_the_return_on_held_out_navigation_tasks():
     assert c["standard"].at(-1).mean > c["random policy"].mean
 
 
+@pytest.mark.parametrize("algo", ["pg", "ppo"])
+def test_heads_only_adaptation_leaves_the_recurrent_backbone_as_it_was(algo):
+    dist = get_family("navigation-2d")
+    policy = policy_for("navigation-2d", "ssm")
+    cfg = AdaptConfig(steps=2, episodes=4, lr=0.5, params="heads", algo=algo)
+    run = StandardAdapter(policy, cfg).adapt(dist.test[0], seed=0)
+    before = params_of(policy)
+    for k, v in run.params.items():
+        assert torch.equal(v, before[k].detach()) != k.startswith(("actor.", "log_std")), k
+
+
 @pytest.mark.parametrize(
     ("family", "kind"), [("navigation-2d", "mlp"), ("cartpole-physics", "gru"), ("pendulum-physics", "ssm")]
 )

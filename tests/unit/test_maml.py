@@ -79,6 +79,22 @@ def test_second_order_differs_from_first_order(setup):
     assert torch.isfinite(grads[False]).all()
 
 
+def test_heads_only_adaptation_changes_only_the_heads_and_still_meta_trains_the_backbone(setup):
+    cfg, policy, support, query = setup
+    policy.zero_grad()
+    params = params_of(policy)
+    adapted = adapt(policy, params, [support], 0.1, cfg.gamma, first_order=False, which="heads")
+    changed = {k for k in params if not torch.equal(adapted[k].detach(), params[k].detach())}
+    assert changed and all(k.startswith(("actor.", "log_std")) for k in changed), changed
+    assert "actor.weight" in changed
+    outer_loss(policy, adapted, query, cfg)[0].backward()
+    # second order: the backbone's meta-gradient flows through the heads' inner step as well as the query loss
+    for name, p in policy.backbone.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="'all' or 'heads'"):
+        inner_update(params, inner_loss(policy, params, support, cfg.gamma), 0.1, which="backbone")
+
+
 def test_call_with_own_parameters_equals_plain_call(setup):
     _, policy, _, query = setup
     r = query.rollout

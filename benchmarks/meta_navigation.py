@@ -77,11 +77,16 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         cfg = recipe("maml", FAMILY, model).replace(
             run__seed=seed, run__progress=False, meta_iterations=job["iterations"]
         )
+        cfg = cfg.replace(  # ssm_backbone.py's variants: ModelConfig and AdaptConfig overrides
+            model=cfg.model.replace(**job.get("overrides", {})),
+            inner=cfg.inner.replace(**job.get("inner", {})),
+        )
         result = (train_maml if kind == "maml" else train_multitask)(cfg)
         train_s = time.perf_counter() - t0
         # the paper's test protocol: 40 trajectories per step, the recipe's step size then its later one
         test = cfg.inner.replace(steps=3, episodes=40)
-        curve = evaluate_adaptation(result.policy, FAMILY, dist.test, test, seeds=(seed,))
+        tasks = dist.validation if job.get("split") == "validation" else dist.test  # validation: to choose
+        curve = evaluate_adaptation(result.policy, FAMILY, tasks, test, seeds=(seed,))
         returns = curve.seed_means()[0].tolist()  # after k = 0..3 steps, mean over tasks
         curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
         variant = {
@@ -103,10 +108,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         run__progress=False,
         total_steps=job["steps"],
     )
-    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})))  # ssm_backbone.py's variants
+    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})))
     result = train_rl2(cfg)
     train_s = time.perf_counter() - t0
-    tasks = dist.validation if job.get("split") == "validation" else dist.test  # validation: to choose
+    tasks = dist.validation if job.get("split") == "validation" else dist.test
     per_episode = evaluate_in_context(
         result.policy, FAMILY, tasks, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
     )

@@ -2,6 +2,7 @@
 
     python benchmarks/ssm_backbone.py                       # the selection study below (about 45 min, 2 jobs)
     python benchmarks/ssm_backbone.py --variants ssm-real-1 ssm-complex-1 --uses rl2 --seeds 100
+    python benchmarks/ssm_backbone.py --uses maml --seeds 100    # MAML: backbone x inner params (all / heads)
 
 The LRU-style ``ssm`` backbone's defaults (real diagonal, one layer) were chosen on CartPole, a task that
 needs no recall. This script measures the variants on two uses where recall is the task, on a *selection*
@@ -11,7 +12,10 @@ protocol kept apart from every reported figure:
   backbone changed, MMER (``memory.py``), 200k env steps;
 - **rl2** (in-context meta-RL): navigation-2d trials of 4 episodes, ``recipe("rl2", "navigation-2d")``, 600k
   env steps, scored on the family's ``validation`` goals (never ``test``) by the mean return of episodes 2-4
-  (after the first, exploring, episode).
+  (after the first, exploring, episode);
+- **maml** (``--uses maml``): navigation-2d MAML, ``recipe("maml", "navigation-2d")`` for ``--maml-iterations``,
+  each of ``--maml-variants`` with the inner step on every parameter or on the heads only
+  (``AdaptConfig.params``), scored on ``validation`` goals by the mean return after 1-3 steps.
 
 Seeds are selection seeds (100+ by default), disjoint from the reporting seeds 0, 1, 2 of ``meta_navigation.py``
 and ``memory.py``. The winner per use is the variant with the best mean score; its cost is the wall-clock per
@@ -50,16 +54,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job["use"] == "memory":
         r = memory.run_one((job["env"], kind, job["seed"], job["steps"], v))
         return {**job, "score": r["mmer"], "seconds": r["seconds"], "final_eval": r["final_eval"]}
-    r = meta_navigation.run_one(
-        {
-            "kind": "rl2",
-            "model": kind,
-            "seed": job["seed"],
-            "steps": job["steps"],
-            "overrides": v,
-            "split": "validation",
-        }
-    )
+    common = {"model": kind, "seed": job["seed"], "overrides": v, "split": "validation"}
+    if job["use"] == "maml":  # the return after 1, 2 and 3 inner steps (the paper's protocol), averaged
+        r = meta_navigation.run_one(
+            {**common, "kind": "maml", "iterations": job["steps"], "inner": {"params": job["params"]}}
+        )
+    else:  # rl2: episodes 2-4 of a trial, after the first (exploring) one
+        r = meta_navigation.run_one({**common, "kind": "rl2", "steps": job["steps"]})
     return {
         **job,
         "score": statistics.fmean(r["returns"][1:]),
@@ -71,16 +72,28 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--uses", nargs="+", default=["memory", "rl2"], choices=["memory", "rl2"])
+    parser.add_argument("--uses", nargs="+", default=["memory", "rl2"], choices=["memory", "rl2", "maml"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101], help="selection seeds")
     parser.add_argument("--memory-seeds", type=int, nargs="+", default=[100])
     parser.add_argument("--memory-steps", type=int, default=200_000)
     parser.add_argument("--rl2-steps", type=int, default=600_000)
+    parser.add_argument(
+        "--maml-variants", nargs="+", default=["ssm-real-1", "ssm-complex-1"], choices=list(VARIANTS)
+    )
+    parser.add_argument("--maml-params", nargs="+", default=["all", "heads"], choices=["all", "heads"])
+    parser.add_argument("--maml-iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="ssm_backbone")
     args = parser.parse_args()
     jobs: list[dict[str, Any]] = []
-    if "rl2" in args.uses:  # the longest runs first, variants interleaved within a seed
+    if "maml" in args.uses:  # the longest runs first
+        jobs += [
+            {"use": "maml", "variant": v, "params": p, "seed": s, "steps": args.maml_iterations}
+            for s in args.seeds
+            for v in args.maml_variants
+            for p in args.maml_params
+        ]
+    if "rl2" in args.uses:  # variants interleaved within a seed
         jobs += [
             {"use": "rl2", "variant": v, "seed": s, "steps": args.rl2_steps}
             for s in args.seeds
@@ -99,6 +112,8 @@ def main() -> None:
             for e in MEMORY_ENVS
             for v in args.variants
         ]
+    for j in jobs:
+        j["label"] = f"{j['variant']}, inner params {j['params']}" if j["use"] == "maml" else j["variant"]
     t0 = time.perf_counter()
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -106,47 +121,52 @@ def main() -> None:
     else:
         runs = [run_job(j) for j in jobs]
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for use in args.uses:
-        for v in args.variants:
-            mine = [r for r in runs if r["use"] == use and r["variant"] == v]
-            table.setdefault(use, {})[v] = {
+    for r in runs:
+        table.setdefault(r["use"], {}).setdefault(r["label"], {})
+    for use, labels in table.items():
+        for label in labels:
+            mine = [r for r in runs if r["use"] == use and r["label"] == label]
+            labels[label] = {
                 "score": statistics.fmean(r["score"] for r in mine),
                 "seconds_per_run": statistics.fmean(r["seconds"] for r in mine),
                 "runs": len(mine),
             }
-    chosen = {use: max(table[use], key=lambda v: table[use][v]["score"]) for use in args.uses}
+    chosen = {use: max(labels, key=lambda v: labels[v]["score"]) for use, labels in table.items()}
     headline = {
-        **{f"{use}_chosen": chosen[use] for use in args.uses},
-        **{f"{use}_{v}_score": table[use][v]["score"] for use in args.uses for v in args.variants},
+        **{f"{use}_chosen": chosen[use] for use in table},
+        **{
+            f"{use}_{label}_score": c["score"] for use, labels in table.items() for label, c in labels.items()
+        },
         "minutes": (time.perf_counter() - t0) / 60,
     }
-    rows = []
-    for v in args.variants:
-        row = [v]
-        for use in args.uses:
-            c = table[use][v]
-            row += [f"{c['score']:.3f}", f"{c['seconds_per_run']:.0f}"]
-        rows.append(row)
-    header = ["variant"] + [h for use in args.uses for h in (f"{use} score", f"{use} s/run")]
+    what = {
+        "maml": f"navigation-2d MAML ({args.maml_iterations} meta-iterations), validation goals, score = mean "
+        "return after 1, 2 and 3 inner steps (40 trajectories per step)",
+        "rl2": f"navigation-2d RL² ({args.rl2_steps:,} env steps), validation goals, score = mean return of "
+        "episodes 2-4 of a trial",
+        "memory": f"POPGym {' and '.join(MEMORY_ENVS)} Easy, PPO ({args.memory_steps:,} env steps), score = mean "
+        f"MMER; seeds {args.memory_seeds}",
+    }
+    md = f"## Choosing the SSM backbone's defaults (selection seeds {args.seeds}; nothing here is a test figure)\n\n"
+    for use, labels in table.items():
+        rows = [
+            [label, f"{c['score']:.3f}", f"{c['seconds_per_run']:.0f}", c["runs"]]
+            for label, c in labels.items()
+        ]
+        md += f"**{use}**: {what[use]}. Chosen: **{chosen[use]}**.\n\n"
+        md += markdown_table(["variant", "score", "seconds per run", "runs"], rows) + "\n\n"
     detail = [
         [
             r["use"],
-            r["variant"],
+            r["label"],
             r.get("env", "navigation-2d").removeprefix("popgym-"),
             r["seed"],
             f"{r['score']:.3f}",
         ]
         for r in runs
     ]
-    md = (
-        "## Choosing the SSM backbone (selection seeds "
-        f"{args.seeds if 'rl2' in args.uses else ''} {args.memory_seeds if 'memory' in args.uses else ''}; "
-        "rl2 on validation goals, score = mean return of episodes 2-4; memory = mean MMER over "
-        f"{', '.join(MEMORY_ENVS)})\n\n"
-        + markdown_table(header, rows)
-        + "\nChosen: "
-        + ", ".join(f"{use}: **{chosen[use]}**" for use in args.uses)
-        + "\n\nEvery run:\n\n"
+    md += (
+        "Every run:\n\n"
         + markdown_table(["use", "variant", "env", "seed", "score"], detail)
         + f"\nCommand: `{provenance()['command']}`; {headline['minutes']:.0f} minutes, {args.jobs} processes.\n"
     )

@@ -9,8 +9,8 @@ meta-iterations with one combination of
 - inner-loop baseline: ``critic`` (the meta-learned value head; it sees only the position) or ``linear``
   (rllab's linear fit on [obs, obs^2, t, t^2, t^3, 1] per batch of episodes, as in the MAML paper's code),
 - inner step size (1.0 for tanh, the paper's 0.1 for clip),
-then is evaluated with the paper's test protocol on the 20 held-out goals (40 trajectories per step, step
-size then half of it). Writes results/<name>.{json,md} (``--name``, default ``maml_navigation_variants``).
+then is evaluated with the paper's test protocol on the family's ``validation`` goals (40 trajectories per
+step, step size then half of it): this script chooses, so it never looks at ``test``. Writes results/<name>.{json,md} (``--name``, default ``maml_navigation_variants``).
 One seed: a probe, not a benchmark; ``meta_navigation.py`` measures the chosen recipe over 3 seeds.
 """
 
@@ -54,8 +54,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     minutes = (time.perf_counter() - t0) / 60
     # the paper's test protocol: 40 trajectories per step, the step size then half of it
     test = cfg.inner.replace(steps=3, episodes=40, later_lr=cfg.inner.lr / 2)
-    curve = evaluate_adaptation(
-        result.policy, "navigation-2d", get_family("navigation-2d").test, test, seeds=(job["seed"],)
+    curve = evaluate_adaptation(  # a choice: made on validation goals, never on test (EVALUATION.md)
+        result.policy, "navigation-2d", get_family("navigation-2d").validation, test, seeds=(job["seed"],)
     )
     return {
         **job,
@@ -102,7 +102,7 @@ def main() -> None:
         for r in runs
     ]
     md = (
-        f"## MAML variants on navigation-2d (mlp, seed {args.seed}, {args.iterations} meta-iterations, 20 held-out "
+        f"## MAML variants on navigation-2d (mlp, seed {args.seed}, {args.iterations} meta-iterations, 20 validation "
         "goals, 40 trajectories per step)\n\n"
         + markdown_table(
             ["action bounds", "baseline", "inner lr", "0 steps", "1 step", "2 steps", "3 steps", "train min"],

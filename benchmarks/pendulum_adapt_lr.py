@@ -4,8 +4,8 @@ policy on held-out pendulum physics, for several inner learning rates.
     python benchmarks/pendulum_adapt_lr.py          # about 4 minutes
 
 Multi-task PPO (ssm, 300k steps, seed 0, the recipe of ``adaptation.py``), then 2 policy-gradient steps of 10
-episodes on the first 3 held-out tasks (the family's adapt recipe with each step size), 2 seeds, per learning
-rate. Writes results/<name>.{json,md} (``--name``, default ``pendulum_adapt_lr``).
+episodes on the first 3 ``validation`` tasks (the family's adapt recipe with each step size; choices are made on
+validation, never on test: EVALUATION.md), 2 seeds, per learning rate. Writes results/<name>.{json,md} (``--name``, default ``pendulum_adapt_lr``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     rows, curves = [], {}
     for lr in args.lrs:
         comp = compare_adaptation(
-            policy, FAMILY, dist.test[:3], adapt.replace(lr=lr), seeds=(0, 1), modes=("standard",)
+            policy, FAMILY, dist.validation[:3], adapt.replace(lr=lr), seeds=(0, 1), modes=("standard",)
         )
         s = comp["standard"].summary()  # (mean, 95% half-width) after 0, 1, 2 steps
         curves[str(lr)] = s
@@ -58,7 +58,7 @@ def main() -> None:
         "minutes": minutes,
     }
     md = (
-        "## Standard adaptation of a multi-task PPO policy on held-out pendulum physics, by step size\n\n"
+        "## Standard adaptation of a multi-task PPO policy on pendulum physics (3 validation tasks), by step size\n\n"
         + markdown_table(["inner lr", "0 steps", "1 step", "2 steps"], rows)
         + f"\n\nBest: {best}. Command: `{command_line()}`; {machine_info()['cpu']}; {minutes:.0f} min."
     )

@@ -128,7 +128,8 @@ class EvaluateCommand(Checked):
 @dataclass(frozen=True)
 class DemoCommand(Checked):
     """The main job (make demo): the shipped meta-trained SSM policy on CartPole physics it has never seen,
-    zero-shot and after standard and hybrid adaptation, against random, constant and PPO from scratch."""
+    zero-shot and after standard and hybrid adaptation, against random, constant and PPO from scratch; and the
+    shipped in-context SSM policy on navigation goals it has never seen, episode by episode."""
 
     model: str = "cartpole-ssm"
     """a shipped model (ssm_metarl.list_pretrained())"""
@@ -144,6 +145,8 @@ class DemoCommand(Checked):
     """also train PPO from scratch on every task (first seed) with the adaptation's env steps"""
     out: str = "runs/demo"
     """where the adaptation-curve PNG goes"""
+    in_context: str | None = "navigation-ssm"
+    """a shipped in-context (RL²) model shown adapting across the episodes of a trial (None: skip)"""
 
 
 @dataclass(frozen=True)
@@ -473,12 +476,19 @@ def run_demo(p: Parsed) -> None:
         scratch=c.scratch,
         out=c.out,
         progress=lambda line: print(line, flush=True),
+        in_context=c.in_context,
     )
     print(
         f"\n{result.model} on {result.family}: mean return over {c.tasks} tasks per split x {c.seeds} seeds "
         f"x {c.episodes} episodes (± 95% CI over task-seed pairs)\n"
     )
     print(result.table())
+    if result.in_context:
+        print(
+            f"\n{result.in_context_model} on {result.in_context_family}, in context (no gradient step): the "
+            f"return of each episode of one trial per goal, {c.tasks} goals per split x {c.seeds} seeds\n"
+        )
+        print(result.in_context_table())
     print(f"\nadaptation curves: {result.plot}  ({result.seconds:.0f} s in all)")
 
 

@@ -1,9 +1,15 @@
-"""The main job (``make demo``): a shipped meta-trained policy adapts to physics it has never seen.
+"""The main job (``make demo``): shipped meta-trained SSM policies adapt to tasks they have never seen.
 
-Loads the shipped ``cartpole-ssm`` model, evaluates it zero-shot on held-out and out-of-range
-``cartpole-physics`` tasks, adapts it with standard and hybrid adaptation on the same tasks, seeds and
-initial weights (:func:`~ssm_metarl.adapt.compare_adaptation`), and trains PPO from scratch on each task
-with the same number of env steps the adaptation used. Prints one table and writes a PNG of the curves.
+Gradient adaptation: loads the shipped ``cartpole-ssm`` model, evaluates it zero-shot on held-out and
+out-of-range ``cartpole-physics`` tasks, adapts it with standard and hybrid adaptation on the same tasks, seeds
+and initial weights (:func:`~ssm_metarl.adapt.compare_adaptation`), and trains PPO from scratch on each task
+with the same number of env steps the adaptation used.
+
+In-context adaptation (``in_context``, default the shipped ``navigation-ssm``, RL²): one trial of several
+episodes per held-out and out-of-range goal, the recurrent state carried across episodes and no gradient step;
+the return of each episode of the trial shows what it learned about the goal in the episodes before.
+
+Prints one table per kind of adaptation and writes a PNG of the curves.
 
 Every row is a mean over (task, seed) pairs with a 95% t-interval over those pairs, so the interval shows
 how much the return varies from task to task; PPO from scratch runs once per task (the first seed), the
@@ -17,12 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ssm_metarl.adapt import compare_adaptation, fill_buffer
 from ssm_metarl.adapt.evaluate import scratch_ppo_returns
 from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import baseline_returns
+from ssm_metarl.meta.rl2 import evaluate_in_context
 from ssm_metarl.pretrained import load_pretrained, pretrained_info
 from ssm_metarl.recipes import recipe
 from ssm_metarl.results import Returns, format_interval, plot_returns, pyplot
@@ -51,6 +57,24 @@ class DemoResult:
     """split -> the adaptation curves (standard, hybrid) and the random-policy level, for the plot."""
     plot: Path | None = None
     seconds: float = 0.0
+    in_context_model: str | None = None
+    in_context_family: str | None = None
+    in_context: dict[str, dict[str, Returns]] = field(default_factory=dict)
+    """split -> the in-context model's returns per episode of a trial, and the random / constant levels"""
+
+    def in_context_table(self) -> str:
+        """The in-context rows: the return of each episode of a trial, per split."""
+        if not self.in_context:
+            return ""
+        first = next(iter(self.in_context.values()))["in-context (RL²)"]
+        n = first.values.shape[2]
+        header = f"{'split':<16}{'policy':<20}" + "".join(f"{'episode ' + str(k + 1):>20}" for k in range(n))
+        lines = [header, "-" * len(header)]
+        for split, rows in self.in_context.items():
+            for name, r in rows.items():
+                cells = [format_interval(pairs(r).at(k if r.values.shape[2] > 1 else 0)) for k in range(n)]
+                lines.append(f"{split.replace('_', '-'):<16}{name:<20}" + "".join(f"{c:>20}" for c in cells))
+        return "\n".join(lines)
 
     def table(self) -> str:
         """The demo's one table: a row per policy, a column per task split; final values of each curve."""
@@ -75,6 +99,7 @@ def run_demo(
     scratch: bool = True,
     out: str | Path = "runs/demo",
     progress: Callable[[str], None] | None = None,
+    in_context: str | None = "navigation-ssm",
 ) -> DemoResult:
     """Run the demo and return its rows (see the module docstring); ``progress`` gets one line per stage."""
     say = progress or (lambda _msg: None)
@@ -108,9 +133,33 @@ def run_demo(
             )
         result.rows[split] = rows
         result.curves[split] = {"standard": std, "hybrid": hyb, "random policy": rows["random policy"]}
+    if in_context is not None:
+        _in_context(result, in_context, num_tasks, seeds, say)
     result.plot = _plot(result, Path(out))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _in_context(
+    result: DemoResult, model: str, num_tasks: int, seeds: Sequence[int], say: Callable[[str], None]
+) -> None:
+    """The in-context rows (module docstring): ``model`` is a shipped RL² model."""
+    info = pretrained_info(model)
+    if info.get("algo") != "rl2":
+        raise InputError(f"{model!r} is not an in-context (RL²) model; the demo's in_context needs one")
+    family, k = info["family"], int(info["results"]["episodes_per_trial"])
+    policy, dist = load_pretrained(model), get_family(family)
+    result.in_context_model, result.in_context_family = model, family
+    for split in SPLITS:
+        tasks = dist.split(split)[:num_tasks]
+        say(f"{model}: one trial of {k} episodes on each of {len(tasks)} {split} goals x {len(seeds)} seeds")
+        result.in_context[split] = {
+            "in-context (RL²)": evaluate_in_context(
+                policy, family, tasks, k, seeds, label="in-context (RL²)"
+            ),
+            "random policy": baseline_returns(family, tasks, "random", 4, seeds),
+            "constant action": baseline_returns(family, tasks, "constant", 4, seeds),
+        }
 
 
 def _column(r: Returns, k: int) -> Returns:
@@ -121,11 +170,19 @@ def _column(r: Returns, k: int) -> Returns:
 def _plot(result: DemoResult, out: Path) -> Path:
     plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(SPLITS), figsize=(5 * len(SPLITS), 3.8), sharey=True)
-    for ax, split in zip(np.atleast_1d(axes), SPLITS):
+    n_rows = 2 if result.in_context else 1
+    fig, axes = plt.subplots(n_rows, len(SPLITS), figsize=(5 * len(SPLITS), 3.8 * n_rows), squeeze=False)
+    for ax, split in zip(axes[0], SPLITS):
         curves = {name: pairs(r) for name, r in result.curves[split].items()}
-        plot_returns(curves, ax, f"{result.family}: {split.replace('_', '-')} tasks")
-    np.atleast_1d(axes)[0].set_ylabel("mean return (95% CI over task-seed pairs)")
+        plot_returns(curves, ax, f"{result.family}: {split.replace('_', '-')} tasks, gradient steps")
+    axes[0][0].set_ylabel("mean return (95% CI over task-seed pairs)")
+    for ax, split in zip(axes[1] if result.in_context else (), SPLITS):
+        curves = {name: pairs(r) for name, r in result.in_context[split].items()}
+        title = f"{result.in_context_family}: {split.replace('_', '-')} goals, in context"
+        plot_returns(curves, ax, title)
+        ax.set_xlabel("episode of the trial")
+    if result.in_context:
+        axes[1][0].set_ylabel("mean return (95% CI over goal-seed pairs)")
     fig.tight_layout()
     path = out / "adaptation.png"
     fig.savefig(path, dpi=110)

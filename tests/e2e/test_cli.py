@@ -350,6 +350,11 @@ def test_demo_command_prints_the_table(tmp_path):
     ):
         assert row in proc.stdout
     assert "test tasks" in proc.stdout and "out-of-range tasks" in proc.stdout
+    # the in-context part: the shipped RL² model, the return of every episode of a trial, per split
+    assert "navigation-ssm on navigation-2d, in context" in proc.stdout
+    in_context = [line for line in proc.stdout.splitlines() if "in-context (RL²)" in line]
+    assert [line.split()[0] for line in in_context] == ["test", "out-of-range"]
+    assert all(line.count("±") == 0 and len(line.split()) == 7 for line in in_context)  # 1 seed: no interval
     assert (tmp_path / "demo" / "adaptation.png").stat().st_size > 10_000
 
 

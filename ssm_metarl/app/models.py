@@ -16,7 +16,15 @@ from ssm_metarl.checkpoint import CheckpointError, load_metadata, load_policy
 from ssm_metarl.models.heads import ActorCritic
 from ssm_metarl.pretrained import model_card, pretrained_info
 
-ZERO_SHOT_HEADERS = ["tasks", "zero-shot return", "after 1 step", "after 3 steps", "random policy"]
+ZERO_SHOT_HEADERS = [
+    "tasks",
+    "zero-shot return (RL²: episode 1)",
+    "after 1 step (RL²: episode 2)",
+    "after 3 steps (RL²: last episode)",
+    "random policy",
+]
+"""Gradient-adapted models fill the columns with the return after 0, 1 and 3 steps; in-context (RL²) models
+with the return of the first, second and last episode of a trial."""
 
 
 @dataclass(frozen=True)
@@ -62,19 +70,16 @@ def zero_shot_rows(meta: dict[str, Any]) -> list[list[str]]:
         r = results.get(split)
         if not isinstance(r, dict):
             continue
-        curve = r.get("maml", {})
         name = {"train": "training tasks", "test": "held-out tasks", "out_of_range": "out-of-range tasks"}[
             split
         ]
-        rows.append(
-            [
-                f"{name} ({n})" if n else name,
-                _cell(curve.get("after_0")),
-                _cell(curve.get("after_1")),
-                _cell(curve.get("after_3")),
-                _cell(r.get("random")),
-            ]
-        )
+        if "episodes" in r:  # in context (RL²): the return of each episode of a trial
+            eps = r["episodes"]
+            cells = [_cell(eps[0]), _cell(eps[1] if len(eps) > 1 else None), _cell(eps[-1])]
+        else:  # gradient steps (MAML): after 0, 1 and 3 steps
+            curve = r.get("maml", {})
+            cells = [_cell(curve.get(f"after_{k}")) for k in (0, 1, 3)]
+        rows.append([f"{name} ({n})" if n else name, *cells, _cell(r.get("random"))])
     ev = meta.get("app_evaluation")
     if ev:
         rows.append(

@@ -13,6 +13,7 @@ from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.app.training import TrainRequest, request_stop, run_training
 from ssm_metarl.checkpoint import load_metadata, load_policy
 from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.pretrained import list_pretrained
 
 TINY_MAML = dict(
     family="cartpole-physics",
@@ -59,6 +60,22 @@ def test_zero_shot_rows_read_the_shipped_results_format():
     }
     meta = {"results": {"eval_tasks_per_split": 10, "test": {"maml": curve, "random": 22.0, "constant": 9.0}}}
     assert zero_shot_rows(meta) == [["held-out tasks (10)", "20.5 ± 1.2", "30.0", "41.0 ± 2.0", "22.0"]]
+
+
+def test_zero_shot_rows_read_the_in_context_results_format():
+    eps = [{"mean": -16.0, "ci95": 2.0}, {"mean": -9.0, "ci95": 1.0}, {"mean": -8.0, "ci95": 1.0}]
+    meta = {"results": {"eval_tasks_per_split": 10, "test": {"episodes": eps, "random": -62.0}}}
+    assert zero_shot_rows(meta) == [
+        ["held-out tasks (10)", "-16.0 ± 2.0", "-9.0 ± 1.0", "-8.0 ± 1.0", "-62.0"]
+    ]
+
+
+@pytest.mark.parametrize("name", list_pretrained())
+def test_every_shipped_model_shows_every_measured_return(session, name):
+    # the navigation-ssm (RL²) card once showed empty cells: its results.json has "episodes", not "maml"
+    rows = model_info(session, name).zero_shot
+    assert [r[0].split(" (")[0] for r in rows] == ["training tasks", "held-out tasks", "out-of-range tasks"]
+    assert all(cell for row in rows for cell in row), rows
 
 
 def test_meta_training_streams_saves_and_registers(session):

@@ -23,15 +23,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
 from ssm_metarl.adapt import compare_adaptation, fill_buffer
 from ssm_metarl.adapt.evaluate import scratch_ppo_returns
-from ssm_metarl.envs.tasks import get_family
+from ssm_metarl.envs.tasks import Task, get_family
+from ssm_metarl.envs.trial import TrialEnv
 from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import baseline_returns
 from ssm_metarl.meta.rl2 import evaluate_in_context
+from ssm_metarl.models import ActorCritic
 from ssm_metarl.pretrained import load_pretrained, pretrained_info
 from ssm_metarl.recipes import recipe
 from ssm_metarl.results import Returns, format_interval, plot_returns, pyplot
+from ssm_metarl.rl.evaluate import seeded_episodes
 
 SPLITS = ("test", "out_of_range")
 
@@ -61,6 +67,8 @@ class DemoResult:
     in_context_family: str | None = None
     in_context: dict[str, dict[str, Returns]] = field(default_factory=dict)
     """split -> the in-context model's returns per episode of a trial, and the random / constant levels"""
+    paths: dict[str, tuple[Task, list[np.ndarray]]] = field(default_factory=dict)
+    """split -> (a goal, the agent's positions in each episode of one trial on it): navigation only"""
 
     def in_context_table(self) -> str:
         """The in-context rows: the return of each episode of a trial, per split."""
@@ -160,6 +168,22 @@ def _in_context(
             "random policy": baseline_returns(family, tasks, "random", 4, seeds),
             "constant action": baseline_returns(family, tasks, "constant", 4, seeds),
         }
+        if family == "navigation-2d":
+            result.paths[split] = (tasks[0], trial_paths(policy, family, tasks[0], k, seeds[0]))
+
+
+def trial_paths(policy: ActorCritic, family: str, task: Task, k: int, seed: int) -> list[np.ndarray]:
+    """The positions (T_e, 2) of each of the ``k`` episodes of one seeded trial on ``task`` (navigation-2d:
+    the observation is the position; the trial's done flag, its last feature, starts each later episode)."""
+    envs = SyncVectorEnv([lambda: TrialEnv(family, k, task=task)], autoreset_mode=AutoresetMode.SAME_STEP)
+    seen: list[np.ndarray] = []  # the raw observations (the rollout keeps the normalised ones)
+    try:
+        ep = seeded_episodes(envs, policy, seed, before_step=lambda o: seen.append(np.array(o[0], copy=True)))
+    finally:
+        envs.close()
+    obs = np.stack(seen[: int(ep.lengths[0])])  # (T, D): [position (2), previous action, reward, done]
+    starts = [0, *np.flatnonzero(obs[:, -1] > 0.5).tolist(), len(obs)]
+    return [obs[a:b, :2] for a, b in zip(starts[:-1], starts[1:])]
 
 
 def _column(r: Returns, k: int) -> Returns:
@@ -170,7 +194,7 @@ def _column(r: Returns, k: int) -> Returns:
 def _plot(result: DemoResult, out: Path) -> Path:
     plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
-    n_rows = 2 if result.in_context else 1
+    n_rows = 1 + bool(result.in_context) + bool(result.paths)
     fig, axes = plt.subplots(n_rows, len(SPLITS), figsize=(5 * len(SPLITS), 3.8 * n_rows), squeeze=False)
     for ax, split in zip(axes[0], SPLITS):
         curves = {name: pairs(r) for name, r in result.curves[split].items()}
@@ -183,6 +207,26 @@ def _plot(result: DemoResult, out: Path) -> Path:
         ax.set_xlabel("episode of the trial")
     if result.in_context:
         axes[1][0].set_ylabel("mean return (95% CI over goal-seed pairs)")
+    for ax, split in zip(axes[2] if result.paths else (), SPLITS):
+        task, paths = result.paths[split]
+        ax.add_patch(plt.Rectangle((-0.5, -0.5), 1.0, 1.0, color="0.9", zorder=0, label="training goals"))
+        cmap = plt.get_cmap("viridis")
+        for e, p in enumerate(paths):
+            ax.plot(
+                p[:, 0],
+                p[:, 1],
+                "-",
+                color=cmap(e / max(len(paths) - 1, 1)),
+                lw=1.5,
+                label=f"episode {e + 1}",
+            )
+        ax.plot([task["goal_x"]], [task["goal_y"]], "*", color="crimson", ms=14, label="goal")
+        ax.plot([0], [0], "ko", ms=4)
+        ax.set_aspect("equal")
+        ax.set_xlim(-1.1, 1.1)
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_title(f"paths of one trial, a {split.replace('_', '-')} goal", fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path = out / "adaptation.png"
     fig.savefig(path, dpi=110)

@@ -71,3 +71,17 @@ def test_rl2_training_and_per_episode_evaluation_run():
     assert ((returns.values >= 0) & (returns.values <= n)).all() and (returns.env_steps == n).all()
     with pytest.raises(ConfigError, match="trial env"):
         train_rl2(cfg.replace(env_id="CartPole-v1"))
+
+
+def test_the_demos_trial_paths_are_the_raw_positions_of_each_episode():
+    from ssm_metarl.demo import trial_paths
+    from ssm_metarl.pretrained import load_pretrained
+
+    policy = load_pretrained("navigation-ssm")  # it normalises observations: the paths must not be
+    task = get_family("navigation-2d").test[0]
+    paths = trial_paths(policy, "navigation-2d", task, 4, seed=0)
+    assert len(paths) == 4
+    for p in paths:
+        assert p.shape[1] == 2 and 1 <= len(p) <= 100
+        np.testing.assert_array_equal(p[0], [0.0, 0.0])  # every episode starts at the origin
+        assert np.abs(np.diff(p, axis=0)).max() <= 0.1 + 1e-6  # actions are velocities in [-0.1, 0.1]

@@ -13,7 +13,8 @@ trials of 4 episodes and report the return of each episode of a trial on the sam
 gradient step. Intervals are 95% t-intervals over seeds (none, and ``null`` in the JSON, for a single
 seed). A row is one (method, model, training budget, MAML recipe); the headline's MAML figures are the
 best model under today's maml recipe (earlier recipes merged from older files are shown for comparison),
-its in-context figures the ssm row with the most env steps, its speedups the ratio of training minutes to
+its in-context figures the row of the RL² recipe's SSM backbone (``recipes.RL2_BACKBONES``) with the most env
+steps, its speed ratios (this invocation's runs only) the ratio of training minutes to
 the ssm row with the same env steps. Writes results/<name>.{json,md,png} (``--name``, default
 ``meta_navigation``).
 """
@@ -50,6 +51,20 @@ LEGACY_VARIANT = {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0
 def variant_of(r: dict[str, Any]) -> dict[str, Any] | None:
     """The MAML recipe of a gradient-based run (None for RL² runs)."""
     return None if r["kind"] == "rl2" else r.get("variant", LEGACY_VARIANT)
+
+
+def backbone_of(r: dict[str, Any]) -> dict[str, Any] | None:
+    """An RL² run's backbone (kind, layers, complex); runs recorded before it was (commit 4416955 and
+    earlier) used the recipe of their day: one real layer. None for MAML runs."""
+    if r["kind"] != "rl2":
+        return None
+    return r.get("backbone", {"kind": r["model"], "layers": 1, "complex": False})
+
+
+def backbone_label(b: dict[str, Any]) -> str:
+    diagonal = ("complex" if b["complex"] else "real") if b["kind"] == "ssm" else ""
+    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else ""]
+    return b["kind"] + "".join(f", {e}" for e in extra if e)
 
 
 def variant_label(v: dict[str, Any] | None) -> str:
@@ -116,8 +131,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         result.policy, FAMILY, tasks, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
     )
     rows = [r for r in result.metrics if "sps" in r]
+    m = cfg.model
     return {
         **job,
+        "backbone": {"kind": m.kind, "layers": m.num_layers, "complex": m.complex and m.kind == "ssm"},
         "returns": per_episode.seed_means()[0].tolist(),  # episode 1..4 of a trial, mean over tasks
         "train_seconds": train_s,
         "env_steps": cfg.total_steps,
@@ -134,7 +151,7 @@ def _ci(values: list[float]) -> tuple[float, float | None]:
 
 def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two runs the same measurement: method, model, seed, training budget and MAML recipe."""
-    v = variant_of(r)
+    v = variant_of(r) or backbone_of(r)
     recipe = None if v is None else tuple(sorted(v.items()))
     return r["kind"], r["model"], r["seed"], r.get("steps"), r.get("iterations"), recipe
 
@@ -152,6 +169,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "method": kind,
                 "model": model,
                 "variant": variant_of(rs[0]),
+                "backbone": backbone_of(rs[0]),
                 "seeds": [r["seed"] for r in rs],
                 "returns_mean": [_ci([r["returns"][k] for r in rs])[0] for k in range(n)],
                 "returns_ci95": [_ci([r["returns"][k] for r in rs])[1] for k in range(n)],
@@ -196,6 +214,7 @@ def main() -> None:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = pool.map(run_one, jobs, chunksize=1)
     minutes_total = (time.perf_counter() - t0) / 60
+    this_invocation = summarize([r for r in runs if r["kind"] == "rl2"])  # speed ratios: one invocation only
     runs, merged_from = merge_runs(runs, args.merge, run_key)
     seeds = sorted({r["seed"] for r in runs})
 
@@ -211,20 +230,36 @@ def main() -> None:
     maml = [r for r in rows if r["method"] == "maml" and r["variant"] == current]  # today's recipe only
     best = max(maml, key=lambda r: r["returns_mean"][1]) if maml else None
     rl2 = [r for r in rows if r["method"] == "rl2"]
-    ssm = max((r for r in rl2 if r["model"] == "ssm"), key=lambda r: r["env_steps"], default=None)
-    speedups = {  # training minutes of another model / the ssm's, at equal env steps
+    chosen = recipe("rl2", FAMILY).model  # the RL² recipe's SSM backbone (recipes.RL2_BACKBONES)
+
+    def is_chosen(r: dict[str, Any]) -> bool:
+        b = r["backbone"]
+        return (b["kind"], b["layers"], b["complex"]) == (chosen.kind, chosen.num_layers, chosen.complex)
+
+    ssm = max((r for r in rl2 if is_chosen(r)), key=lambda r: r["env_steps"], default=None)
+    speedups = {  # training minutes of another model / the chosen ssm's, at equal env steps, this invocation
         r["model"]: r["train_minutes_median"] / s["train_minutes_median"]
-        for r in rl2
-        if r["model"] != "ssm"
-        for s in rl2
-        if s["model"] == "ssm" and s["env_steps"] == r["env_steps"]
+        for r in this_invocation
+        if not is_chosen(r)
+        for s in this_invocation
+        if is_chosen(s) and s["env_steps"] == r["env_steps"]
     }
+    transformer = next(
+        (r for r in rl2 if r["model"] == "transformer" and ssm and r["env_steps"] == ssm["env_steps"]), None
+    )
     headline = {
         "maml_model": best["model"] if best else None,
         "maml_variant": current,
         "maml_return_after_1": best["returns_mean"][1] if best else None,
         "maml_return_after_3": best["returns_mean"][3] if best else None,
+        "rl2_ssm_backbone": backbone_label(ssm["backbone"]) if ssm else None,
         "rl2_ssm_return_episode_2": ssm["returns_mean"][1] if ssm else None,
+        "rl2_ssm_minus_transformer_episode_2": ssm["returns_mean"][1] - transformer["returns_mean"][1]
+        if ssm and transformer
+        else None,
+        "rl2_ssm_seconds_over_transformer": 1 / speedups["transformer"]
+        if "transformer" in speedups
+        else None,
         "rl2_ssm_return_episode_4": ssm["returns_mean"][3] if ssm else None,
         "rl2_ssm_env_steps": ssm["env_steps"] if ssm else None,
         "rl2_ssm_speedup_vs_gru": speedups.get("gru"),
@@ -237,7 +272,9 @@ def main() -> None:
         "targets": {
             "maml_return_after_1": PAPER["after_1"],
             "maml_return_after_3": PAPER["after_3"],
-            "rl2_ssm_return_episode_2": PAPER["after_1"],
+            "rl2_ssm_return_episode_2": -2.5,
+            "rl2_ssm_minus_transformer_episode_2": 0.0,
+            "rl2_ssm_seconds_over_transformer": 0.3,
             "rl2_ssm_return_episode_4": PAPER["after_3"],
             "rl2_ssm_speedup_vs_gru": 3.0,
             "rl2_ssm_speedup_vs_lstm": 3.0,
@@ -277,7 +314,12 @@ def main() -> None:
     maml_rows.append(["random policy", f"{random_return:.2f}", "", "", "", "", ""])
     maml_rows.append(["MAML paper (TRPO), Table 4", "-40.41", "-11.68", "-3.33", "-3.23", "", ""])
     rl2_rows = [
-        [f"RL² ({r['model']})", *cells(r), f"{r['env_steps'] / 1e6:.1f}M", f"{r['train_minutes_median']:.1f}"]
+        [
+            f"RL² ({backbone_label(r['backbone'])})",
+            *cells(r),
+            f"{r['env_steps'] / 1e6:.1f}M",
+            f"{r['train_minutes_median']:.1f}",
+        ]
         for r in rows
         if r["method"] == "rl2"
     ]

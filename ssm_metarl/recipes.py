@@ -17,7 +17,8 @@ algo          returns                                         chosen by (results
 ``adapt``     AdaptConfig: the family's MAML inner loop       ``adaptation.py``
 ============  ==============================================  ===============================================
 
-``model=`` picks another backbone for the same recipe (mlp backbones get two layers, the others one).
+``model=`` picks another backbone for the same recipe (mlp backbones get two layers, the others one; RL² has
+its own backbone settings, :data:`RL2_BACKBONES`, chosen on tasks that need recall).
 """
 
 from __future__ import annotations
@@ -112,8 +113,21 @@ def pg_recipe(env_id: str, model: ModelKind | None = None) -> PGConfig:
     return cfg.replace(model=_with_model(cfg.model, model))
 
 
+RL2_KIND: ModelKind = "gated_ssm"
+"""The RL² recipe's backbone when none is named."""
+RL2_BACKBONES: dict[str, dict[str, object]] = {
+    "gated_ssm": {"num_layers": 2},
+    "ssm": {"complex": True},
+}
+"""RL² backbone settings by kind, chosen on recall: ``ssm_backbone.py`` (``ssm_backbone.md``; navigation-2d
+RL² at 600k env steps on validation goals, selection seeds 100 and 101, mean return of episodes 2-4): gated
+ssm with 2 layers -2.8, complex ssm (1 layer) -3.9, complex 2 layers -4.3, gated 1 layer -5.9, the real
+1-layer ssm that PPO on CartPole chose -16.1."""
+
+
 def rl2_recipe(family: str, model: ModelKind | None = None, trial_episodes: int | None = None) -> PPOConfig:
-    """PPO over trials of ``trial_episodes`` episodes (default :func:`episodes_per_trial`) of one task."""
+    """PPO over trials of ``trial_episodes`` episodes (default :func:`episodes_per_trial`) of one task, with
+    the :data:`RL2_KIND` backbone (or ``model``) in its :data:`RL2_BACKBONES` settings."""
     from ssm_metarl.envs.trial import rl2_env_id
 
     k = episodes_per_trial(family) if trial_episodes is None else trial_episodes
@@ -121,7 +135,9 @@ def rl2_recipe(family: str, model: ModelKind | None = None, trial_episodes: int 
         base = DISCRETE_PPO.replace(num_envs=16, rollout_steps=128, gamma=0.99, gae_lambda=0.95)
     else:
         base = CONTINUOUS_PPO.replace(num_envs=16, rollout_steps=200, normalize_reward=False)
-    return base.replace(env_id=rl2_env_id(family, k), eval_episodes=2, model=_with_model(base.model, model))
+    kind = model or RL2_KIND
+    backbone = _with_model(base.model, kind).replace(**RL2_BACKBONES.get(kind, {}))
+    return base.replace(env_id=rl2_env_id(family, k), eval_episodes=2, model=backbone)
 
 
 def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
@@ -183,6 +199,8 @@ __all__ = [
     "episodes_per_trial",
     "is_discrete",
     "maml_recipe",
+    "RL2_BACKBONES",
+    "RL2_KIND",
     "pg_recipe",
     "ppo_recipe",
     "recipe",

@@ -240,6 +240,12 @@ def main() -> None:
         + markdown_table(["split", "return", "mode", *[f"k={k}" for k in ks]], rows)
         + f"\nIntervals: 95% over adaptation seeds (the policy is trained once). Command: "
         f"`{provenance()['command']}`; {headline['minutes']:.0f} minutes.\n"
+        + (
+            f"The runs are those of `{earlier['command']}` (commit {earlier['commit']}); this command recomputed "
+            "the tables from them.\n"
+            if earlier
+            else ""
+        )
     )
     payload = {
         "headline": headline,

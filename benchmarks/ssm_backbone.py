@@ -3,6 +3,7 @@
     python benchmarks/ssm_backbone.py                       # the selection study below (about 45 min, 2 jobs)
     python benchmarks/ssm_backbone.py --variants ssm-real-1 ssm-complex-1 --uses rl2 --seeds 100
     python benchmarks/ssm_backbone.py --uses maml --seeds 100    # MAML: backbone x inner params (all / heads)
+    python benchmarks/ssm_backbone.py --rescore results/ssm_backbone.json results/ssm_backbone_maml.json
 
 The LRU-style ``ssm`` backbone's defaults (real diagonal, one layer) were chosen on CartPole, a task that
 needs no recall. This script measures the variants on two uses where recall is the task, on a *selection*
@@ -25,9 +26,11 @@ run (runs interleaved, ``--jobs`` processes of one torch thread each). Writes re
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import memory
@@ -45,6 +48,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """ModelConfig overrides of each variant (the rest is the use's recipe: width 64, state 64, separate critic)."""
 DEFAULT_VARIANTS = ("ssm-real-1", "ssm-complex-1", "ssm-complex-2", "gated-1", "gated-2")
 MEMORY_ENVS = ("RepeatPrevious", "RepeatFirst")
+
+
+def _label(job: dict[str, Any]) -> str:
+    return f"{job['variant']}, inner params {job['params']}" if job["use"] == "maml" else job["variant"]
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +91,11 @@ def main() -> None:
     parser.add_argument("--maml-iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="ssm_backbone")
+    parser.add_argument(
+        "--rescore",
+        nargs="+",
+        help="recompute the tables from the runs of earlier results files (no training)",
+    )
     args = parser.parse_args()
     jobs: list[dict[str, Any]] = []
     if "maml" in args.uses:  # the longest runs first
@@ -113,9 +125,12 @@ def main() -> None:
             for v in args.variants
         ]
     for j in jobs:
-        j["label"] = f"{j['variant']}, inner params {j['params']}" if j["use"] == "maml" else j["variant"]
+        j["label"] = _label(j)
     t0 = time.perf_counter()
-    if args.jobs > 1:
+    earlier = [json.loads(Path(f).read_text()) for f in args.rescore or []]
+    if earlier:  # the tables from earlier files' runs, no training
+        runs = [{**r, "label": r.get("label") or _label(r)} for e in earlier for r in e["runs"]]
+    elif args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = pool.map(run_job, jobs, chunksize=1)
     else:
@@ -137,17 +152,23 @@ def main() -> None:
         **{
             f"{use}_{label}_score": c["score"] for use, labels in table.items() for label, c in labels.items()
         },
-        "minutes": (time.perf_counter() - t0) / 60,
+        "minutes": sum(e["headline"]["minutes"] for e in earlier)
+        if earlier
+        else (time.perf_counter() - t0) / 60,
     }
+
+    def of(use: str, key: str) -> str:  # what the runs of one use had (seeds, steps), as text
+        return ", ".join(f"{v:,}" for v in sorted({r[key] for r in runs if r["use"] == use}))
+
     what = {
-        "maml": f"navigation-2d MAML ({args.maml_iterations} meta-iterations), validation goals, score = mean "
-        "return after 1, 2 and 3 inner steps (40 trajectories per step)",
-        "rl2": f"navigation-2d RL² ({args.rl2_steps:,} env steps), validation goals, score = mean return of "
-        "episodes 2-4 of a trial",
-        "memory": f"POPGym {' and '.join(MEMORY_ENVS)} Easy, PPO ({args.memory_steps:,} env steps), score = mean "
-        f"MMER; seeds {args.memory_seeds}",
+        "maml": f"navigation-2d MAML ({of('maml', 'steps')} meta-iterations), validation goals, score = mean "
+        f"return after 1, 2 and 3 inner steps (40 trajectories per step); seeds {of('maml', 'seed')}",
+        "rl2": f"navigation-2d RL² ({of('rl2', 'steps')} env steps), validation goals, score = mean return of "
+        f"episodes 2-4 of a trial; seeds {of('rl2', 'seed')}",
+        "memory": f"POPGym {' and '.join(MEMORY_ENVS)} Easy, PPO ({of('memory', 'steps')} env steps), score = "
+        f"mean MMER; seeds {of('memory', 'seed')}",
     }
-    md = f"## Choosing the SSM backbone's defaults (selection seeds {args.seeds}; nothing here is a test figure)\n\n"
+    md = "## Choosing the SSM backbone's defaults (selection seeds; nothing here is a test figure)\n\n"
     for use, labels in table.items():
         rows = [
             [label, f"{c['score']:.3f}", f"{c['seconds_per_run']:.0f}", c["runs"]]
@@ -168,9 +189,22 @@ def main() -> None:
     md += (
         "Every run:\n\n"
         + markdown_table(["use", "variant", "env", "seed", "score"], detail)
-        + f"\nCommand: `{provenance()['command']}`; {headline['minutes']:.0f} minutes, {args.jobs} processes.\n"
+        + f"\nCommand: `{provenance()['command']}`; {headline['minutes']:.0f} minutes.\n"
     )
-    payload = {"headline": headline, **provenance(), "args": vars(args), "table": table, "runs": runs}
+    sources = [  # the files that trained, through any earlier rescoring
+        src
+        for e in earlier
+        for src in e.get("rescored_from") or [{k: e.get(k) for k in ("command", "commit", "date")}]
+    ]
+    md += "".join(f"\nRuns of `{src['command']}` (commit {src['commit']}).\n" for src in sources)
+    payload = {
+        "headline": headline,
+        **provenance(),
+        **({"rescored_from": sources} if earlier else {}),
+        "args": vars(args),
+        "table": table,
+        "runs": runs,
+    }
     write_results(args.name, payload, md)
     print(md)
 

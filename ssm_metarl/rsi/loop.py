@@ -543,7 +543,10 @@ class SelfImprovement:
                         trial=t.number,
                         params=t.params,
                         worker=t.user_attrs.get("worker"),
-                        metrics={**r["metrics"], "score": r.get("score", t.value)},  # older studies: value
+                        metrics={
+                            **r["metrics"],
+                            "score": r["score"] if "score" in r else t.value,
+                        },  # older: value
                         warm_start=r["warm_start"],
                         env_steps=r["env_steps"],
                     )

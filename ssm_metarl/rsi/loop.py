@@ -535,6 +535,8 @@ class SelfImprovement:
         for t in sorted(self._cycle_trials(n), key=lambda t: t.number):
             if t.state == TS.COMPLETE:
                 r = dict(t.user_attrs["result"])
+                if "score" not in r:  # a trial finished by an older version: single-objective, its value
+                    r["score"] = t.value
                 if (t.number, "trial") not in logged:
                     store.log_decision(
                         self.out,
@@ -543,10 +545,7 @@ class SelfImprovement:
                         trial=t.number,
                         params=t.params,
                         worker=t.user_attrs.get("worker"),
-                        metrics={
-                            **r["metrics"],
-                            "score": r["score"] if "score" in r else t.value,
-                        },  # older: value
+                        metrics={**r["metrics"], "score": r["score"]},
                         warm_start=r["warm_start"],
                         env_steps=r["env_steps"],
                     )

@@ -13,4 +13,4 @@ import sys
 from ssm_metarl.legacy import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(announce=lambda line: print(line, flush=True)))

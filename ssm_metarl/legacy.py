@@ -14,6 +14,7 @@ import argparse
 import difflib
 import shlex
 import sys
+from collections.abc import Callable
 
 MODES = ("policy_gradient", "improved", "ppo", "meta_rl")
 DEFAULT_MODE = "meta_rl"
@@ -93,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, announce: Callable[[str], None] | None = None) -> int:
+    """Run the seeds' command line ``argv`` as the ``ssm-metarl`` command it maps to; ``announce`` (main.py
+    passes ``print``) sees that command first. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise LegacyUsageError(_unknown_message(parser, unknown))
         cmd = to_command(args)
-        print("main.py runs: ssm-metarl " + shlex.join(cmd), flush=True)
+        if announce is not None:
+            announce("main.py runs: ssm-metarl " + shlex.join(cmd))
         from ssm_metarl.cli import main as cli_main
 
         return cli_main(cmd)

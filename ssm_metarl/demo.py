@@ -9,7 +9,7 @@ In-context adaptation (``in_context``, default the shipped ``navigation-ssm``, R
 episodes per held-out and out-of-range goal, the recurrent state carried across episodes and no gradient step;
 the return of each episode of the trial shows what it learned about the goal in the episodes before.
 
-Prints one table per kind of adaptation and writes a PNG of the curves.
+Prints one table per kind of adaptation and writes a PNG of the curves and of the agent's paths in one trial.
 
 Every row is a mean over (task, seed) pairs with a 95% t-interval over those pairs, so the interval shows
 how much the return varies from task to task; PPO from scratch runs once per task (the first seed), the
@@ -24,15 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ssm_metarl.adapt import compare_adaptation, fill_buffer
 from ssm_metarl.adapt.evaluate import scratch_ppo_returns
 from ssm_metarl.envs.tasks import Task, get_family
-from ssm_metarl.envs.trial import TrialEnv
 from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import baseline_returns
-from ssm_metarl.meta.rl2 import evaluate_in_context
+from ssm_metarl.meta.rl2 import evaluate_in_context, trial_vec_env
 from ssm_metarl.models import ActorCritic
 from ssm_metarl.pretrained import load_pretrained, pretrained_info
 from ssm_metarl.recipes import recipe
@@ -165,8 +163,8 @@ def _in_context(
             "in-context (RL²)": evaluate_in_context(
                 policy, family, tasks, k, seeds, label="in-context (RL²)"
             ),
-            "random policy": baseline_returns(family, tasks, "random", 4, seeds),
-            "constant action": baseline_returns(family, tasks, "constant", 4, seeds),
+            "random policy": baseline_returns(family, tasks, "random", k, seeds),
+            "constant action": baseline_returns(family, tasks, "constant", k, seeds),
         }
         if family == "navigation-2d":
             result.paths[split] = (tasks[0], trial_paths(policy, family, tasks[0], k, seeds[0]))
@@ -175,7 +173,7 @@ def _in_context(
 def trial_paths(policy: ActorCritic, family: str, task: Task, k: int, seed: int) -> list[np.ndarray]:
     """The positions (T_e, 2) of each of the ``k`` episodes of one seeded trial on ``task`` (navigation-2d:
     the observation is the position; the trial's done flag, its last feature, starts each later episode)."""
-    envs = SyncVectorEnv([lambda: TrialEnv(family, k, task=task)], autoreset_mode=AutoresetMode.SAME_STEP)
+    envs = trial_vec_env(family, k, [task])
     seen: list[np.ndarray] = []  # the raw observations (the rollout keeps the normalised ones)
     try:
         ep = seeded_episodes(envs, policy, seed, before_step=lambda o: seen.append(np.array(o[0], copy=True)))

@@ -47,6 +47,13 @@ def _trial(family: str, k: int, task: Task) -> Callable[[], TrialEnv]:
     return lambda: TrialEnv(family, k, task=task)
 
 
+def trial_vec_env(family: str, episodes_per_trial: int, tasks: Sequence[Task]) -> SyncVectorEnv:
+    """One sub-env per task, each running trials of ``episodes_per_trial`` episodes of its task."""
+    return SyncVectorEnv(
+        [_trial(family, episodes_per_trial, t) for t in tasks], autoreset_mode=AutoresetMode.SAME_STEP
+    )
+
+
 def evaluate_in_context(
     policy: ActorCritic,
     family: str,
@@ -60,9 +67,7 @@ def evaluate_in_context(
     across inner episodes: ``values[s, i, k, 0]`` is the return of inner episode k on task i with seed s."""
     per_seed, steps = [], []
     for seed in seeds:
-        envs = SyncVectorEnv(
-            [_trial(family, episodes_per_trial, t) for t in tasks], autoreset_mode=AutoresetMode.SAME_STEP
-        )
+        envs = trial_vec_env(family, episodes_per_trial, tasks)
         try:
             ep = seeded_episodes(envs, policy, seed, deterministic)
         finally:
@@ -81,4 +86,4 @@ def evaluate_in_context(
     )
 
 
-__all__ = ["evaluate_in_context", "train_rl2"]
+__all__ = ["evaluate_in_context", "train_rl2", "trial_vec_env"]

@@ -208,7 +208,7 @@ def merge_runs(
                 "commit": data.get("commit"),
                 "date": data.get("date"),
                 "runs": len(data["runs"]),
-                "minutes_total": data.get("minutes_total"),
+                "minutes_total": data.get("minutes_total", data.get("headline", {}).get("minutes")),
             }
         )
     for run in runs:

@@ -3,7 +3,8 @@
     python benchmarks/ssm_backbone.py                       # the selection study below (about 45 min, 2 jobs)
     python benchmarks/ssm_backbone.py --variants ssm-real-1 ssm-complex-1 --uses rl2 --seeds 100
     python benchmarks/ssm_backbone.py --uses maml --seeds 100    # MAML: backbone x inner params (all / heads)
-    python benchmarks/ssm_backbone.py --rescore results/ssm_backbone.json results/ssm_backbone_maml.json
+    python benchmarks/ssm_backbone.py --uses --merge results/ssm_backbone_rl2_memory.json \
+        results/ssm_backbone_maml.json                             # the committed table, from those runs
 
 The LRU-style ``ssm`` backbone's defaults (real diagonal, one layer) were chosen on CartPole, a task that
 needs no recall. This script measures the variants on two uses where recall is the task, on a *selection*
@@ -26,16 +27,21 @@ run (runs interleaved, ``--jobs`` processes of one torch thread each). Writes re
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import memory
 import meta_navigation
-from _common import markdown_table, provenance, write_results
+from _common import (
+    add_merge_arguments,
+    markdown_table,
+    merge_runs,
+    merged_markdown,
+    provenance,
+    write_results,
+)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "ssm-real-1": {"kind": "ssm", "complex": False, "num_layers": 1},
@@ -48,6 +54,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """ModelConfig overrides of each variant (the rest is the use's recipe: width 64, state 64, separate critic)."""
 DEFAULT_VARIANTS = ("ssm-real-1", "ssm-complex-1", "ssm-complex-2", "gated-1", "gated-2")
 MEMORY_ENVS = ("RepeatPrevious", "RepeatFirst")
+
+
+def _run_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """Runs that are the same measurement (a later one replaces an earlier one when merging)."""
+    return r["use"], r["variant"], r.get("params"), r.get("env"), r["seed"], r["steps"]
 
 
 def _label(job: dict[str, Any]) -> str:
@@ -79,7 +90,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--uses", nargs="+", default=["memory", "rl2"], choices=["memory", "rl2", "maml"])
+    parser.add_argument(
+        "--uses",
+        nargs="*",
+        default=["memory", "rl2"],
+        choices=["memory", "rl2", "maml"],
+        help="none: only --merge",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101], help="selection seeds")
     parser.add_argument("--memory-seeds", type=int, nargs="+", default=[100])
     parser.add_argument("--memory-steps", type=int, default=200_000)
@@ -90,12 +107,7 @@ def main() -> None:
     parser.add_argument("--maml-params", nargs="+", default=["all", "heads"], choices=["all", "heads"])
     parser.add_argument("--maml-iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--name", default="ssm_backbone")
-    parser.add_argument(
-        "--rescore",
-        nargs="+",
-        help="recompute the tables from the runs of earlier results files (no training)",
-    )
+    add_merge_arguments(parser, "ssm_backbone")
     args = parser.parse_args()
     jobs: list[dict[str, Any]] = []
     if "maml" in args.uses:  # the longest runs first
@@ -127,14 +139,15 @@ def main() -> None:
     for j in jobs:
         j["label"] = _label(j)
     t0 = time.perf_counter()
-    earlier = [json.loads(Path(f).read_text()) for f in args.rescore or []]
-    if earlier:  # the tables from earlier files' runs, no training
-        runs = [{**r, "label": r.get("label") or _label(r)} for e in earlier for r in e["runs"]]
-    elif args.jobs > 1:
+    runs: list[dict[str, Any]] = []
+    if jobs and args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = pool.map(run_job, jobs, chunksize=1)
-    else:
+    elif jobs:
         runs = [run_job(j) for j in jobs]
+    minutes_total = (time.perf_counter() - t0) / 60
+    runs, merged_from = merge_runs(runs, args.merge, _run_key)
+    runs = [{**r, "label": r.get("label") or _label(r)} for r in runs]  # files from before labels
     table: dict[str, dict[str, dict[str, float]]] = {}
     for r in runs:
         table.setdefault(r["use"], {}).setdefault(r["label"], {})
@@ -152,9 +165,7 @@ def main() -> None:
         **{
             f"{use}_{label}_score": c["score"] for use, labels in table.items() for label, c in labels.items()
         },
-        "minutes": sum(e["headline"]["minutes"] for e in earlier)
-        if earlier
-        else (time.perf_counter() - t0) / 60,
+        "minutes": minutes_total + sum(m["minutes_total"] or 0 for m in merged_from),
     }
 
     def of(use: str, key: str) -> str:  # what the runs of one use had (seeds, steps), as text
@@ -189,18 +200,15 @@ def main() -> None:
     md += (
         "Every run:\n\n"
         + markdown_table(["use", "variant", "env", "seed", "score"], detail)
-        + f"\nCommand: `{provenance()['command']}`; {headline['minutes']:.0f} minutes.\n"
+        + f"\nCommand: `{provenance()['command']}`; {minutes_total:.0f} minutes for this invocation's runs."
+        + merged_markdown(merged_from)
+        + "\n"
     )
-    sources = [  # the files that trained, through any earlier rescoring
-        src
-        for e in earlier
-        for src in e.get("rescored_from") or [{k: e.get(k) for k in ("command", "commit", "date")}]
-    ]
-    md += "".join(f"\nRuns of `{src['command']}` (commit {src['commit']}).\n" for src in sources)
     payload = {
         "headline": headline,
         **provenance(),
-        **({"rescored_from": sources} if earlier else {}),
+        "minutes_total": minutes_total,
+        "merged_from": merged_from,
         "args": vars(args),
         "table": table,
         "runs": runs,

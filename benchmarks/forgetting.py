@@ -2,7 +2,6 @@
 
     python benchmarks/forgetting.py                       # choose the replay weight, then report (5 seeds)
     python benchmarks/forgetting.py --seeds 0 1 --steps 1 3 --weights 0.3 --select-seeds 100
-    python benchmarks/forgetting.py --rescore benchmarks/results/forgetting.json   # tables from its runs
 
 The shipped ``cartpole-ssm`` (multi-task PPO, then MAML, on cartpole-physics) adapts to a new task with
 ``adapt_recipe("cartpole-physics")`` steps (policy gradient, fresh episodes from the current parameters each
@@ -23,11 +22,9 @@ results/<name>.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,11 +104,6 @@ def _map(jobs: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [run_one(j) for j in jobs]
 
 
-def _int_keys(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs read back from JSON: the step keys of "new" and "kept" as ints again."""
-    return [{**r, **{w: {int(k): v for k, v in r[w].items()} for w in ("new", "kept")}} for r in runs]
-
-
 def _label(mode: str, w: float) -> str:
     return "standard" if mode == "standard" else f"hybrid (w={w:g})"
 
@@ -129,24 +121,14 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per adaptation step")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="forgetting")
-    parser.add_argument(
-        "--rescore", help="recompute the tables from the runs of an earlier results file (no training)"
-    )
     args = parser.parse_args()
     t0 = time.perf_counter()
-    earlier: dict[str, Any] | None = None
-    if args.rescore:
-        earlier = json.loads(Path(args.rescore).read_text())
-        args = argparse.Namespace(**{**earlier["args"], "name": args.name, "rescore": args.rescore})
     ks = [0, *args.steps]
 
     # phase 1: the replay weight, on validation tasks and selection seeds
-    if earlier is not None:
-        select, earlier_runs = (_int_keys(r) for r in (earlier["selection"], earlier["runs"]))
-    else:
-        select = _map(
-            _jobs(args, [("hybrid", w) for w in args.weights], ["validation"], args.select_seeds), args.jobs
-        )
+    select = _map(
+        _jobs(args, [("hybrid", w) for w in args.weights], ["validation"], args.select_seeds), args.jobs
+    )
     sel_score = {
         w: statistics.fmean(
             (r["new"][k] + r["kept"][k]) / 2 for r in select if r["weight"] == w for k in args.steps
@@ -156,13 +138,8 @@ def main() -> None:
     chosen = max(sel_score, key=lambda w: sel_score[w])
 
     # phase 2: standard vs hybrid(chosen), paired, on test and out_of_range
-    runs = (
-        earlier_runs
-        if earlier is not None
-        else _map(
-            _jobs(args, [("standard", 0.0), ("hybrid", chosen)], ["test", "out_of_range"], args.seeds),
-            args.jobs,
-        )
+    runs = _map(
+        _jobs(args, [("standard", 0.0), ("hybrid", chosen)], ["test", "out_of_range"], args.seeds), args.jobs
     )
     table: dict[str, Any] = {}
     rows = []
@@ -226,7 +203,7 @@ def main() -> None:
             if 10 in args.steps
             else {}
         ),
-        "minutes": earlier["headline"]["minutes"] if earlier else (time.perf_counter() - t0) / 60,
+        "minutes": (time.perf_counter() - t0) / 60,
     }
     sel_rows = [[f"{w:g}", f"{sel_score[w]:.1f}"] for w in args.weights]
     md = (
@@ -240,17 +217,10 @@ def main() -> None:
         + markdown_table(["split", "return", "mode", *[f"k={k}" for k in ks]], rows)
         + f"\nIntervals: 95% over adaptation seeds (the policy is trained once). Command: "
         f"`{provenance()['command']}`; {headline['minutes']:.0f} minutes.\n"
-        + (
-            f"The runs are those of `{earlier['command']}` (commit {earlier['commit']}); this command recomputed "
-            "the tables from them.\n"
-            if earlier
-            else ""
-        )
     )
     payload = {
         "headline": headline,
         **provenance(),
-        **({"rescored_from": {k: earlier.get(k) for k in ("command", "commit", "date")}} if earlier else {}),
         "args": vars(args),
         "seeds": args.seeds,
         "table": table,

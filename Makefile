@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo app lint docs space-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory clean
+.PHONY: venv test demo app lint docs space-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory bench-metaworld clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -62,6 +62,20 @@ $(VENV)/.memory: $(STAMP)
 # POPGym's memory benchmark (issue "The SSM as the best memory backbone"): 8 envs x 6 models x 3 seeds
 bench-memory: $(VENV)/.memory
 	cd benchmarks && ../$(BIN)/python memory.py --jobs 2
+
+# Meta-World ML1 through its own evaluation (issue "Runs everywhere"): metaworld pins its own MuJoCo, so it gets
+# its own venv; the Meta-World tests run there first
+MW_VENV := .venv-metaworld
+$(MW_VENV)/.installed: pyproject.toml
+	test -x $(MW_VENV)/bin/python || $(PY) -m venv $(MW_VENV)
+	$(MW_VENV)/bin/pip install --quiet --upgrade pip
+	$(MW_VENV)/bin/pip install --quiet torch==2.13.0
+	$(MW_VENV)/bin/pip install --quiet -e ".[dev,metaworld]"
+	touch $(MW_VENV)/.installed
+
+bench-metaworld: $(MW_VENV)/.installed
+	$(MW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_metaworld.py
+	cd benchmarks && ../$(MW_VENV)/bin/python metaworld_ml1.py --jobs 2
 
 bench-adapt: $(STAMP)
 	cd benchmarks && ../$(BIN)/python adaptation.py

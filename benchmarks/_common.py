@@ -122,6 +122,30 @@ def interleaved_timings(
     return wall, cpu
 
 
+def backbone_record(model: Any) -> dict[str, Any]:
+    """What a results file records of a run's backbone (a :class:`~ssm_metarl.config.ModelConfig`): kind,
+    layers, and for the ssm whether its diagonal is complex."""
+    return {"kind": model.kind, "layers": model.num_layers, "complex": model.complex and model.kind == "ssm"}
+
+
+def backbone_of(r: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded backbone; runs recorded before it was (commit 4416955 and earlier) used the recipe of
+    their day: one real layer of ``r["model"]``."""
+    return r.get("backbone", {"kind": r["model"], "layers": 1, "complex": False})
+
+
+def backbone_label(b: dict[str, Any]) -> str:
+    """``"ssm, complex"``, ``"gated_ssm, 2 layers"``, ``"gru"``."""
+    diagonal = ("complex" if b["complex"] else "real") if b["kind"] == "ssm" else ""
+    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else ""]
+    return b["kind"] + "".join(f", {e}" for e in extra if e)
+
+
+def is_backbone(b: dict[str, Any], model: Any) -> bool:
+    """Whether the recorded backbone ``b`` is the one ``model`` (a ModelConfig) describes."""
+    return b == backbone_record(model)
+
+
 def summarize(seconds: Sequence[float], scale: float = 1e3) -> dict[str, float]:
     """Median, quartiles and minimum of timings, multiplied by ``scale`` (1e3: milliseconds)."""
     xs = sorted(seconds)

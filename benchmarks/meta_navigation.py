@@ -31,8 +31,11 @@ import numpy as np
 from _common import (
     RESULTS_DIR,
     add_merge_arguments,
+    backbone_label,
+    backbone_record,
     ci_cell,
     command_line,
+    is_backbone,
     machine_info,
     markdown_table,
     merge_runs,
@@ -40,6 +43,7 @@ from _common import (
     provenance,
     write_results,
 )
+from _common import backbone_of as common_backbone_of
 
 FAMILY = "navigation-2d"
 EPISODES_PER_TRIAL = 4
@@ -54,17 +58,8 @@ def variant_of(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def backbone_of(r: dict[str, Any]) -> dict[str, Any] | None:
-    """An RL² run's backbone (kind, layers, complex); runs recorded before it was (commit 4416955 and
-    earlier) used the recipe of their day: one real layer. None for MAML runs."""
-    if r["kind"] != "rl2":
-        return None
-    return r.get("backbone", {"kind": r["model"], "layers": 1, "complex": False})
-
-
-def backbone_label(b: dict[str, Any]) -> str:
-    diagonal = ("complex" if b["complex"] else "real") if b["kind"] == "ssm" else ""
-    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else ""]
-    return b["kind"] + "".join(f", {e}" for e in extra if e)
+    """An RL² run's backbone (:func:`_common.backbone_of`); None for MAML runs."""
+    return None if r["kind"] != "rl2" else common_backbone_of(r)
 
 
 def variant_label(v: dict[str, Any] | None) -> str:
@@ -131,10 +126,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         result.policy, FAMILY, tasks, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
     )
     rows = [r for r in result.metrics if "sps" in r]
-    m = cfg.model
     return {
         **job,
-        "backbone": {"kind": m.kind, "layers": m.num_layers, "complex": m.complex and m.kind == "ssm"},
+        "backbone": backbone_record(cfg.model),
         "returns": per_episode.seed_means()[0].tolist(),  # episode 1..4 of a trial, mean over tasks
         "train_seconds": train_s,
         "env_steps": cfg.total_steps,
@@ -233,8 +227,7 @@ def main() -> None:
     chosen = recipe("rl2", FAMILY).model  # the RL² recipe's SSM backbone (recipes.RL2_BACKBONES)
 
     def is_chosen(r: dict[str, Any]) -> bool:
-        b = r["backbone"]
-        return (b["kind"], b["layers"], b["complex"]) == (chosen.kind, chosen.num_layers, chosen.complex)
+        return is_backbone(r["backbone"], chosen)
 
     ssm = max((r for r in rl2 if is_chosen(r)), key=lambda r: r["env_steps"], default=None)
     speedups = {  # training minutes of another model / the chosen ssm's, at equal env steps, this invocation

@@ -93,14 +93,11 @@ def _train(algo: str, cfg: Any, steps: int) -> tuple[Any, int, float]:
 def _agent(algo: str, policy: Any, cfg: Any, num_envs: int) -> Any:
     from ssm_metarl.adapt.agents import GradientAgent, InContextAgent
     from ssm_metarl.adapt.standard import StandardAdapter
+    from ssm_metarl.envs.metaworld import split_recurrent_obs
 
-    if algo == "rl2":
-        obs_dim = int(np.prod(policy.obs_dim)) - policy.action_shape[0] - 2
-
-        def split(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # Meta-World's RNNBasedMetaRLWrapper: [obs, previous action, previous reward / 10, done]
-            return obs[:, :obs_dim], obs[:, obs_dim + policy.action_shape[0]] * 10.0
-
+    if algo == "rl2":  # the trial observation is [obs, action, reward, done]
+        act_dim = policy.action_shape[0]
+        split = split_recurrent_obs(policy.obs_dim - act_dim - 2, act_dim)
         return InContextAgent(policy, num_envs, split_obs=split)
     return GradientAgent(StandardAdapter(policy, cfg.inner.replace(steps=1)), num_envs)
 

@@ -101,6 +101,22 @@ class MetaWorldML1Env(gym.Env):
         self.mw_env.close()
 
 
+def split_recurrent_obs(obs_dim: int, act_dim: int) -> Any:
+    """A :data:`~ssm_metarl.adapt.agents.SplitObs` for Meta-World envs made with ``recurrent_info_in_obs=True``
+    (its ``RNNBasedMetaRLWrapper``: ``[obs, previous action, previous reward / 10, done]``): the observations
+    and the previous rewards."""
+
+    def split(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if obs.shape[-1] != obs_dim + act_dim + 2:
+            raise EnvError(
+                f"expected Meta-World recurrent observations of {obs_dim + act_dim + 2} features "
+                f"(recurrent_info_in_obs=True), got {obs.shape[-1]}"
+            )
+        return obs[:, :obs_dim], obs[:, obs_dim + act_dim] * 10.0
+
+    return split
+
+
 def ml1_family(env_name: str, benchmark_seed: int = 0) -> TaskDistribution:
     """The task family of ML1 ``env_name``'s 50 training goals (registered on first call, with its env id
     ``ssm_metarl/MetaWorld-ML1-<env name>-v0``); one benchmark seed per process."""
@@ -120,4 +136,4 @@ def ml1_family(env_name: str, benchmark_seed: int = 0) -> TaskDistribution:
     return register_family(dist)
 
 
-__all__ = ["HORIZON", "MetaWorldML1Env", "family_name", "ml1_benchmark", "ml1_family"]
+__all__ = ["HORIZON", "MetaWorldML1Env", "family_name", "ml1_benchmark", "ml1_family", "split_recurrent_obs"]

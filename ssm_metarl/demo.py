@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +185,24 @@ def trial_paths(policy: ActorCritic, family: str, task: Task, k: int, seed: int)
     return [obs[a:b, :2] for a, b in zip(starts[:-1], starts[1:])]
 
 
+def draw_trial_paths(ax: Any, task: Task, paths: list[np.ndarray], title: str) -> None:
+    """Draw a navigation-2d trial's paths (:func:`trial_paths`) on ``ax``: the training goals' square, one
+    line per episode (darker first), the goal and the start."""
+    plt = pyplot()
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), 1.0, 1.0, color="0.9", zorder=0, label="training goals"))
+    cmap = plt.get_cmap("viridis")
+    for e, p in enumerate(paths):
+        color = cmap(e / max(len(paths) - 1, 1))
+        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, label=f"episode {e + 1}")
+    ax.plot([task["goal_x"]], [task["goal_y"]], "*", color="crimson", ms=14, label="goal")
+    ax.plot([0], [0], "ko", ms=4)
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.1, 1.1)
+    ax.set_ylim(-1.1, 1.1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+
+
 def _column(r: Returns, k: int) -> Returns:
     """Index ``k`` of an adaptation curve as a one-index result."""
     return Returns(r.label, r.values[:, :, [k]], r.env_steps[:, :, [k]], r.seeds, "eval", r.tasks, r.meta)
@@ -207,24 +226,7 @@ def _plot(result: DemoResult, out: Path) -> Path:
         axes[1][0].set_ylabel("mean return (95% CI over goal-seed pairs)")
     for ax, split in zip(axes[2] if result.paths else (), SPLITS):
         task, paths = result.paths[split]
-        ax.add_patch(plt.Rectangle((-0.5, -0.5), 1.0, 1.0, color="0.9", zorder=0, label="training goals"))
-        cmap = plt.get_cmap("viridis")
-        for e, p in enumerate(paths):
-            ax.plot(
-                p[:, 0],
-                p[:, 1],
-                "-",
-                color=cmap(e / max(len(paths) - 1, 1)),
-                lw=1.5,
-                label=f"episode {e + 1}",
-            )
-        ax.plot([task["goal_x"]], [task["goal_y"]], "*", color="crimson", ms=14, label="goal")
-        ax.plot([0], [0], "ko", ms=4)
-        ax.set_aspect("equal")
-        ax.set_xlim(-1.1, 1.1)
-        ax.set_ylim(-1.1, 1.1)
-        ax.set_title(f"paths of one trial, a {split.replace('_', '-')} goal", fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        draw_trial_paths(ax, task, paths, f"paths of one trial, a {split.replace('_', '-')} goal")
     fig.tight_layout()
     path = out / "adaptation.png"
     fig.savefig(path, dpi=110)

@@ -5,7 +5,8 @@ shares) with the chosen modes (``"standard"``, ``"hybrid"`` or ``"both"``) on he
 hand-set tasks, then replays the adaptation of the first task with the first seed (the same seeds the
 comparison used, so the same parameters it measured) and records one episode before adaptation and one
 after each chosen mode's adaptation. RL² models adapt in context, without gradient steps: for them the mode
-choice does not apply and the tab shows the return of each episode of a trial instead.
+choice does not apply and the tab shows the return of each episode of a trial instead, and on navigation-2d
+the paths of one trial (episode 1 searching, the later ones going to the goal it found).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ssm_metarl.app.render import Episode, episodes_gif, record_episode
 from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.checkpoint import load_policy
 from ssm_metarl.config import AdaptConfig
+from ssm_metarl.demo import draw_trial_paths, trial_paths
 from ssm_metarl.envs.tasks import BoxTaskDistribution, Task, get_family
 from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import baseline_returns
@@ -202,7 +204,36 @@ def _render(
     return str(path), note, replayed
 
 
-def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: list[Task]) -> AdaptOutcome:
+def _render_paths(
+    policy: ActorCritic, family: str, task: Task, k: int, session: AppSession
+) -> tuple[str | None, str]:
+    """Navigation-2d: the paths of one trial on ``task`` as a PNG (episode 1 explores, the later ones go to
+    the goal they found); other families: nothing to draw."""
+    if family != "navigation-2d":
+        return None, "Paths are drawn for navigation-2d; episodes are rendered for gradient-adapted models."
+    paths = trial_paths(policy, family, task, k, RENDER_SEED)
+    fig, ax = plots.plt.subplots(figsize=(4.6, 4.6), dpi=100)
+    goal = f"({task['goal_x']:.2f}, {task['goal_y']:.2f})"
+    draw_trial_paths(ax, task, paths, f"one trial of {k} episodes, goal {goal}")
+    folder = session.run_dir / "episodes"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("paths-*.png"):
+        old.unlink(missing_ok=True)
+    path = folder / f"paths-{uuid.uuid4().hex[:8]}.png"
+    fig.tight_layout()
+    fig.savefig(path)
+    plots.plt.close(fig)
+    note = (
+        f"The agent's paths in one trial on task 1 ({task}): episode 1 searches for the goal it cannot see, "
+        f"the later episodes of the same trial go where the rewards said it is (the state carries over; no "
+        f"gradient step)."
+    )
+    return str(path), note
+
+
+def _in_context(
+    info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: list[Task], session: AppSession
+) -> AdaptOutcome:
     K = int(info.episodes_per_trial or 2)
     seeds = tuple(range(req.seeds))
     results = {
@@ -220,8 +251,8 @@ def _in_context(info: ModelInfo, policy: ActorCritic, req: AdaptRequest, tasks: 
         f"the return of each of the {K} episodes of one trial per task, "
         f"{len(tasks)} task(s) x {req.seeds} seed(s), mean ± 95% interval over seeds."
     )
-    note = "Episodes are rendered for gradient-adapted (MAML) models only."
-    return AdaptOutcome(fig, headers, rows, summary, render_note=note, results=results)
+    gif, note = _render_paths(policy, info.family or "", tasks[0], K, session) if req.render else (None, "")
+    return AdaptOutcome(fig, headers, rows, summary, gif=gif, render_note=note, results=results)
 
 
 def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
@@ -234,7 +265,7 @@ def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
     _check_budget(req, len(tasks), info.in_context)
     policy = load_policy(info.path).eval()
     if info.in_context:
-        return _in_context(info, policy, req, tasks)
+        return _in_context(info, policy, req, tasks, session)
     try:
         base = recipe("adapt", info.family)
         cfg = base.replace(

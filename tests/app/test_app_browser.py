@@ -87,6 +87,9 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         expect(alice.locator("#zero-shot")).to_contain_text("held-out tasks")
         expect(alice.locator("#model-card")).to_contain_text(shipped_model)
 
+        # Bob's adaptation tab opens on the model whose adaptation shows (navigation, in context).
+        bob.get_by_role("tab", name="Test-time adaptation").click()
+        expect(bob.locator("#adapt-model input")).to_have_value("navigation-ssm")
         # Bob meta-trains his own model while Alice runs the adaptation comparison.
         bob.get_by_role("tab", name="Meta-training").click()
         for elem_id, value in (("train-iterations", 1), ("train-batch", 1), ("train-trajectories", 2)):

@@ -128,6 +128,23 @@ def test_adaptation_compares_modes_and_renders_the_measured_policies(session):
     assert "standard and hybrid adaptation" in out.render_note
 
 
+def test_the_adaptation_tabs_default_shows_in_context_adaptation_and_its_paths(session):
+    """The tab opens on the shipped navigation-ssm (ui.DEFAULT_ADAPT_MODEL): its in-context episodes beside the
+    random policy, and the paths of one trial drawn."""
+    from ssm_metarl.app.ui import DEFAULT_ADAPT_MODEL, _default_model
+
+    assert _default_model(DEFAULT_ADAPT_MODEL) == "navigation-ssm"
+    req = AdaptRequest("navigation-ssm", "held-out", num_tasks=2, seeds=1, trajectories=2, render=True)
+    out = run_adaptation(session, req)
+    assert [r[0] for r in out.rows] == ["random policy", "in-context (RL²)"]
+    episodes = [float(cell.split(" ")[0]) for cell in out.rows[1][1:5]]
+    assert episodes[-1] > episodes[0]  # the last episode of the trial beats the first: it adapted
+    assert out.gif is not None and out.gif.endswith(".png")
+    img = Image.open(out.gif)
+    assert img.size[0] > 200 and img.size[1] > 200
+    assert "searches for the goal" in out.render_note
+
+
 @pytest.mark.parametrize("mode", ["standard", "hybrid"])
 def test_adaptation_runs_only_the_chosen_mode(session, mode):
     req = AdaptRequest("tiny", "held-out", num_tasks=1, steps=1, seeds=1, trajectories=2, modes=mode)

@@ -259,13 +259,14 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, minutes: floa
         f"sub-envs, {args.num_evals} rounds of fresh held-out goals, {args.adaptation_episodes} adaptation "
         f"episodes, one adaptation step, {args.evaluation_episodes} evaluation episodes that end on success). "
         "'Success before / after' scores every sub-env's evaluation episodes (`ssm_metarl.adapt.agents."
-        "run_protocol`; before: no adaptation data). 'Meta-World's figure' is what "
+        "run_protocol`; before: no adaptation data, so for RL² the evaluation episodes are a trial's first, "
+        "within which it still adapts in context). 'Meta-World's figure' is what "
         "`metaworld.evaluation.metalearning_evaluation` returns for the same agent: its `evaluation()` pools "
         "the sub-envs of one task name (all of them in ML1) and stops at the first episodes to end, which "
         "with termination on success are the successful ones, so it reads higher. 95% t-intervals over "
         "training seeds.\n\n"
         f"{table}\n\n"
-        f"Total {minutes:.0f} minutes. The published ML1 figures come from millions of env steps per run "
+        f"{minutes:.0f} minutes for this invocation's runs. The published ML1 figures come from millions of env steps per run "
         "(Meta-World+ code: 2M; the original paper's ProMP runs: more); see the README."
     )
 
@@ -275,7 +276,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["reach-v3", "push-v3"])
     parser.add_argument("--algos", nargs="+", choices=sorted(BACKBONES), default=["rl2", "maml"])
     parser.add_argument("--backbones", nargs="+", default=None, help="default: per algorithm, see BACKBONES")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only --merge")
     parser.add_argument("--steps", type=int, default=300_000, help="meta-training env steps per run")
     parser.add_argument(
         "--meta-batch", type=int, default=10, help="eval sub-envs (divides 50); MAML tasks/it"
@@ -297,7 +298,7 @@ def main() -> None:
         for kind in (args.backbones or BACKBONES[algo])
     ]
     t0 = time.perf_counter()
-    if args.jobs > 1:
+    if args.jobs > 1 and jobs:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = pool.map(run_one, jobs, chunksize=1)
     else:
@@ -309,7 +310,7 @@ def main() -> None:
         key=lambda r: (r["env"], r["algo"], r["backbone"], r["seed"], r["env_steps"] // 10_000),
     )
     rows, headline = summarise(runs)
-    headline["minutes"] = minutes
+    headline["minutes"] = minutes + sum(m["minutes_total"] or 0.0 for m in merged_from)
     protocol = {
         "benchmark_seed": BENCHMARK_SEED,
         "meta_batch_size": args.meta_batch,

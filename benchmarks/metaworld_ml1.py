@@ -50,7 +50,29 @@ from _common import (
 )
 
 BENCHMARK_SEED = 0
-BACKBONES = {"rl2": ("gated_ssm", "gru"), "maml": ("ssm", "mlp")}
+BACKBONES = {"rl2": ("gated_ssm", "gru"), "maml": ("ssm", "mlp"), "random": ("none",)}
+"""Backbones per algorithm; ``random`` is the floor: uniform actions, no training."""
+
+
+class RandomAgent:
+    """Uniformly random actions behind the protocol (nothing to adapt)."""
+
+    def __init__(self, num_envs: int, act_dim: int, seed: int) -> None:
+        self.num_envs, self.act_dim, self.rng = num_envs, act_dim, np.random.default_rng(seed)
+
+    def init(self) -> None: ...
+
+    def adapt_action(self, observations: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return self.eval_action(observations), {}
+
+    def step(self, timestep: Any) -> None: ...
+
+    def adapt(self) -> None: ...
+
+    def eval_action(self, observations: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim))
+
+    def reset(self, env_mask: np.ndarray) -> None: ...
 
 
 def _ci(xs: list[float]) -> tuple[float, float | None]:
@@ -126,14 +148,21 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
     torch.set_num_threads(1)
     seed_everything(seed)
     family = ml1_family(env_name, BENCHMARK_SEED).name
-    cfg = _config(algo, family, kind, seed, args)
-    policy, env_steps, train_s = _train(algo, cfg, args.steps)
-    policy.eval()
+    if algo == "random":
+        cfg, policy, env_steps, train_s = None, None, 0, None
+    else:
+        cfg = _config(algo, family, kind, seed, args)
+        policy, env_steps, train_s = _train(algo, cfg, args.steps)
+        policy.eval()
 
     t0 = time.perf_counter()
     envs = _eval_envs(env_name, algo, args.meta_batch)
     envs.action_space.seed(seed)
-    agent = _agent(algo, policy, cfg, envs.num_envs)
+    agent = (
+        RandomAgent(envs.num_envs, envs.single_action_space.shape[0], seed)
+        if algo == "random"
+        else _agent(algo, policy, cfg, envs.num_envs)
+    )
     # Meta-World's own figure: metalearning_evaluation (its evaluation() pools the sub-envs' episodes)
     after, mean_return, _ = metalearning_evaluation(
         agent,
@@ -170,7 +199,7 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
         "train_seconds": train_s,
         "eval_seconds": time.perf_counter() - t0,
         "metaworld_eval_seconds": mw_seconds,
-        "steps_per_second": env_steps / train_s,
+        "steps_per_second": env_steps / train_s if env_steps else None,
         "metaworld_success_after": float(after),
         "metaworld_return_after": float(mean_return),
         "success_before": float(np.mean(per_env["before"])),
@@ -181,7 +210,7 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
     print(
         f"{env_name} {algo} {kind} seed {seed}: success {row['success_before']:.2f} -> {row['success_after']:.2f} "
         f"(Meta-World's evaluation: {row['metaworld_success_after']:.2f}) "
-        f"({env_steps} steps, {train_s / 60:.1f} min)",
+        f"({env_steps} steps, {(train_s or 0.0) / 60:.1f} min)",
         flush=True,
     )
     return row
@@ -206,8 +235,11 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
         for key in ("success_before", "success_after", "metaworld_success_after"):
             row[key], row[f"{key}_ci"] = _ci([r[key] for r in rs])
         row["env_steps"] = int(np.mean([r["env_steps"] for r in rs]))
-        row["train_minutes"] = float(np.mean([r["train_seconds"] for r in rs]) / 60)
-        row["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in rs]))
+        trained = [r for r in rs if r["env_steps"]]
+        row["train_minutes"] = float(np.mean([r["train_seconds"] for r in trained]) / 60) if trained else None
+        row["steps_per_second"] = (
+            float(np.mean([r["steps_per_second"] for r in trained])) if trained else None
+        )
         rows.append(row)
     headline: dict[str, Any] = {"primary": f"{PRIMARY[0]} {PRIMARY[1]}"}
     for r in rows:
@@ -246,8 +278,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, minutes: floa
                 ci_cell(r["success_after"], r["success_after_ci"], 2),
                 ci_cell(r["metaworld_success_after"], r["metaworld_success_after_ci"], 2),
                 r["env_steps"],
-                f"{r['train_minutes']:.1f}",
-                f"{r['steps_per_second']:.0f}",
+                "" if r["train_minutes"] is None else f"{r['train_minutes']:.1f}",
+                "" if r["steps_per_second"] is None else f"{r['steps_per_second']:.0f}",
             ]
             for r in rows
         ],
@@ -274,7 +306,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, minutes: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--envs", nargs="+", default=["reach-v3", "push-v3"])
-    parser.add_argument("--algos", nargs="+", choices=sorted(BACKBONES), default=["rl2", "maml"])
+    parser.add_argument("--algos", nargs="+", choices=sorted(BACKBONES), default=["rl2", "maml", "random"])
     parser.add_argument("--backbones", nargs="+", default=None, help="default: per algorithm, see BACKBONES")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only --merge")
     parser.add_argument("--steps", type=int, default=300_000, help="meta-training env steps per run")

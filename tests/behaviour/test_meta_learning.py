@@ -29,11 +29,13 @@ def test_maml_adapts_on_navigation_and_beats_multitask_training():
 
 
 def test_rl2_ssm_earns_more_in_its_second_episode_on_navigation():
-    # the recipe's ssm settings (complex diagonal); the default gated ssm is measured in meta_navigation.py
-    cfg = recipe("rl2", "navigation-2d", "ssm").replace(
+    # the recipe's RL² backbone (the gated ssm, 2 layers). Measured (300k steps, held-out goals): seed 0
+    # -23.6 -> -14.9, 95% of goals improved; seed 1 -20.4 -> -14.3, 85%. The complex 1-layer ssm this test used
+    # before gained +1.4 on one machine and more than +2 on another: too close to the threshold to be a test.
+    cfg = recipe("rl2", "navigation-2d").replace(
         env_id=rl2_env_id("navigation-2d", 2), total_steps=300_000, run__seed=0, run__progress=False
     )
-    assert cfg.model.kind == "ssm" and cfg.model.complex
+    assert cfg.model.kind == "gated_ssm" and cfg.model.num_layers == 2
     policy = train_rl2(cfg).policy
     returns = evaluate_in_context(policy, "navigation-2d", get_family("navigation-2d").test, 2, seeds=(0,))
     first, second = returns.values[0, :, :, 0].mean(0)

@@ -1,10 +1,11 @@
-"""RL² on Bernoulli bandits (Duan et al. 2016, sec. 4.1): ssm and gru agents vs UCB1 and Thompson sampling.
+"""RL² on Bernoulli bandits (Duan et al. 2016, sec. 4.1): ssm and gru agents vs UCB1, Thompson sampling and Bayes-optimal.
 
     python benchmarks/meta_bandits.py                                  # K in {5, 10}, N in {10, 100}
     python benchmarks/meta_bandits.py --cells k5-n10 --steps 300000 --seeds 0
     python benchmarks/meta_bandits.py --seeds 1 2 --merge benchmarks/results/meta_bandits.json  # add seeds
 
-Each agent is trained with PPO (``recipe("rl2", family, model)``) on one-episode trials of N pulls of a
+Each agent (by default the RL² recipe's backbone, ``recipes.RL2_KIND``, and the gru; runs are labelled by
+backbone kind and settings) is trained with PPO (``recipe("rl2", family, model)``) on one-episode trials of N pulls of a
 bandit drawn from U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times
 (evaluation seeds 0, 1000, 2000, ...); the classic algorithms play the same bandits
 (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy for the prior where its dynamic

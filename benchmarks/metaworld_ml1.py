@@ -12,7 +12,7 @@ and training seed:
    seed 0) for ``--steps`` env steps: RL² (``recipe("rl2", family)``, trials of ``adaptation_episodes +
    evaluation_episodes`` episodes, backbones ``gated_ssm`` (the recipe's) and ``gru``) or MAML
    (``recipe("maml", family)`` with ``inner.episodes = adaptation_episodes``, backbones ``ssm`` and
-   ``mlp``);
+   ``mlp``); ``random`` (uniform actions, no training) is the floor;
 2. hand the policy to ``metaworld.evaluation.metalearning_evaluation`` on ``Meta-World/ML1-test`` (the 50
    held-out goals; ``meta_batch_size`` sub-envs, ``num_evals`` rounds of fresh goals), through
    :class:`ssm_metarl.adapt.agents.GradientAgent` (MAML: one inner step per sub-env on its adaptation

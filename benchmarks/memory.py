@@ -8,14 +8,17 @@
 Needs the ``memory`` extra (``pip install -e '.[memory]'``; ``make bench-memory``). The envs are POPGym's own
 Gymnasium ids (``popgym-<Name><Level>-v0``) with their own spaces (Discrete, MultiDiscrete and Tuple
 observations, MultiDiscrete actions): the policies take them as they are (``ssm_metarl.spaces``). Every model
-trains with ``recipe("ppo", env_id)`` with only the model kind swapped (one layer each; mlp is the no-memory
-floor), so the PPO settings are tuned for no single model. POPGym's rewards are normalised so that an
-episode's return lies in [-1, 1].
+trains with ``recipe("ppo", env_id, kind)``: the same PPO settings for every model (tuned for no single one),
+the backbone in the recipe's settings for memory tasks (``recipes.MEMORY_BACKBONES``, chosen on selection
+seed 100 by ``ssm_backbone.py``: the ssm complex with two layers, the gated ssm two layers; gru, lstm and
+transformer one layer; mlp, the no-memory floor, two). Each run records its backbone. POPGym's rewards are
+normalised so that an episode's return lies in [-1, 1].
 
 MMER (POPGym's "maximum mean episodic reward"): the mean return of the training episodes finished in each
 PPO update, maximised over the run's updates. Per env and model: mean and 95% interval over seeds; averaged
 over envs; the paired ssm - gru difference over (env, seed) pairs; wall-clock per model. Models run
-interleaved seed by seed, so machine noise hits all alike. Writes results/<name>.{json,md,png}.
+interleaved seed by seed, so machine noise hits all alike. ``--merge`` joins the runs of earlier results files
+(the same env, model, seed and budget: this invocation's run wins). Writes results/<name>.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -26,7 +29,18 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import command_line, markdown_table, provenance, write_results
+from _common import (
+    add_merge_arguments,
+    backbone_label,
+    backbone_of,
+    backbone_record,
+    command_line,
+    markdown_table,
+    merge_runs,
+    merged_markdown,
+    provenance,
+    write_results,
+)
 
 ENVS = (
     "RepeatPrevious",
@@ -60,14 +74,15 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
     torch.set_num_threads(1)
     env_id, kind, seed, steps, *rest = job
     overrides = rest[0] if rest else {}  # more ModelConfig fields (ssm_backbone.py's variants)
-    cfg = recipe("ppo", env_id).replace(run__seed=seed, run__progress=False, total_steps=steps)
-    cfg = cfg.replace(model=cfg.model.replace(kind=kind, num_layers=1).replace(**overrides))
+    cfg = recipe("ppo", env_id, kind).replace(run__seed=seed, run__progress=False, total_steps=steps)
+    cfg = cfg.replace(model=cfg.model.replace(**overrides))
     t0 = time.perf_counter()
     result = train_ppo(cfg)
     seconds = time.perf_counter() - t0
     return {
         "env": env_id,
         "model": kind,
+        "backbone": backbone_record(cfg.model),
         "seed": seed,
         "steps": steps,
         "mmer": mmer(result.episode_returns, result.episode_end_steps),
@@ -151,30 +166,40 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
-    parser.add_argument("--name", default="popgym")
+    add_merge_arguments(parser, "popgym")
     args = parser.parse_args()
     env_ids = [f"popgym-{e}{args.level}-v0" for e in args.envs]
     jobs = [(env, m, s, args.steps) for s in args.seeds for env in env_ids for m in args.models]
     t0 = time.perf_counter()
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
-            runs = pool.map(run_one, jobs)
+            runs = list(pool.imap(run_one, jobs, chunksize=1))
     else:
         runs = [run_one(j) for j in jobs]
-    summary = summarize(runs, env_ids, args.models)
+    minutes = (time.perf_counter() - t0) / 60
+    runs, merged_from = merge_runs(
+        runs, args.merge, key=lambda r: (r["env"], r["model"], r["seed"], r["steps"])
+    )
+    seeds = sorted({r["seed"] for r in runs})
+    # the merged files' envs and models join this invocation's, in this script's order
+    env_ids = list(dict.fromkeys([*env_ids, *(r["env"] for r in runs)]))
+    models = list(dict.fromkeys(m for m in (*MODELS, *args.models) if any(r["model"] == m for r in runs)))
+    summary = summarize(runs, env_ids, models)
     payload = {
         **summary,
         "runs": runs,
         "config": vars(args),
-        "minutes_total": (time.perf_counter() - t0) / 60,
-        "seeds": args.seeds,
+        "minutes_total": minutes,
+        "seeds": seeds,
+        "merged_from": merged_from,
         **provenance(),
     }
-    header = ["env", *args.models]
+    labels = {r["model"]: backbone_label(backbone_of(r)) for r in runs}
+    header = ["env", *(labels.get(m, m) for m in models)]
     rows = []
     for env in env_ids:
         cells = []
-        for m in args.models:
+        for m in models:
             c = summary["table"][env].get(m)
             cells.append(
                 ""
@@ -183,14 +208,14 @@ def main() -> None:
             )
         rows.append([env.removeprefix("popgym-").removesuffix("-v0"), *cells])
     h = summary["headline"]
-    rows.append(["mean", *(f"{h[f'{m}_mmer_mean']:.2f}" for m in args.models)])
-    rows.append(["seconds per run", *(f"{h['seconds_per_run'][m]:.0f}" for m in args.models)])
+    rows.append(["mean", *(f"{h[f'{m}_mmer_mean']:.2f}" for m in models)])
+    rows.append(["seconds per run", *(f"{h['seconds_per_run'][m]:.0f}" for m in models)])
     md = (
-        f"`{command_line()}` ({args.steps:,} env steps per run, seeds {args.seeds}; MMER, mean ± 95% interval "
-        f"over seeds)\n\n" + markdown_table(header, rows)
+        f"`{command_line()}` ({args.steps:,} env steps per run, seeds {seeds}; MMER, mean ± 95% interval "
+        f"over seeds)\n\n" + markdown_table(header, rows) + merged_markdown(merged_from)
     )
     paths = write_results(args.name, payload, md)
-    plot(summary, env_ids, args.models, paths[0].with_suffix(".png"))
+    plot(summary, env_ids, models, paths[0].with_suffix(".png"))
     print(md)
 
 

@@ -18,7 +18,8 @@ algo          returns                                         chosen by (results
 ============  ==============================================  ===============================================
 
 ``model=`` picks another backbone for the same recipe (mlp backbones get two layers, the others one; RL² has
-its own backbone settings, :data:`RL2_BACKBONES`, chosen on tasks that need recall).
+its own backbone settings, :data:`RL2_BACKBONES`, and PPO on POPGym's memory envs :data:`MEMORY_BACKBONES`,
+both chosen on tasks that need recall).
 """
 
 from __future__ import annotations
@@ -98,9 +99,31 @@ def _with_model(model: ModelConfig, kind: ModelKind | None) -> ModelConfig:
     return model.replace(kind=kind, num_layers=2 if kind == "mlp" else 1)
 
 
+MEMORY_BACKBONES: dict[str, dict[str, object]] = {
+    "ssm": {"complex": True, "num_layers": 2},
+    "gated_ssm": {"num_layers": 2},
+}
+"""PPO backbone settings by kind on memory tasks (POPGym's envs, :func:`is_memory_task`), chosen on recall:
+``ssm_backbone.py`` (``ssm_backbone.md``; RepeatPrevious and RepeatFirst Easy at 200k env steps, selection
+seed 100, mean MMER): complex ssm with 2 layers 1.00, gated ssm with 2 layers 0.48, complex 1 layer 0.37,
+gated 1 layer 0.18, the real 1-layer ssm that CartPole chose 0.14. Kinds not named here keep the recipe's
+(one layer; mlp two)."""
+
+
+def is_memory_task(env_id: str) -> bool:
+    """Whether ``env_id`` is one of POPGym's memory envs (``popgym-<Name><Level>-v0``), whose PPO recipe uses
+    :data:`MEMORY_BACKBONES`."""
+    return env_id.startswith("popgym-")
+
+
 def ppo_recipe(env_id: str, model: ModelKind | None = None) -> PPOConfig:
+    """PPO on ``env_id``: discrete or continuous control by its action space; on a memory task
+    (:func:`is_memory_task`) the backbone takes its :data:`MEMORY_BACKBONES` settings."""
     base = DISCRETE_PPO if is_discrete(env_id) else CONTINUOUS_PPO
-    return base.replace(env_id=env_id, model=_with_model(base.model, model))
+    backbone = _with_model(base.model, model)
+    if is_memory_task(env_id):
+        backbone = backbone.replace(**MEMORY_BACKBONES.get(backbone.kind, {}))
+    return base.replace(env_id=env_id, model=backbone)
 
 
 def pg_recipe(env_id: str, model: ModelKind | None = None) -> PGConfig:
@@ -195,9 +218,11 @@ __all__ = [
     "ALGOS",
     "CONTINUOUS_PPO",
     "DISCRETE_PPO",
+    "MEMORY_BACKBONES",
     "adapt_recipe",
     "episodes_per_trial",
     "is_discrete",
+    "is_memory_task",
     "maml_recipe",
     "RL2_BACKBONES",
     "RL2_KIND",

@@ -45,6 +45,24 @@ def test_train_defaults_are_the_env_recipe(env_id, algo):
     assert _without_out_dir(one) == recipe(algo, env_id, "gru").replace(run__seed=3)
 
 
+@pytest.mark.parametrize("kind", ["ssm", "gated_ssm", "gru", "mlp"])
+def test_memory_tasks_get_the_backbones_chosen_on_recall(kind, monkeypatch):
+    """PPO on a POPGym id takes ``MEMORY_BACKBONES``; the same env under another id keeps the plain recipe."""
+    from ssm_metarl import recipes
+
+    monkeypatch.setattr(recipes, "is_discrete", lambda env_id: True)  # popgym is an optional extra
+    memory = recipe("ppo", "popgym-RepeatPreviousEasy-v0", kind)
+    plain = recipe("ppo", "RepeatPreviousEasy-v0", kind)
+    assert recipes.is_memory_task(memory.env_id) and not recipes.is_memory_task(plain.env_id)
+    assert memory.model == plain.model.replace(**recipes.MEMORY_BACKBONES.get(kind, {}))
+    assert memory.replace(env_id="x", model=plain.model) == plain.replace(env_id="x")
+    if kind == "ssm":
+        assert memory.model.complex and memory.model.num_layers == 2
+        assert not plain.model.complex and plain.model.num_layers == 1
+    if kind == "gru":
+        assert memory.model == plain.model  # not named: the recipe's one layer
+
+
 @pytest.mark.parametrize("name", list_pretrained())
 def test_adapt_defaults_are_the_family_adapt_recipe(name):
     family = pretrained_info(name)["family"]

@@ -36,6 +36,14 @@ SPECS: dict[str, dict[str, Any]] = {
         "episodes_per_trial": 4,
         "total_steps": 1_000_000,
     },
+    # in context on Bernoulli bandits: a trial is one episode of 100 pulls of 5 unknown arms; the budget and
+    # backbone of meta_bandits.py (there: 0.96 of Thompson sampling's total, 3 seeds)
+    "bandit-ssm": {
+        "family": "bandit-k5-n100",
+        "method": "rl2",
+        "episodes_per_trial": 1,
+        "total_steps": 300_000,
+    },
 }
 SEED = 0
 EVAL_TASKS = 10
@@ -50,6 +58,21 @@ def zero_shot_and_adapted(policy, family: str, tasks, inner, trajectories: int) 
         policy, family, list(tasks), inner.replace(steps=3, episodes=trajectories), seeds=(0, 1)
     )
     return {f"after_{k}": {"mean": iv.mean, "ci95": iv.half} for k, iv in enumerate(curve.summary())}
+
+
+def bandit_references(family: str, tasks) -> dict[str, float]:
+    """On a bandit family, the mean total reward of Thompson sampling and of the oracle that knows the best
+    arm on ``tasks`` (200 runs each); nothing for other families."""
+    if not family.startswith("bandit"):
+        return {}
+    from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.meta.bandits import oracle, task_means, thompson
+
+    means, n = task_means(list(tasks)), get_family(family).n
+    return {
+        "thompson": float(thompson(means, n, runs=200, seed=0).mean()),
+        "oracle": float(oracle(means, n).mean()),
+    }
 
 
 def make_one_rl2(name: str) -> dict[str, Any]:
@@ -88,11 +111,14 @@ def make_one_rl2(name: str) -> dict[str, Any]:
     }
     for split in ("train", "test", "out_of_range"):
         tasks = dist.split(split)[:EVAL_TASKS]
+        if not tasks:  # bandit families have no out-of-range tasks
+            continue
         returns = evaluate_in_context(policy, family, tasks, k, seeds=(0, 1))
         results[split] = {
             "episodes": [{"mean": iv.mean, "ci95": iv.half} for iv in returns.summary()],
             "random": baseline_returns(family, tasks, "random", 20, (0,)).mean,
             "constant": baseline_returns(family, tasks, "constant", 20, (0,)).mean,
+            **bandit_references(family, tasks),
         }
     results["zero_shot_train"] = results["train"]["episodes"][0]["mean"]
     results["training"] = {
@@ -124,6 +150,7 @@ def make_one_rl2(name: str) -> dict[str, Any]:
 def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
     params = sum(p.numel() for p in policy.parameters())
     t, k = results["training"], results["episodes_per_trial"]
+    bandit = "thompson" in results.get("test", {})
     lines = [
         f"# {name}",
         "",
@@ -143,13 +170,19 @@ def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
         f"Mean return of episode i of a trial over the first {EVAL_TASKS} tasks of each split, one trial per task "
         "and seed, seeds 0 and 1 (95% interval over seeds); no gradient step anywhere.",
         "",
-        "| split | random | constant action | " + " | ".join(f"episode {i + 1}" for i in range(k)) + " |",
-        "|---|---|---|" + "---|" * k,
+        "| split | random | constant action | "
+        + " | ".join(f"episode {i + 1}" for i in range(k))
+        + (" | Thompson sampling | oracle (knows the best arm)" if bandit else "")
+        + " |",
+        "|---|---|---|" + "---|" * (k + 2 * bandit),
     ]
     for split in ("train", "test", "out_of_range"):
+        if split not in results:
+            continue
         r = results[split]
         cells = " | ".join(ci_cell(e["mean"], e["ci95"]) for e in r["episodes"])
-        lines.append(f"| {split} | {r['random']:.1f} | {r['constant']:.1f} | {cells} |")
+        refs = f" | {r['thompson']:.1f} | {r['oracle']:.1f}" if bandit else ""
+        lines.append(f"| {split} | {r['random']:.1f} | {r['constant']:.1f} | {cells}{refs} |")
     lines += [
         "",
         "## Usage",
@@ -162,8 +195,8 @@ def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
         f'policy = load_pretrained("{name}")  # offline, from the installed package',
         f'tasks = get_family("{results["family"]}").test[:5]',
         f'returns = evaluate_in_context(policy, "{results["family"]}", tasks, episodes_per_trial={k})',
-        "first, *_, last = returns.values[0, 0, :, 0]  # seed 0, task 0, each episode of the trial",
-        'print(f"return on a held-out task: {last:.1f} (episode 1: {first:.1f})")',
+        "episodes = returns.values[0, 0, :, 0]  # seed 0, task 0: the return of each episode of the trial",
+        'print(f"return on a held-out task: {episodes[-1]:.1f} (episode 1: {episodes[0]:.1f})")',
         "```",
         "",
     ]

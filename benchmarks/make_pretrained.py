@@ -60,6 +60,11 @@ def zero_shot_and_adapted(policy, family: str, tasks, inner, trajectories: int) 
     return {f"after_{k}": {"mean": iv.mean, "ci95": iv.half} for k, iv in enumerate(curve.summary())}
 
 
+def _article(word: str) -> str:
+    """'A' or 'An' before a model kind as read aloud (an ssm, an lstm, an mlp; a gru, a gated_ssm)."""
+    return "An" if word.split("_")[0] in ("ssm", "lstm", "mlp", "improved") else "A"
+
+
 def bandit_references(family: str, tasks) -> dict[str, float]:
     """On a bandit family, the mean total reward of Thompson sampling and of the oracle that knows the best
     arm on ``tasks`` (200 runs each); nothing for other families."""
@@ -151,24 +156,28 @@ def model_card_rl2(name: str, cfg, results: dict[str, Any], policy) -> str:
     params = sum(p.numel() for p in policy.parameters())
     t, k = results["training"], results["episodes_per_trial"]
     bandit = "thompson" in results.get("test", {})
+    trial = "one episode" if k == 1 else f"{k} episodes"
     lines = [
         f"# {name}",
         "",
-        f"An `{cfg.model.kind}` actor-critic meta-trained in context (RL²) on the `{results['family']}` task family "
+        f"{_article(cfg.model.kind)} `{cfg.model.kind}` actor-critic meta-trained in context (RL²) on the "
+        f"`{results['family']}` task family "
         f"({params:,} parameters): it adapts without gradient steps, from what its recurrent state has seen in the "
         f'trial so far. Load it offline with `ssm_metarl.load_pretrained("{name}")`.',
         "",
         "## How it was made",
         "",
         f"`python benchmarks/make_pretrained.py --only {name}` (all models: `make pretrained`), seed {SEED}: PPO "
-        f'(`recipe("rl2", "{results["family"]}")`) over trials of {k} episodes of one task, input [obs, previous '
+        f'(`recipe("rl2", "{results["family"]}")`) over trials of {trial} of one task, input [obs, previous '
         f"action, previous reward, done]; {t['env_steps']:,} env steps in {t['minutes']:.1f} minutes on "
         f"{t['cpu']} (one torch thread). Date {t['date']}, commit `{t['commit']}`.",
         "",
         "## Measured results",
         "",
-        f"Mean return of episode i of a trial over the first {EVAL_TASKS} tasks of each split, one trial per task "
-        "and seed, seeds 0 and 1 (95% interval over seeds); no gradient step anywhere.",
+        f"Mean return of {'a trial (the total reward of its pulls)' if k == 1 else 'episode i of a trial'} over "
+        f"the first {EVAL_TASKS} tasks of each split, one trial per task and seed, seeds 0 and 1 (95% interval "
+        "over seeds); no gradient step anywhere."
+        + (" Thompson sampling and the oracle: 200 plays of the same tasks." if bandit else ""),
         "",
         "| split | random | constant action | "
         + " | ".join(f"episode {i + 1}" for i in range(k))
@@ -276,7 +285,7 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
     lines = [
         f"# {name}",
         "",
-        f"An `{cfg.model.kind}` actor-critic meta-trained with MAML on the `{cfg.family}` task family "
+        f"{_article(cfg.model.kind)} `{cfg.model.kind}` actor-critic meta-trained with MAML on the `{cfg.family}` task family "
         f'({params:,} parameters). Load it offline with `ssm_metarl.load_pretrained("{name}")`.',
         "",
         "## How it was made",

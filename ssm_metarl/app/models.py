@@ -24,7 +24,8 @@ ZERO_SHOT_HEADERS = [
     "random policy",
 ]
 """Gradient-adapted models fill the columns with the return after 0, 1 and 3 steps; in-context (RL²) models
-with the return of the first, second and last episode of a trial."""
+with the return of the first, second and last episode of a trial ("—" for the second where a trial is one
+episode, as on bandits)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def zero_shot_rows(meta: dict[str, Any]) -> list[list[str]]:
         ]
         if "episodes" in r:  # in context (RL²): the return of each episode of a trial
             eps = r["episodes"]
-            cells = [_cell(eps[0]), _cell(eps[1] if len(eps) > 1 else None), _cell(eps[-1])]
+            # a one-episode trial (bandits: one episode of N pulls) has no second episode
+            cells = [_cell(eps[0]), _cell(eps[1]) if len(eps) > 1 else "—", _cell(eps[-1])]
         else:  # gradient steps (MAML): after 0, 1 and 3 steps
             curve = r.get("maml", {})
             cells = [_cell(curve.get(f"after_{k}")) for k in (0, 1, 3)]

@@ -24,7 +24,7 @@ SMOKE = textwrap.dedent(
     from ssm_metarl.envs.tasks import get_family
 
     assert ssm_metarl.__file__.startswith(sys.argv[1]), ssm_metarl.__file__
-    assert {"cartpole-ssm", "navigation-ssm"} <= set(list_pretrained())
+    assert {"bandit-ssm", "cartpole-ssm", "navigation-ssm"} <= set(list_pretrained())
     policy = load_pretrained("cartpole-ssm")
     env = get_family("cartpole-physics").make_env(get_family("cartpole-physics").test[0])
     obs, _ = env.reset(seed=0)

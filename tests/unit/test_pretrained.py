@@ -11,7 +11,7 @@ from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.models.heads import ActorCritic
 from ssm_metarl.pretrained import model_card, pretrained_info, pretrained_path
 
-SHIPPED = ["cartpole-ssm", "navigation-ssm"]
+SHIPPED = ["bandit-ssm", "cartpole-ssm", "navigation-ssm"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -59,6 +59,21 @@ def test_navigation_model_adapts_in_context_as_its_card_says():
     first, second = (iv.mean for iv in returns.summary()[:2])
     assert first == pytest.approx(info["results"]["zero_shot_train"], abs=6.0)
     assert second > first + 2.0  # it learns the goal within the trial, with no gradient step
+
+
+def test_bandit_model_plays_held_out_bandits_as_its_card_says():
+    """In context on bandits it has never seen: far above random, near Thompson sampling (no gradient step)."""
+    from ssm_metarl.meta.rl2 import evaluate_in_context
+
+    info = pretrained_info("bandit-ssm")
+    card = info["results"]["test"]
+    assert info["algo"] == "rl2" and info["episodes_per_trial"] == 1
+    tasks = get_family(info["family"]).test[:10]
+    total = evaluate_in_context(load_pretrained("bandit-ssm"), info["family"], tasks, 1, seeds=(0, 1))
+    mean = total.summary()[0].mean
+    assert mean == pytest.approx(card["episodes"][0]["mean"], abs=1e-6)  # the card's own seeds
+    assert mean > card["random"] + 0.5 * (card["oracle"] - card["random"])
+    assert mean > 0.85 * card["thompson"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(ENVS))
     parser.add_argument("--level", default="Easy", choices=["Easy", "Medium", "Hard"])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only --merge")
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     add_merge_arguments(parser, "popgym")
@@ -171,7 +171,7 @@ def main() -> None:
     env_ids = [f"popgym-{e}{args.level}-v0" for e in args.envs]
     jobs = [(env, m, s, args.steps) for s in args.seeds for env in env_ids for m in args.models]
     t0 = time.perf_counter()
-    if args.jobs > 1:
+    if args.jobs > 1 and jobs:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = list(pool.imap(run_one, jobs, chunksize=1))
     else:
@@ -180,9 +180,13 @@ def main() -> None:
     runs, merged_from = merge_runs(
         runs, args.merge, key=lambda r: (r["env"], r["model"], r["seed"], r["steps"])
     )
+    if not runs:
+        raise SystemExit("nothing to summarise: give --seeds to run, or --merge earlier results files")
     seeds = sorted({r["seed"] for r in runs})
     # the merged files' envs and models join this invocation's, in this script's order
-    env_ids = list(dict.fromkeys([*env_ids, *(r["env"] for r in runs)]))
+    env_ids = [
+        e for e in dict.fromkeys([*env_ids, *(r["env"] for r in runs)]) if any(r["env"] == e for r in runs)
+    ]
     models = list(dict.fromkeys(m for m in (*MODELS, *args.models) if any(r["model"] == m for r in runs)))
     summary = summarize(runs, env_ids, models)
     payload = {

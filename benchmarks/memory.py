@@ -215,7 +215,7 @@ def main() -> None:
     rows.append(["mean", *(f"{h[f'{m}_mmer_mean']:.2f}" for m in models)])
     rows.append(["seconds per run", *(f"{h['seconds_per_run'][m]:.0f}" for m in models)])
     md = (
-        f"`{command_line()}` ({args.steps:,} env steps per run, seeds {seeds}; MMER, mean ± 95% interval "
+        f"`{command_line()}` ({' / '.join(f'{n:,}' for n in sorted({r['steps'] for r in runs}))} env steps per run, seeds {seeds}; MMER, mean ± 95% interval "
         f"over seeds)\n\n" + markdown_table(header, rows) + merged_markdown(merged_from)
     )
     paths = write_results(args.name, payload, md)

@@ -127,11 +127,17 @@ def summarize(runs: list[dict[str, Any]], envs: list[str], models: list[str]) ->
     if "ssm" in models and "transformer" in models:
         headline["ssm_seconds_over_transformer"] = seconds["ssm"] / seconds["transformer"]
     memory = [m for m in models if m != "mlp"]
-    best = {e: max(memory, key=lambda m: table[e].get(m, {"mean": -np.inf})["mean"]) for e in envs}
-    headline["best_model_per_env"] = best
+
+    def score(e: str, m: str) -> float:
+        return table[e].get(m, {"mean": -np.inf})["mean"]
+
+    # the memory models with the env's highest mean MMER (several where they tie, e.g. all solve it)
+    best = {e: [m for m in memory if score(e, m) >= max(score(e, k) for k in memory) - 1e-9] for e in envs}
+    headline["best_models_per_env"] = best
     for m in ("ssm", "gated_ssm"):
         if m in models:
-            headline[f"envs_where_{m}_best"] = sum(b == m for b in best.values())
+            headline[f"envs_where_{m}_best"] = sum(b == [m] for b in best.values())  # alone, no tie
+            headline[f"envs_where_{m}_ties_best"] = sum(m in b and len(b) > 1 for b in best.values())
     return {"headline": headline, "table": table}
 
 

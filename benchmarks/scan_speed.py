@@ -56,6 +56,7 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path
         write_results,
     )
 
+from ssm_metarl.models import native
 from ssm_metarl.models.scan import linear_scan, linear_scan_reference
 from ssm_metarl.models.ssm import SSM
 
@@ -118,7 +119,7 @@ def scan_methods(T: int, B: int, N: int, dtype: torch.dtype, heavy: bool) -> dic
         f"linear_scan[{k}]": backward_of(
             lambda k=k: loss_of(linear_scan(lam, b, None, reset, kernel=k)), [lam, b]
         )
-        for k in ("auto", "loop", "chunked")
+        for k in ("auto", "loop", "chunked") + (("native",) if native.available() else ())
     }
     if heavy:
         fns["autograd loop"] = backward_of(

@@ -33,8 +33,13 @@ Two forward kernels compute a scan (both also run in reverse for the backward):
   re-scans all chunks at once from those states. About 2C + T/C dispatches instead of T: it wins when
   per-step overhead dominates, i.e. small B*N. Everything is exact multiply-adds, resets included.
 
-``kernel="auto"`` picks between them with a rule measured on a 2-core CPU (see ``_pick_kernel`` and
-benchmarks/scan_speed.py). ``linear_scan_reference`` is the obvious autograd loop, kept as the oracle.
+* ``native`` (CPU tensors only): one call into the C loop of ``_scan.c`` (:mod:`ssm_metarl.models.native`),
+  which costs one dispatch for the whole scan; the fast backward is one call too (reverse scan, coefficient
+  gradient and h0 gradient together). At PPO's sizes it runs forward + backward 2-3x faster than the
+  better of the two Python kernels (``benchmarks/scan_speed.py``).
+
+``kernel="auto"`` takes ``native`` where it is available, and otherwise picks between the Python kernels
+with a rule measured on a 2-core CPU (see ``_pick_kernel`` and benchmarks/scan_speed.py). ``linear_scan_reference`` is the obvious autograd loop, kept as the oracle.
 If the backward is itself differentiated (second-order MAML), it is computed with differentiable ops
 (the reverse scan is again a ``linear_scan``), so double backward works too.
 """
@@ -48,7 +53,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-Kernel = Literal["auto", "loop", "chunked"]
+from ssm_metarl.models import native
+
+Kernel = Literal["auto", "loop", "chunked", "native"]
+KERNELS: tuple[str, ...] = ("auto", "loop", "chunked", "native")
 
 # Kernel rule, measured with benchmarks/scan_speed.py (section "crossover": forward + backward CPU time,
 # B = 8, one thread, 2-core AMD EPYC). loop / chunked time for widths B*N = 256 .. 16384 (doubling):
@@ -103,8 +111,13 @@ def linear_scan(
     """
     if b.dim() != 3:
         raise ValueError(f"expected b of shape (B, T, N), got {tuple(b.shape)}")
-    if kernel not in ("auto", "loop", "chunked"):
-        raise ValueError(f"unknown scan kernel {kernel!r}; choose 'auto', 'loop' or 'chunked'")
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown scan kernel {kernel!r}; choose one of {KERNELS}")
+    if kernel == "native" and not native.supports(b):
+        raise ValueError(
+            f"the native scan kernel needs CPU tensors of float32/64 or complex64/128 and a C compiler, got "
+            f"{b.dtype} on {b.device} (native kernel available: {native.available()}); use kernel='auto'"
+        )
     B, T, N = b.shape
     dtype = torch.promote_types(a.dtype, b.dtype)
     if h0 is not None:
@@ -164,14 +177,17 @@ def _scan_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bo
     """
     B, T, N = b.shape
     if kernel == "auto":
-        kernel = _pick_kernel(B * N, T, b.is_complex())
+        kernel = "native" if native.supports(b) else _pick_kernel(B * N, T, b.is_complex())
+    if kernel == "native":
+        native.scan_into(out, a, b, h0, reverse)
+        return
     C = _chunk_length(T)
     if kernel == "loop" or T // C < 2:
         _loop_into(out, a, b, h0, reverse)
     elif kernel == "chunked":
         _chunked_into(out, a, b, h0, reverse, C)
     else:
-        raise ValueError(f"unknown scan kernel {kernel!r}; choose 'auto', 'loop' or 'chunked'")
+        raise ValueError(f"unknown scan kernel {kernel!r}; choose one of {KERNELS}")
 
 
 def _loop_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool) -> None:
@@ -269,6 +285,12 @@ class _LinearScan(torch.autograd.Function):
         grads: tuple[Tensor | None, Tensor, Tensor | None]
         if torch.is_grad_enabled():  # create_graph=True: differentiable ops only (double backward)
             grads = _backward_differentiable(a, h, h0, keep, g, ctx.kernel)
+        elif ctx.kernel in ("auto", "native") and native.supports(h):
+            mode = "none" if not need_a else "sum" if a.shape[:2] == (1, 1) else "full"
+            delta, grad_a, grad_h0 = native.scan_backward(a_eff, g.to(h.dtype), h, h0, keep, mode)
+            if grad_a is not None:
+                grad_a = grad_a.reshape(a.shape) if mode == "sum" else grad_a.sum_to_size(a.shape)
+            grads = grad_a, delta, grad_h0
         else:
             grads = _backward_fast(a, a_eff, h, h0, keep, g, ctx.kernel, need_a, need_h0)
         grad_a, delta, grad_h0 = grads

@@ -24,6 +24,8 @@ SMOKE = textwrap.dedent(
     from ssm_metarl.envs.tasks import get_family
 
     assert ssm_metarl.__file__.startswith(sys.argv[1]), ssm_metarl.__file__
+    from ssm_metarl.models import native
+    assert native.available() and native.SOURCE.is_relative_to(sys.argv[1])  # built from the wheel's C source
     assert {"bandit-ssm", "cartpole-ssm", "navigation-ssm"} <= set(list_pretrained())
     policy = load_pretrained("cartpole-ssm")
     env = get_family("cartpole-physics").make_env(get_family("cartpole-physics").test[0])
@@ -56,6 +58,7 @@ def test_wheel_and_sdist_carry_what_the_code_loads(dist):
     names = zipfile.ZipFile(wheel).namelist()
     for needed in (
         "ssm_metarl/py.typed",
+        "ssm_metarl/models/_scan.c",
         "ssm_metarl/pretrained/cartpole-ssm/model.safetensors",
         "ssm_metarl/pretrained/cartpole-ssm/config.json",
         "ssm_metarl/pretrained/cartpole-ssm/README.md",
@@ -75,7 +78,8 @@ def test_installed_wheel_loads_a_shipped_model_and_acts(dist, tmp_path):
         check=True,
         timeout=600,
     )
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = {**os.environ, "PYTHONPATH": str(target), "SSM_METARL_NATIVE": "1"}
+    env["SSM_METARL_CACHE"] = str(tmp_path / "cache")
     proc = subprocess.run(
         [sys.executable, "-c", SMOKE, str(target)],
         cwd=tmp_path,

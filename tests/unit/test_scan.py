@@ -5,7 +5,7 @@ import torch
 
 from ssm_metarl.models.scan import _chunk_length, _pick_kernel, linear_scan, linear_scan_reference
 
-KERNELS = ["loop", "chunked", "auto"]
+KERNELS = ["loop", "chunked", "native", "auto"]
 
 
 def make_inputs(B, T, N, dtype, seed=0, r_max=0.99, broadcast_a=False):
@@ -58,7 +58,7 @@ def test_scan_matches_reference_forward_and_backward(dtype, T, with_reset):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64], ids=["real", "complex"])
-@pytest.mark.parametrize("kernel", ["loop", "chunked"])
+@pytest.mark.parametrize("kernel", ["loop", "chunked", "native"])
 def test_broadcast_coefficient_matches_reference(dtype, kernel):
     """a of shape (N,) (one lambda per channel, as in the SSM), with resets: gradients sum correctly."""
     B, T, N = 4, 300, 6
@@ -73,7 +73,7 @@ def test_broadcast_coefficient_matches_reference(dtype, kernel):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["real", "complex"])
-@pytest.mark.parametrize("kernel", ["loop", "chunked"])
+@pytest.mark.parametrize("kernel", ["loop", "chunked", "native"])
 @pytest.mark.parametrize("broadcast_a", [False, True], ids=["full-a", "lambda-a"])
 def test_gradcheck_and_double_backward(dtype, kernel, broadcast_a):
     """Exact gradients (finite differences, complex via Wirtinger calculus) and second derivatives."""
@@ -93,10 +93,11 @@ def test_gradcheck_without_reset_or_h0():
     a, b, _ = make_inputs(2, 20, 2, torch.complex128, r_max=0.9)
     assert torch.autograd.gradcheck(lambda a, b: linear_scan(a, b, kernel="chunked"), (a, b))
     assert torch.autograd.gradcheck(lambda a, b: linear_scan(a, b, kernel="loop"), (a, b))
+    assert torch.autograd.gradcheck(lambda a, b: linear_scan(a, b, kernel="native"), (a, b))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64], ids=["real", "complex"])
-@pytest.mark.parametrize("kernel", ["loop", "chunked"])
+@pytest.mark.parametrize("kernel", ["loop", "chunked", "native"])
 def test_reset_cuts_information_exactly(dtype, kernel):
     """After a reset, h depends on nothing before it: gradients are exactly zero, values unchanged."""
     B, T, N, t_reset = 2, 200, 5, 77
@@ -130,10 +131,11 @@ def test_reset_at_t0_ignores_h0():
 def test_no_grad_path_equals_grad_path_and_kernels_agree():
     a, b, h0 = make_inputs(4, 257, 16, torch.float32)
     with torch.no_grad():
-        outs = [linear_scan(a, b, h0, kernel=k) for k in ("loop", "chunked")]
+        outs = [linear_scan(a, b, h0, kernel=k) for k in ("loop", "chunked", "native")]
     h = linear_scan(a, b, h0)
     assert h.requires_grad and not outs[0].requires_grad
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[0], outs[2], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h.detach(), outs[0], rtol=1e-5, atol=1e-5)
 
 
@@ -169,9 +171,70 @@ def test_partially_broadcast_coefficient(shape):
     a = (torch.rand(shape, generator=g, dtype=torch.float64) * 0.9).requires_grad_(True)
     b = torch.randn(3, 30, 4, generator=g, dtype=torch.float64, requires_grad=True)
     reset = make_resets(3, 30)
-    for kernel in ("loop", "chunked"):
+    for kernel in ("loop", "chunked", "native"):
         got = grads(lambda a, b, k=kernel: linear_scan(a, b, None, reset, kernel=k), (a, b), 1.0)
         expected = grads(lambda a, b: linear_scan_reference(a, b, None, reset), (a, b), 1.0)
         assert got[1].shape == shape
         for x, y in zip(got, expected):
             torch.testing.assert_close(x, y)
+
+
+# ------------------------------------------------------------------------------------ the native kernel
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """The native module with its library forgotten and an empty cache, restored afterwards."""
+    from ssm_metarl.models import native
+
+    monkeypatch.setenv("SSM_METARL_CACHE", str(tmp_path / "cache"))
+    native._library.cache_clear()
+    yield native
+    native._library.cache_clear()
+
+
+def test_native_kernel_builds_here_and_auto_uses_it(fresh_native):
+    """CI machines have a C compiler: the kernel must build there, or the fast path silently never runs."""
+    assert fresh_native.available()
+    assert list((fresh_native.cache_dir()).glob("scan-*.so"))
+    b = torch.randn(2, 40, 3)
+    assert fresh_native.supports(b) and not fresh_native.supports(b.half())
+    a = torch.rand(3) * 0.9
+    torch.testing.assert_close(linear_scan(a, b), linear_scan_reference(a, b))
+
+
+def test_native_switch(fresh_native, monkeypatch):
+    from ssm_metarl.errors import ConfigError
+
+    monkeypatch.setenv("SSM_METARL_NATIVE", "0")
+    assert not fresh_native.available()
+    b = torch.randn(2, 40, 3)
+    with pytest.raises(ValueError, match="native scan kernel"):
+        linear_scan(torch.rand(3), b, kernel="native")
+    torch.testing.assert_close(linear_scan(torch.rand(3) * 0, b), b)  # auto runs the Python kernels
+    fresh_native._library.cache_clear()
+    monkeypatch.setenv("SSM_METARL_NATIVE", "maybe")
+    with pytest.raises(ConfigError, match="SSM_METARL_NATIVE"):
+        fresh_native.available()
+
+
+def test_without_a_working_compiler_auto_warns_once_and_native_1_fails(fresh_native, monkeypatch, caplog):
+    monkeypatch.setattr(fresh_native, "_compiler", lambda: None)
+    with caplog.at_level("WARNING", logger="ssm_metarl.models.native"):
+        assert not fresh_native.available()
+        assert not fresh_native.available()
+    assert [r.message for r in caplog.records if "unavailable" in r.message] == [
+        "native scan kernel unavailable, using the Python kernels (slower): no C compiler found (tried $CC, "
+        "cc, gcc, clang)"
+    ]
+    fresh_native._library.cache_clear()
+    monkeypatch.setenv("SSM_METARL_NATIVE", "1")
+    with pytest.raises(RuntimeError, match="SSM_METARL_NATIVE=1"):
+        fresh_native.available()
+
+
+def test_a_failing_compile_reports_the_compilers_message(fresh_native, monkeypatch, tmp_path):
+    bad = tmp_path / "bad.c"
+    bad.write_text("this is not C\n")
+    monkeypatch.setattr(fresh_native, "SOURCE", bad)
+    with pytest.raises(RuntimeError, match="failed to compile bad.c"):
+        fresh_native.build()
+    assert not list(fresh_native.cache_dir().glob("*.tmp"))  # no half-written library left behind

@@ -1,0 +1,227 @@
+"""The native scan kernel: ``_scan.c`` compiled on first use with the system C compiler, called via ctypes.
+
+Why. On this project's CPUs the Python-level scan kernels of :mod:`ssm_metarl.models.scan` cost one torch
+dispatch (a few microseconds) per step or per chunk, forward and backward; at PPO's sizes (B = 4 envs,
+T = 64, N = 64) that was about 40% of a whole actor-critic forward and backward
+(``benchmarks/scan_speed.py``). One C loop does the same multiply-adds in a single call.
+
+How. The C source ships with the package. The first scan on a CPU tensor compiles it (``cc -O3 -shared``,
+well under a second; no torch headers) into a cache directory, ``$SSM_METARL_CACHE`` or
+``~/.cache/ssm_metarl``, under a name holding the source's hash, written atomically, so concurrent
+processes and upgrades are safe. ``SSM_METARL_NATIVE`` controls it:
+
+* unset or ``auto``: use the kernel where it builds; where no C compiler is found or the build fails, log
+  one warning saying why and use the Python kernels (same values, slower);
+* ``0``: never build or use it;
+* ``1``: require it (an error if it cannot be built).
+
+Tensors on other devices (CUDA) always use the Python kernels. The kernel does the multiply-adds of the
+``loop`` kernel in the same order (torch's vectorised ``addcmul`` may fuse them, so the last bit can
+differ); ``tests/unit/test_scan.py`` checks it against the reference loop forward, backward and in double
+backward.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ssm_metarl.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("_scan.c")
+_DTYPES = {
+    torch.float32: "scan_float32",
+    torch.float64: "scan_float64",
+    torch.complex64: "scan_complex64",
+    torch.complex128: "scan_complex128",
+}
+_ARGTYPES: list[Any] = [ctypes.c_int64] * 3 + ([ctypes.c_void_p] + [ctypes.c_int64] * 3) * 2
+_ARGTYPES += [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p] + [ctypes.c_int64] * 3
+_ARGTYPES += [ctypes.c_int]
+_BACKWARD_ARGTYPES: list[Any] = [ctypes.c_int64] * 3 + ([ctypes.c_void_p] + [ctypes.c_int64] * 3) * 3
+_BACKWARD_ARGTYPES += [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 2
+_BACKWARD_ARGTYPES += [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+
+
+def _mode() -> str:
+    mode = os.environ.get("SSM_METARL_NATIVE", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "0", "1"):
+        raise ConfigError(f"SSM_METARL_NATIVE must be 'auto', '0' or '1', got {mode!r}")
+    return mode
+
+
+def cache_dir() -> Path:
+    """Where the compiled kernel lives: ``$SSM_METARL_CACHE`` or ``~/.cache/ssm_metarl``."""
+    root = os.environ.get("SSM_METARL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ssm_metarl"
+    )
+    return Path(root)
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"):
+        if name:
+            exe = shutil.which(name.split()[0])
+            if exe:
+                return exe
+    return None
+
+
+def build() -> Path:
+    """Compile ``_scan.c`` into the cache (once per source version and platform); returns the library path.
+    Raises ``RuntimeError`` with the compiler's message when it cannot."""
+    source = SOURCE.read_bytes()
+    tag = hashlib.sha256(source + sys.platform.encode() + os.uname().machine.encode()).hexdigest()[:16]
+    lib = cache_dir() / f"scan-{tag}.so"
+    if lib.exists():
+        return lib
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=lib.stem, suffix=".so.tmp")
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [cc, "-O3", "-shared", "-fPIC", "-o", tmp, str(SOURCE)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {done.stderr.strip()[-2000:]}")
+        os.replace(tmp, lib)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return lib
+
+
+@lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    mode = _mode()
+    if mode == "0":
+        return None
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (RuntimeError, OSError) as e:
+        if mode == "1":
+            raise RuntimeError(f"SSM_METARL_NATIVE=1 but the native scan kernel cannot be built: {e}") from e
+        logger.warning("native scan kernel unavailable, using the Python kernels (slower): %s", e)
+        return None
+    for name in _DTYPES.values():
+        getattr(lib, name).argtypes = _ARGTYPES
+        getattr(lib, name).restype = None
+        backward = getattr(lib, name.replace("scan_", "scan_backward_"))
+        backward.argtypes = _BACKWARD_ARGTYPES
+        backward.restype = None
+    return lib
+
+
+def available() -> bool:
+    """Whether the native kernel is built (building it now if needed) and enabled."""
+    return _library() is not None
+
+
+def supports(x: Tensor) -> bool:
+    """Whether ``scan_into`` can run on tensors like ``x`` (a CPU tensor of a supported dtype)."""
+    return x.device.type == "cpu" and x.dtype in _DTYPES and _library() is not None
+
+
+def _resolved(x: Tensor) -> Tensor:
+    """``x`` itself, or a materialised copy of a lazy conjugate or negation view (which has no real view)."""
+    return x.resolve_conj().resolve_neg() if x.is_conj() or x.is_neg() else x
+
+
+def _real_view(x: Tensor) -> tuple[int, int, int, int]:
+    """(data pointer, strides over (B, T, N)) in units of the real scalar type; ``x`` must stay alive."""
+    if x.is_complex():
+        r = torch.view_as_real(x)
+        s = r.stride()
+        return r.data_ptr(), s[0], s[1], s[2]
+    s = x.stride()
+    return x.data_ptr(), s[0], s[1], s[2]
+
+
+def scan_into(out: Tensor, a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool) -> None:
+    """Write the scan of (a, b) from h0 into ``out`` (all (B, T, N) views of one dtype, h0 (B, N) or None);
+    the contract of ``scan._scan_into``. Callers check :func:`supports` first."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native scan kernel is not available")
+    if out.is_conj() or out.is_neg():
+        raise ValueError("scan_into writes into out: it cannot be a lazy conjugate or negation view")
+    B, T, N = b.shape
+    a, b = _resolved(a), _resolved(b)  # held in locals for the duration of the call
+    if h0 is None:
+        h_ptr, hsb, hsn = None, 0, 0
+    else:
+        h0 = _resolved(h0)
+        hr = torch.view_as_real(h0) if h0.is_complex() else h0
+        h_ptr, hsb, hsn = hr.data_ptr(), hr.stride(0), hr.stride(1)
+    getattr(lib, _DTYPES[b.dtype])(
+        B, T, N, *_real_view(a), *_real_view(b), h_ptr, hsb, hsn, *_real_view(out), int(reverse)
+    )
+
+
+def scan_backward(
+    a_eff: Tensor, g: Tensor, h: Tensor, h0: Tensor | None, keep: Tensor | None, grad_a: str
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The adjoint of ``h = scan(a_eff, b, h0)`` in one call (see ``_scan.c``): returns delta = dL/db
+    (B, T, N), dL/da and dL/dh0 (None when ``h0`` is None).
+
+    ``a_eff`` (B, T, N), possibly strided, is the reset-folded coefficient; ``keep`` (B, T) the real 0/1
+    mask folded into it (None: no resets). ``grad_a``: ``"sum"`` gives dL/da summed over (B, T), shape (N,);
+    ``"full"`` gives (B, T, N); ``"none"`` gives None.
+    """
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native scan kernel is not available")
+    B, T, N = h.shape
+    a_eff, g, h = _resolved(a_eff), _resolved(g), _resolved(h)
+    delta = torch.empty(B, T, N, dtype=h.dtype, device=h.device)
+    mode = {"none": 0, "sum": 1, "full": 2}[grad_a]
+    ga = None if mode == 0 else torch.empty((N,) if mode == 1 else (B, T, N), dtype=h.dtype, device=h.device)
+    gh0 = None
+    if h0 is None:
+        h0_ptr, h0sb, h0sn = None, 0, 0
+    else:
+        h0 = _resolved(h0)
+        gh0 = torch.empty(B, N, dtype=h.dtype, device=h.device)
+        hr = torch.view_as_real(h0) if h0.is_complex() else h0
+        h0_ptr, h0sb, h0sn = hr.data_ptr(), hr.stride(0), hr.stride(1)
+    k_ptr, ksb, kst = (None, 0, 0) if keep is None else (keep.data_ptr(), keep.stride(0), keep.stride(1))
+    getattr(lib, _DTYPES[h.dtype].replace("scan_", "scan_backward_"))(
+        B,
+        T,
+        N,
+        *_real_view(a_eff),
+        *_real_view(g),
+        *_real_view(h),
+        h0_ptr,
+        h0sb,
+        h0sn,
+        k_ptr,
+        ksb,
+        kst,
+        delta.data_ptr(),
+        None if ga is None else ga.data_ptr(),
+        mode,
+        None if gh0 is None else gh0.data_ptr(),
+    )
+    return delta, ga, gh0
+
+
+__all__ = ["available", "build", "cache_dir", "scan_backward", "scan_into", "supports"]

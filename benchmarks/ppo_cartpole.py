@@ -2,6 +2,7 @@
 
     python benchmarks/ppo_cartpole.py                 # 3 seeds, all models, SB3 PPO, RecurrentPPO speed
     python benchmarks/ppo_cartpole.py --seeds 0 --models ssm mlp --quick
+    python benchmarks/ppo_cartpole.py --models ssm --no-sb3 --python-scan --name ppo_cartpole_scan
 
 Measures, per method and seed: env steps and wall-clock until the mean of the last 100 episodes first
 reaches 475 ("sustained 475"; runs stop there, capped at --max-steps), training steps/s, and the raw
@@ -9,14 +10,19 @@ SyncVectorEnv(8) random-action throughput measured in the same run. SB3 PPO (MLP
 CartPole hyper-parameters; sb3-contrib RecurrentPPO (LSTM) runs a short fixed budget for its steps/s.
 Methods are interleaved seed by seed so machine noise hits all alike. One torch thread throughout. Ours is
 ``recipe("ppo", "CartPole-v1")`` with the model kind swapped (all one layer). ``--quick`` only changes the
-output name. Writes results/<name>.{json,md,png} (``--name``, default ``ppo_cartpole``).
+output name. ``--python-scan`` adds ``ours-ssm-python-scan``, the ssm with the Python scan kernels instead of
+the native one (``SSM_METARL_NATIVE=0``), interleaved with the others. Writes results/<name>.{json,md,png}
+(``--name``, default ``ppo_cartpole``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,7 @@ import torch
 from _common import command_line, machine_info, markdown_table, provenance, write_results
 
 from ssm_metarl.envs.make import make_vec_env
+from ssm_metarl.models import native
 from ssm_metarl.recipes import recipe
 from ssm_metarl.rl.ppo import train_ppo
 
@@ -39,7 +46,11 @@ def ours_config(kind: str, seed: int, max_steps: int) -> Any:
     )
 
 
-def run_ours(kind: str, seed: int, max_steps: int) -> dict[str, Any]:
+def run_ours(kind: str, seed: int, max_steps: int, native_scan: bool = True) -> dict[str, Any]:
+    """``native_scan=False`` runs the same training with the Python scan kernels (SSM_METARL_NATIVE=0)."""
+    if not native_scan:
+        with _python_scan():
+            return run_ours(kind, seed, max_steps)
     cfg = ours_config(kind, seed, max_steps)
     hit: dict[str, float] = {}
 
@@ -56,6 +67,21 @@ def run_ours(kind: str, seed: int, max_steps: int) -> dict[str, Any]:
         "sps": last["sps"],
         "curve": _curve(result.episode_end_steps, result.episode_returns),
     }
+
+
+@contextlib.contextmanager
+def _python_scan() -> Iterator[None]:
+    old = os.environ.get("SSM_METARL_NATIVE")
+    os.environ["SSM_METARL_NATIVE"] = "0"
+    native._library.cache_clear()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SSM_METARL_NATIVE")
+        else:
+            os.environ["SSM_METARL_NATIVE"] = old
+        native._library.cache_clear()
 
 
 def run_sb3(seed: int, max_steps: int) -> dict[str, Any]:
@@ -159,6 +185,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--max-steps", type=int, default=300_000)
     parser.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 peers")
+    parser.add_argument(
+        "--python-scan",
+        action="store_true",
+        help="also run ours-ssm with the Python scan kernels (ours-ssm-python-scan), interleaved, to measure "
+        "what the native kernel buys",
+    )
     parser.add_argument("--recurrent-ppo-steps", type=int, default=4096)
     parser.add_argument("--quick", action="store_true", help="write results/ppo_cartpole_quick.*")
     parser.add_argument(
@@ -168,6 +200,10 @@ def main() -> None:
     torch.set_num_threads(1)
 
     methods = [f"ours-{m}" for m in args.models] + ([] if args.no_sb3 else ["sb3-ppo-mlp"])
+    if args.python_scan:
+        if "ours-ssm" not in methods:
+            parser.error("--python-scan compares against ours-ssm: include ssm in --models")
+        methods.insert(methods.index("ours-ssm") + 1, "ours-ssm-python-scan")
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     env_sps = [raw_env_sps()]
     for seed in args.seeds:
@@ -175,6 +211,8 @@ def main() -> None:
             t0 = time.perf_counter()
             if method == "sb3-ppo-mlp":
                 out = run_sb3(seed, args.max_steps)
+            elif method == "ours-ssm-python-scan":
+                out = run_ours("ssm", seed, args.max_steps, native_scan=False)
             else:
                 out = run_ours(method.removeprefix("ours-"), seed, args.max_steps)
             out["seed"] = seed
@@ -212,6 +250,10 @@ def main() -> None:
             headline["ssm_sps_over_mlp_sps"] = ssm["sps_median"] / by["ours-mlp"]["sps_median"]
         if rppo is not None:
             headline["ssm_sps_over_recurrentppo_sps"] = ssm["sps_median"] / rppo
+        if "ours-ssm-python-scan" in by:
+            headline["ssm_sps_native_over_python_scan"] = (
+                ssm["sps_median"] / by["ours-ssm-python-scan"]["sps_median"]
+            )
         if "sb3-ppo-mlp" in by:
             sb3 = by["sb3-ppo-mlp"]
             headline["sb3_ppo_steps_to_475"] = sb3["steps_to_475_median"]

@@ -9,8 +9,9 @@ report medians of wall-clock time and of this thread's CPU time (the better esti
 Sections:
 
 1. scan: forward + backward of the reset-aware recurrence h_t = lambda (1 - reset_t) h_{t-1} + b_t,
-   lambda (N,) and b (B, T, N) requiring grad, 1% random resets. ``linear_scan`` (auto kernel, and each
-   kernel forced) against the step-by-step autograd loop of the same recurrence (``linear_scan_reference``,
+   lambda (N,) and b (B, T, N) requiring grad, 1% random resets, at the headline shape, a PPO minibatch's
+   shape (``PPO_SHAPE``) and a grid. ``linear_scan`` (auto kernel, and each kernel forced: the Python
+   ``loop`` and ``chunked`` kernels, and ``native``, the C kernel, where it builds) against the step-by-step autograd loop of the same recurrence (``linear_scan_reference``,
    stepping with ``unbind``; and, where affordable, the common ``b[:, t]``-indexing loop whose backward is
    O(T^2)), ``nn.GRU`` with hidden size N (one fused call; cannot reset mid-sequence) and an
    ``nn.GRUCell`` loop with resets.
@@ -62,6 +63,8 @@ from ssm_metarl.models.ssm import SSM
 
 SEED = 0
 HEADLINE = {"T": 1024, "B": 8, "N": 64}
+PPO_SHAPE = {"T": 64, "B": 4, "N": 64}
+"""A minibatch of PPO on CartPole with the recipe's settings: 4 env sequences of 64 steps, state size 64."""
 TARGETS = {
     "scan_vs_autograd_loop": ">= 50",
     "scan_vs_grucell_resets": ">= 50",
@@ -320,7 +323,20 @@ def headline(rows: list[dict[str, Any]], cpu: bool = False) -> dict[str, float]:
     scan = pick("scan", "linear_scan[auto]", **cfg)
     block = pick("layer", "SSM block (real, with resets)")
     step = pick("step", "SSM step (real, 1 layer)", B=1)
-    return {
+    native_rows = (
+        {}
+        if not native.available()
+        else {
+            f"native_kernel_vs_best_python_kernel{suffix}": round(
+                min(pick("scan", f"linear_scan[{k}]", **where) for k in ("loop", "chunked"))
+                / pick("scan", "linear_scan[native]", **where),
+                2,
+            )
+            for suffix, where in (("", cfg), ("_ppo_shape", dict(PPO_SHAPE, dtype="float32")))
+            if any(r["section"] == "scan" and all(r.get(k) == v for k, v in where.items()) for r in rows)
+        }
+    )
+    return native_rows | {
         "scan_vs_autograd_loop": round(pick("scan", "autograd loop", **cfg) / scan, 2),
         "scan_vs_indexing_autograd_loop": round(
             pick("scan", "autograd loop, b[:, t] indexing", **cfg) / scan, 2
@@ -430,6 +446,7 @@ def main() -> None:
         grid, reps, heavy_reps, step_reps, inner, layer_reps = [tuple(HEADLINE.values())], 9, 3, 9, 100, 5
     else:
         grid = [(T, B, N) for T in (128, 1024) for B in (8, 64) for N in (64, 256)]
+        grid.insert(0, tuple(PPO_SHAPE.values()))
         reps, heavy_reps, step_reps, inner, layer_reps = 21, 5, 31, 200, 15
     rows = bench_scan(grid, reps, heavy_reps)
     rows += bench_step([1] if args.quick else [1, 8], step_reps, inner)

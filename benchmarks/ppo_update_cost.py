@@ -11,13 +11,15 @@ state size 64, separate actor and critic backbones), one torch thread, methods i
   step (what ``ppo_update`` does per minibatch). For the ssm also: the same with the Python scan kernels
   instead of the native one, and with the scan replaced by ``u * lambda`` (no recurrence: the floor that
   any scan kernel could reach); with ``--compile``, ``torch.compile(policy.evaluate)`` (its compile time
-  is recorded).
+  is recorded, from an empty inductor cache).
 * act: ``policy.act`` on 8 envs (what the rollout loop calls per step).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -135,6 +137,7 @@ def main() -> None:
     }
     compile_seconds = None
     if args.compile:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")  # a cold compile
         _, ssm_c, batch_c = make("ssm")
         compiled = torch.compile(ssm_c.evaluate)
         fn = update_fn(cfg, ssm_c, batch_c, evaluate=compiled)

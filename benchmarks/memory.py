@@ -16,7 +16,8 @@ normalised so that an episode's return lies in [-1, 1].
 
 MMER (POPGym's "maximum mean episodic reward"): the mean return of the training episodes finished in each
 PPO update, maximised over the run's updates. Per env and model: mean and 95% interval over seeds; averaged
-over envs; the paired ssm - gru difference over (env, seed) pairs; wall-clock per model. Models run
+over envs; the paired ssm - gru difference over (env, seed) pairs; wall-clock per model (from this
+invocation's runs only, where it ran any, so a merge never divides times measured on different machines). Models run
 interleaved seed by seed, so machine noise hits all alike. ``--merge`` joins the runs of earlier results files
 (the same env, model, seed and budget: this invocation's run wins). Writes results/<name>.{json,md,png}.
 """
@@ -99,7 +100,14 @@ def _ci(values: list[float]) -> tuple[float, float | None]:
     return iv.mean, iv.half
 
 
-def summarize(runs: list[dict[str, Any]], envs: list[str], models: list[str]) -> dict[str, Any]:
+def summarize(
+    runs: list[dict[str, Any]],
+    envs: list[str],
+    models: list[str],
+    speed_runs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Per-env table and headline. Wall-clock figures come from ``speed_runs`` (one invocation's runs, so that
+    every model ran on the same machine under the same load) when given, else from ``runs``."""
     table: dict[str, dict[str, Any]] = {}
     for env in envs:
         table[env] = {}
@@ -108,7 +116,12 @@ def summarize(runs: list[dict[str, Any]], envs: list[str], models: list[str]) ->
             if vals:
                 mean, half = _ci(vals)
                 table[env][m] = {"mean": mean, "ci95": half, "seeds": len(vals)}
-    seconds = {m: float(np.mean([r["seconds"] for r in runs if r["model"] == m])) for m in models}
+    timed = speed_runs or runs
+    seconds = {
+        m: float(np.mean([r["seconds"] for r in timed if r["model"] == m]))
+        for m in models
+        if any(r["model"] == m for r in timed)
+    }
     means = {m: float(np.mean([table[e][m]["mean"] for e in envs if m in table[e]])) for m in models}
     headline: dict[str, Any] = {"envs": len(envs), "models": models, "seconds_per_run": seconds}
     for m in models:
@@ -123,8 +136,9 @@ def summarize(runs: list[dict[str, Any]], envs: list[str], models: list[str]) ->
         mean, half = _ci(diffs) if diffs else (float("nan"), None)
         headline["ssm_minus_gru_mmer"] = mean
         headline["ssm_minus_gru_mmer_ci_low"] = None if half is None else mean - half
+    if "ssm" in seconds and "gru" in seconds:
         headline["ssm_seconds_over_gru"] = seconds["ssm"] / seconds["gru"]
-    if "ssm" in models and "transformer" in models:
+    if "ssm" in seconds and "transformer" in seconds:
         headline["ssm_seconds_over_transformer"] = seconds["ssm"] / seconds["transformer"]
     memory = [m for m in models if m != "mlp"]
 
@@ -183,6 +197,7 @@ def main() -> None:
     else:
         runs = [run_one(j) for j in jobs]
     minutes = (time.perf_counter() - t0) / 60
+    this_invocation = list(runs)  # wall-clock ratios come from these only (one machine, one load)
     runs, merged_from = merge_runs(
         runs, args.merge, key=lambda r: (r["env"], r["model"], r["seed"], r["steps"])
     )
@@ -194,7 +209,10 @@ def main() -> None:
         e for e in dict.fromkeys([*env_ids, *(r["env"] for r in runs)]) if any(r["env"] == e for r in runs)
     ]
     models = list(dict.fromkeys(m for m in (*MODELS, *args.models) if any(r["model"] == m for r in runs)))
-    summary = summarize(runs, env_ids, models)
+    summary = summarize(runs, env_ids, models, speed_runs=this_invocation or None)
+    summary["headline"]["seconds_from"] = (
+        "this invocation's runs" if this_invocation else "the merged runs (summarised without new runs)"
+    )
     payload = {
         **summary,
         "runs": runs,
@@ -219,7 +237,12 @@ def main() -> None:
         rows.append([env.removeprefix("popgym-").removesuffix("-v0"), *cells])
     h = summary["headline"]
     rows.append(["mean", *(f"{h[f'{m}_mmer_mean']:.2f}" for m in models)])
-    rows.append(["seconds per run", *(f"{h['seconds_per_run'][m]:.0f}" for m in models)])
+    rows.append(
+        [
+            f"seconds per run ({h['seconds_from']})",
+            *(f"{h['seconds_per_run'].get(m, float('nan')):.0f}" for m in models),
+        ]
+    )
     md = (
         f"`{command_line()}` ({' / '.join(f'{n:,}' for n in sorted({r['steps'] for r in runs}))} env steps per run, seeds {seeds}; MMER, mean ± 95% interval "
         f"over seeds)\n\n" + markdown_table(header, rows) + merged_markdown(merged_from)

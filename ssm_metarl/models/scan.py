@@ -23,7 +23,7 @@ stores for z is dL/d(conj z) up to a factor), so with g_t = dL/dh_t:
     dL/da_t = delta_t * conj(h_{t-1})                 (a_t here is the reset-folded coefficient)
     dL/dh0  = conj(a_0) * delta_0
 
-Two forward kernels compute a scan (both also run in reverse for the backward):
+Three kernels compute a scan (all also run in reverse for the backward):
 
 * ``loop``: T steps, one fused multiply-add each, written in place into a preallocated output. Each
   step costs a few microseconds of dispatch overhead plus B*N work, so it wins when B*N is large.
@@ -39,7 +39,8 @@ Two forward kernels compute a scan (both also run in reverse for the backward):
   better of the two Python kernels (``benchmarks/scan_speed.py``).
 
 ``kernel="auto"`` takes ``native`` where it is available, and otherwise picks between the Python kernels
-with a rule measured on a 2-core CPU (see ``_pick_kernel`` and benchmarks/scan_speed.py). ``linear_scan_reference`` is the obvious autograd loop, kept as the oracle.
+with a rule measured on a 2-core CPU (see ``_pick_kernel`` and benchmarks/scan_speed.py).
+``linear_scan_reference`` is the obvious autograd loop, kept as the oracle.
 If the backward is itself differentiated (second-order MAML), it is computed with differentiable ops
 (the reverse scan is again a ``linear_scan``), so double backward works too.
 """

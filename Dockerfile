@@ -15,10 +15,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     MPLBACKEND=Agg \
     GRADIO_ANALYTICS_ENABLED=False
 
-# the renderers' system libraries; Debian's versions of the base image, which moves with its security updates
+# the renderers' system libraries, and the C compiler that builds the native scan kernel on first use
+# (ssm_metarl/models/native.py); Debian's versions of the base image, which moves with its security updates
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 app

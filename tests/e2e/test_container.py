@@ -26,5 +26,6 @@ def test_dockerfile_runs_the_demo_and_installs_cpu_torch_by_default():
     text = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["ssm-metarl", "demo"]' in text and "EXPOSE 7860" in text
     assert "ARG TORCH_INDEX=" in text and "/whl/cpu" in text and "USER 1000" in text
+    assert " gcc libc6-dev" in text  # the native scan kernel compiles on first use (models/native.py)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "runs", ".git"} <= set(ignored)

@@ -9,80 +9,61 @@
    system C compiler; the Python kernels of scan.py compute the same values and are the oracle in tests. */
 #include <stdint.h>
 
-#define REAL_SCAN(NAME, REAL)                                                                          \
+/* One row of N elements: o = a * p + b, or o = b where there is no previous row (p NULL, h0 absent). */
+#define REAL_ROW(NAME, REAL)                                                                           \
+    static inline void NAME(int64_t N, REAL *o, int64_t osn, const REAL *a, int64_t asn, const REAL *p, \
+                            int64_t psn, const REAL *b, int64_t bsn) {                                 \
+        if (!p) {                                                                                      \
+            for (int64_t n = 0; n < N; n++) o[n * osn] = b[n * bsn];                                   \
+        } else if (asn == 1 && bsn == 1 && osn == 1 && psn == 1) {                                     \
+            for (int64_t n = 0; n < N; n++) o[n] = a[n] * p[n] + b[n];                                 \
+        } else if (asn == 0 && bsn == 1 && osn == 1 && psn == 1) {                                     \
+            REAL c = a[0];                                                                             \
+            for (int64_t n = 0; n < N; n++) o[n] = c * p[n] + b[n];                                    \
+        } else {                                                                                       \
+            for (int64_t n = 0; n < N; n++) o[n * osn] = a[n * asn] * p[n * psn] + b[n * bsn];         \
+        }                                                                                              \
+    }
+
+#define COMPLEX_ROW(NAME, REAL)                                                                        \
+    static inline void NAME(int64_t N, REAL *o, int64_t osn, const REAL *a, int64_t asn, const REAL *p, \
+                            int64_t psn, const REAL *b, int64_t bsn) {                                 \
+        for (int64_t n = 0; n < N; n++) {                                                              \
+            REAL re = b[n * bsn], im = b[n * bsn + 1];                                                 \
+            if (p) {                                                                                   \
+                REAL ar = a[n * asn], ai = a[n * asn + 1], pr = p[n * psn], pi = p[n * psn + 1];       \
+                re += ar * pr - ai * pi;                                                               \
+                im += ar * pi + ai * pr;                                                               \
+            }                                                                                          \
+            o[n * osn] = re;                                                                           \
+            o[n * osn + 1] = im;                                                                       \
+        }                                                                                              \
+    }
+
+/* The scan over (B, T): each step's previous row is the output's previous row, or h0 at the first step. */
+#define SCAN(NAME, REAL, ROW)                                                                          \
     void NAME(int64_t B, int64_t T, int64_t N, const REAL *a, int64_t asb, int64_t ast, int64_t asn,   \
               const REAL *b, int64_t bsb, int64_t bst, int64_t bsn, const REAL *h0, int64_t hsb,        \
               int64_t hsn, REAL *out, int64_t osb, int64_t ost, int64_t osn, int reverse) {             \
         for (int64_t i = 0; i < B; i++) {                                                              \
             for (int64_t k = 0; k < T; k++) {                                                          \
                 int64_t t = reverse ? T - 1 - k : k;                                                   \
-                const REAL *at = a + i * asb + t * ast, *bt = b + i * bsb + t * bst;                   \
                 REAL *ot = out + i * osb + t * ost;                                                    \
-                const REAL *prev;                                                                      \
-                int64_t psn;                                                                           \
-                if (k > 0) {                                                                           \
-                    prev = ot + (reverse ? ost : -ost);                                                \
-                    psn = osn;                                                                         \
-                } else if (h0) {                                                                       \
-                    prev = h0 + i * hsb;                                                               \
-                    psn = hsn;                                                                         \
-                } else {                                                                               \
-                    for (int64_t n = 0; n < N; n++) ot[n * osn] = bt[n * bsn];                         \
-                    continue;                                                                          \
-                }                                                                                      \
-                if (asn == 1 && bsn == 1 && osn == 1 && psn == 1) {                                    \
-                    for (int64_t n = 0; n < N; n++) ot[n] = at[n] * prev[n] + bt[n];                   \
-                } else if (asn == 0 && bsn == 1 && osn == 1 && psn == 1) {                             \
-                    REAL c = at[0];                                                                    \
-                    for (int64_t n = 0; n < N; n++) ot[n] = c * prev[n] + bt[n];                       \
-                } else {                                                                               \
-                    for (int64_t n = 0; n < N; n++)                                                    \
-                        ot[n * osn] = at[n * asn] * prev[n * psn] + bt[n * bsn];                       \
-                }                                                                                      \
+                const REAL *prev = k > 0 ? ot + (reverse ? ost : -ost) : (h0 ? h0 + i * hsb : 0);      \
+                ROW(N, ot, osn, a + i * asb + t * ast, asn, prev, k > 0 ? osn : hsn, b + i * bsb + t * bst, \
+                    bsn);                                                                              \
             }                                                                                          \
         }                                                                                              \
     }
 
-#define COMPLEX_SCAN(NAME, REAL)                                                                       \
-    void NAME(int64_t B, int64_t T, int64_t N, const REAL *a, int64_t asb, int64_t ast, int64_t asn,   \
-              const REAL *b, int64_t bsb, int64_t bst, int64_t bsn, const REAL *h0, int64_t hsb,        \
-              int64_t hsn, REAL *out, int64_t osb, int64_t ost, int64_t osn, int reverse) {             \
-        for (int64_t i = 0; i < B; i++) {                                                              \
-            for (int64_t k = 0; k < T; k++) {                                                          \
-                int64_t t = reverse ? T - 1 - k : k;                                                   \
-                const REAL *at = a + i * asb + t * ast, *bt = b + i * bsb + t * bst;                   \
-                REAL *ot = out + i * osb + t * ost;                                                    \
-                const REAL *prev;                                                                      \
-                int64_t psn;                                                                           \
-                if (k > 0) {                                                                           \
-                    prev = ot + (reverse ? ost : -ost);                                                \
-                    psn = osn;                                                                         \
-                } else if (h0) {                                                                       \
-                    prev = h0 + i * hsb;                                                               \
-                    psn = hsn;                                                                         \
-                } else {                                                                               \
-                    for (int64_t n = 0; n < N; n++) {                                                  \
-                        ot[n * osn] = bt[n * bsn];                                                     \
-                        ot[n * osn + 1] = bt[n * bsn + 1];                                             \
-                    }                                                                                  \
-                    continue;                                                                          \
-                }                                                                                      \
-                for (int64_t n = 0; n < N; n++) {                                                      \
-                    REAL ar = at[n * asn], ai = at[n * asn + 1];                                       \
-                    REAL pr = prev[n * psn], pi = prev[n * psn + 1];                                   \
-                    REAL re = ar * pr - ai * pi + bt[n * bsn];                                         \
-                    REAL im = ar * pi + ai * pr + bt[n * bsn + 1];                                     \
-                    ot[n * osn] = re;                                                                  \
-                    ot[n * osn + 1] = im;                                                              \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
-    }
-
-REAL_SCAN(scan_float32, float)
-REAL_SCAN(scan_float64, double)
-COMPLEX_SCAN(scan_complex64, float)
-COMPLEX_SCAN(scan_complex128, double)
+REAL_ROW(row_float32, float)
+REAL_ROW(row_float64, double)
+COMPLEX_ROW(row_complex64, float)
+COMPLEX_ROW(row_complex128, double)
+SCAN(scan_float32, float, row_float32)
+SCAN(scan_float64, double, row_float64)
+SCAN(scan_complex64, float, row_complex64)
+SCAN(scan_complex128, double, row_complex128)
 
 /* The adjoint of the forward scan above (scan.py, "_LinearScan"), in one pass per batch row:
 

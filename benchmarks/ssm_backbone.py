@@ -3,6 +3,8 @@
     python benchmarks/ssm_backbone.py                       # the selection study below (about 45 min, 2 jobs)
     python benchmarks/ssm_backbone.py --variants ssm-real-1 ssm-complex-1 --uses rl2 --seeds 100
     python benchmarks/ssm_backbone.py --uses maml --seeds 100    # MAML: backbone x inner params (all / heads)
+    python benchmarks/ssm_backbone.py --uses maml --seeds 100 --maml-variants ssm-real-1 \
+        --maml-inner-lrs 0.01 0.03 0.1                           # MAML: x inner step size
     python benchmarks/ssm_backbone.py --uses --merge results/ssm_backbone_rl2_memory.json \
         results/ssm_backbone_maml.json                             # the committed table, from those runs
 
@@ -17,7 +19,8 @@ protocol kept apart from every reported figure:
   (after the first, exploring, episode);
 - **maml** (``--uses maml``): navigation-2d MAML, ``recipe("maml", "navigation-2d")`` for ``--maml-iterations``,
   each of ``--maml-variants`` with the inner step on every parameter or on the heads only
-  (``AdaptConfig.params``), scored on ``validation`` goals by the mean return after 1-3 steps.
+  (``AdaptConfig.params``) and each inner step size of ``--maml-inner-lrs`` (later steps half of it, as in the
+  recipe), scored on ``validation`` goals by the mean return after 1-3 steps.
 
 Seeds are selection seeds (100+ by default), disjoint from the reporting seeds 0, 1, 2 of ``meta_navigation.py``
 and ``memory.py``. The winner per use is the variant with the best mean score; its cost is the wall-clock per
@@ -58,11 +61,20 @@ MEMORY_ENVS = ("RepeatPrevious", "RepeatFirst")
 
 def _run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     """Runs that are the same measurement (a later one replaces an earlier one when merging)."""
-    return r["use"], r["variant"], r.get("params"), r.get("env"), r["seed"], r["steps"]
+    lr = _inner_lr(r) if r["use"] == "maml" else None
+    return r["use"], r["variant"], r.get("params"), lr, r.get("env"), r["seed"], r["steps"]
+
+
+def _inner_lr(r: dict[str, Any]) -> float:
+    """A MAML run's inner step size (runs from before the option had the recipe's 1.0)."""
+    return float(r.get("inner_lr", 1.0))
 
 
 def _label(job: dict[str, Any]) -> str:
-    return f"{job['variant']}, inner params {job['params']}" if job["use"] == "maml" else job["variant"]
+    if job["use"] != "maml":
+        return job["variant"]
+    lr = _inner_lr(job)
+    return f"{job['variant']}, inner params {job['params']}" + ("" if lr == 1.0 else f", inner lr {lr:g}")
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +87,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     common = {"model": kind, "seed": job["seed"], "overrides": v, "split": "validation"}
     if job["use"] == "maml":  # the return after 1, 2 and 3 inner steps (the paper's protocol), averaged
         r = meta_navigation.run_one(
-            {**common, "kind": "maml", "iterations": job["steps"], "inner": {"params": job["params"]}}
+            {
+                **common,
+                "kind": "maml",
+                "iterations": job["steps"],
+                "inner": {"params": job["params"], "lr": _inner_lr(job), "later_lr": _inner_lr(job) / 2},
+            }
         )
     else:  # rl2: episodes 2-4 of a trial, after the first (exploring) one
         r = meta_navigation.run_one({**common, "kind": "rl2", "steps": job["steps"]})
@@ -105,6 +122,9 @@ def main() -> None:
         "--maml-variants", nargs="+", default=["ssm-real-1", "ssm-complex-1"], choices=list(VARIANTS)
     )
     parser.add_argument("--maml-params", nargs="+", default=["all", "heads"], choices=["all", "heads"])
+    parser.add_argument(
+        "--maml-inner-lrs", type=float, nargs="+", default=[1.0], help="inner step sizes (the recipe's: 1.0)"
+    )
     parser.add_argument("--maml-iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
     add_merge_arguments(parser, "ssm_backbone")
@@ -112,10 +132,18 @@ def main() -> None:
     jobs: list[dict[str, Any]] = []
     if "maml" in args.uses:  # the longest runs first
         jobs += [
-            {"use": "maml", "variant": v, "params": p, "seed": s, "steps": args.maml_iterations}
+            {
+                "use": "maml",
+                "variant": v,
+                "params": p,
+                "inner_lr": lr,
+                "seed": s,
+                "steps": args.maml_iterations,
+            }
             for s in args.seeds
             for v in args.maml_variants
             for p in args.maml_params
+            for lr in args.maml_inner_lrs
         ]
     if "rl2" in args.uses:  # variants interleaved within a seed
         jobs += [

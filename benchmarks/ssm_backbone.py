@@ -49,12 +49,14 @@ from _common import (
 VARIANTS: dict[str, dict[str, Any]] = {
     "ssm-real-1": {"kind": "ssm", "complex": False, "num_layers": 1},
     "ssm-real-2": {"kind": "ssm", "complex": False, "num_layers": 2},
+    "ssm-real-1-meta-sgd": {"kind": "ssm", "complex": False, "num_layers": 1, "learned_step_sizes": True},
     "ssm-complex-1": {"kind": "ssm", "complex": True, "num_layers": 1},
     "ssm-complex-2": {"kind": "ssm", "complex": True, "num_layers": 2},
     "gated-1": {"kind": "gated_ssm", "num_layers": 1},
     "gated-2": {"kind": "gated_ssm", "num_layers": 2},
 }
-"""ModelConfig overrides of each variant (the rest is the use's recipe: width 64, state 64, separate critic)."""
+"""ModelConfig overrides of each variant (the rest is the use's recipe: width 64, state 64, separate critic);
+``-meta-sgd``: with learned per-tensor inner step sizes (``ModelConfig.learned_step_sizes``, MAML only)."""
 DEFAULT_VARIANTS = ("ssm-real-1", "ssm-complex-1", "ssm-complex-2", "gated-1", "gated-2")
 MEMORY_ENVS = ("RepeatPrevious", "RepeatFirst")
 

@@ -273,6 +273,10 @@ class ModelConfig(Checked):
     action_bounds: Literal["tanh", "clip"] = "tanh"
     """how a bounded Box gets its Gaussian sample: tanh-squashed into the bounds, or clipped to them (rllab's
     and the MAML papers' parameterisation)"""
+    learned_step_sizes: bool = False
+    """give the policy one learned inner step size per parameter tensor, a factor on ``AdaptConfig.lr``
+    (initially 1) that MAML's outer loop trains and every adaptation step uses (Meta-SGD, Li et al. 2017, per
+    tensor as in MAML++, Antoniou et al. 2019)"""
 
 
 @dataclass(frozen=True)
@@ -462,7 +466,9 @@ class MAMLConfig(Checked):
     ent_coef: Coef = 0.0
     """entropy bonus (outer loss)"""
     max_grad_norm: Annotated[float, Range(gt=0.0, le=1e9)] = 1.0
-    """meta-gradient norm clip (actor and critic apart)"""
+    """meta-gradient norm clip (actor, critic and the learned step sizes apart)"""
+    step_size_lr: LearningRate = 0.03
+    """Adam step size of the learned inner step sizes (their logarithms), with ``model.learned_step_sizes``"""
 
     def check(self) -> None:
         if self.inner.algo != "pg":

@@ -46,22 +46,40 @@ def call(module: nn.Module, params: Params, method: str, *args: Any, **kwargs: A
 
 HEADS = ("actor.", "critic.", "log_std")
 """Name prefixes of an ActorCritic's heads: what ``AdaptConfig.params = "heads"`` adapts."""
+STEP_SIZES = "inner_log_lr"
+"""The parameter holding a policy's learned inner step sizes (``ModelConfig.learned_step_sizes``)."""
 
 
 def adapted_names(params: Params, which: str = "all") -> list[str]:
     """The names an adaptation step changes (``AdaptConfig.params``): every parameter that requires grad,
-    or only the heads'."""
+    or only the heads'; never the learned step sizes themselves."""
     if which not in ("all", "heads"):
         raise ValueError(f"AdaptConfig.params must be 'all' or 'heads', got {which!r}")
-    names = [k for k, p in params.items() if p.requires_grad]
+    names = [k for k, p in params.items() if p.requires_grad and k != STEP_SIZES]
     return names if which == "all" else [k for k in names if k.startswith(HEADS)]
+
+
+def step_sizes(params: Params) -> dict[str, Tensor]:
+    """The learned step-size factor of each parameter tensor (``exp`` of its entry of :data:`STEP_SIZES`,
+    entries in sorted-name order), graph-connected so the outer loss trains them; {} for a policy without."""
+    if STEP_SIZES not in params:
+        return {}
+    log_lr = params[STEP_SIZES]
+    names = sorted(k for k in params if k != STEP_SIZES)
+    if log_lr.shape != (len(names),):
+        raise ValueError(
+            f"{STEP_SIZES} has shape {tuple(log_lr.shape)} but the policy has {len(names)} other parameter tensors"
+        )
+    factors = log_lr.exp()
+    return {k: factors[i] for i, k in enumerate(names)}
 
 
 def inner_update(
     params: Params, loss: Tensor, lr: float, first_order: bool = False, which: str = "all"
 ) -> Params:
     """One SGD step on ``params``: ``p - lr * dloss/dp`` for the parameters ``which`` names
-    (:func:`adapted_names`); the others are returned unchanged.
+    (:func:`adapted_names`), times each one's learned factor where the policy has them (:func:`step_sizes`);
+    the others are returned unchanged.
 
     Second order (``first_order=False``) keeps the graph of the gradient so the meta-gradient flows
     through it (Hessian-vector products); first order treats the gradient as a constant (FOMAML).
@@ -73,10 +91,12 @@ def inner_update(
     grads = torch.autograd.grad(
         loss, [params[k] for k in names], create_graph=not first_order, allow_unused=True
     )
+    factors = step_sizes(params)
     new = dict(params)
     for k, g in zip(names, grads):
         if g is not None:
-            new[k] = params[k] - lr * (g.detach() if first_order else g)
+            step = lr * (g.detach() if first_order else g)
+            new[k] = params[k] - (step * factors[k] if factors else step)
     return new
 
 

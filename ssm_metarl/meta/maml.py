@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ssm_metarl.config import MAMLConfig
 from ssm_metarl.envs.tasks import Task, TaskDistribution, get_family, set_tasks
 from ssm_metarl.errors import SpaceError
-from ssm_metarl.meta.functional import Params, call, inner_update, params_of, snapshot
+from ssm_metarl.meta.functional import STEP_SIZES, Params, call, inner_update, params_of, snapshot
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.rl.evaluate import check_spaces
 from ssm_metarl.rl.gae import discounted_returns, gae
@@ -183,20 +183,35 @@ def outer_loss(
     )
 
 
+def _group(name: str) -> str:
+    return "step_size" if name == STEP_SIZES else "critic" if name.startswith("critic") else "actor"
+
+
 def clip_grad_norm_per_head(policy: ActorCritic, max_norm: float) -> dict[str, Tensor]:
-    """Clip the actor's and the critic's gradient norms separately.
+    """Clip the actor's, the critic's and the learned step sizes' gradient norms separately.
 
     Returns here are unnormalised (about -50 on navigation-2d), so the value loss's gradient is orders of
     magnitude larger than the policy's; one global clip would shrink the policy step to almost nothing
     (an approx-KL of about 1e-4 per meta-update on navigation-2d).
     """
-    critic = [p for n, p in policy.named_parameters() if n.startswith("critic") and p.grad is not None]
-    actor = [p for n, p in policy.named_parameters() if not n.startswith("critic") and p.grad is not None]
+    groups: dict[str, list[Tensor]] = {}
+    for n, p in policy.named_parameters():
+        if p.grad is not None:
+            groups.setdefault(_group(n), []).append(p)
     return {
-        f"{name}_grad_norm": torch.nn.utils.clip_grad_norm_(group, max_norm)
-        for name, group in (("actor", actor), ("critic", critic))
-        if group
+        f"{name}_grad_norm": torch.nn.utils.clip_grad_norm_(groups[name], max_norm)
+        for name in ("actor", "critic", "step_size")
+        if name in groups
     }
+
+
+def meta_optimizer(policy: ActorCritic, cfg: MAMLConfig) -> torch.optim.Adam:
+    """Adam over the meta-parameters: ``cfg.outer_lr``, and ``cfg.step_size_lr`` for learned step sizes."""
+    named = dict(policy.named_parameters())
+    optimizer = make_optimizer([p for n, p in named.items() if n != STEP_SIZES], lr=cfg.outer_lr)
+    if STEP_SIZES in named:
+        optimizer.add_param_group({"params": [named[STEP_SIZES]], "lr": cfg.step_size_lr})
+    return optimizer
 
 
 @dataclass
@@ -250,7 +265,7 @@ def train_maml(
     dist = get_family(cfg.family)
     policy = (policy or build_meta_policy(cfg, dist)).to(cfg.run.device)
     run.guard_parameters(policy, "the start of training")
-    optimizer = make_optimizer(policy.parameters(), lr=cfg.outer_lr)
+    optimizer = meta_optimizer(policy, cfg)
     envs = dist.make_vec_env(dist.train[:1] * cfg.inner.episodes, seed=cfg.run.seed, fast=True)
     try:
         check_spaces(policy, envs, cfg.family)

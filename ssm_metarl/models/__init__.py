@@ -45,7 +45,8 @@ def make_policy(
     kind: ModelKind, observation_space: gym.Space, action_space: gym.Space, **options: Any
 ) -> ActorCritic:
     """An ActorCritic for the given spaces with a ``kind`` backbone; ``options`` are :func:`policy_parts`'s
-    (hidden_dim, separate_critic, normalize_obs, init_log_std, action_bounds, the backbone's own kwargs)."""
+    (hidden_dim, separate_critic, normalize_obs, init_log_std, action_bounds, learned_step_sizes, the backbone's
+    own kwargs)."""
     return ActorCritic(**policy_parts(kind, observation_space, action_space, **options))
 
 
@@ -58,6 +59,7 @@ def policy_parts(
     normalize_obs: bool = False,
     init_log_std: float = 0.0,
     action_bounds: str = "tanh",
+    learned_step_sizes: bool = False,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
     """The keyword arguments of :class:`ActorCritic` that :func:`make_policy` passes (backbones built, spec
@@ -73,6 +75,7 @@ def policy_parts(
         "normalize_obs": normalize_obs,
         "init_log_std": init_log_std,
         "action_bounds": action_bounds,
+        **({"learned_step_sizes": True} if learned_step_sizes else {}),
     }
     return {
         "backbone": backbone,
@@ -83,6 +86,7 @@ def policy_parts(
         "normalize_obs": normalize_obs,
         "spec": spec,
         "action_bounds": action_bounds,
+        "learned_step_sizes": learned_step_sizes,
     }
 
 
@@ -107,6 +111,7 @@ def policy_from_config(
         normalize_obs=normalize_obs,
         init_log_std=model.init_log_std,
         action_bounds=model.action_bounds,
+        learned_step_sizes=model.learned_step_sizes,
         **model_kwargs(model),
     )
 
@@ -135,6 +140,7 @@ def policy_from_description(desc: dict[str, Any]) -> ActorCritic:
             normalize_obs=bool(desc.get("normalize_obs", False)),
             init_log_std=float(desc.get("init_log_std", 0.0)),
             action_bounds=str(desc.get("action_bounds", "tanh")),
+            learned_step_sizes=bool(desc.get("learned_step_sizes", False)),
             **desc.get("model_kwargs", {}),
         )
     except KeyError as e:

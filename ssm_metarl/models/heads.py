@@ -127,6 +127,7 @@ class ActorCritic(nn.Module):
         normalize_obs: bool = False,
         spec: dict[str, Any] | None = None,
         action_bounds: str = "tanh",
+        learned_step_sizes: bool = False,
     ) -> None:
         super().__init__()
         if action_bounds not in ACTION_BOUNDS:
@@ -178,6 +179,10 @@ class ActorCritic(nn.Module):
         self.discrete = self.action_kind != "gaussian"
         self.actor = _orthogonal(nn.Linear(feat, self.action_dim), 0.01)
         self.critic = _orthogonal(nn.Linear(critic_feat, 1), 1.0)
+        if learned_step_sizes:
+            # one log step-size factor per other parameter tensor, in sorted-name order
+            # (ssm_metarl.meta.functional.step_sizes); no forward pass reads it, only adaptation steps
+            self.inner_log_lr = nn.Parameter(torch.zeros(sum(1 for _ in self.parameters())))
 
     # ----- what acting loops read ------------------------------------------------------------------
     @property

@@ -157,3 +157,96 @@ def test_linear_baseline_maml_step_lowers_loss_and_reaches_meta_parameters(setup
     assert policy.actor.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="baseline"):
         AdaptConfig(baseline="mean")
+
+
+def _with_step_sizes(cfg: MAMLConfig, policy):
+    """A copy of ``policy`` with learned step sizes (same weights), and the config that builds it."""
+    cfg = cfg.replace(model=cfg.model.replace(learned_step_sizes=True))
+    new = build_meta_policy(cfg, get_family("navigation-2d")).double()
+    missing = new.load_state_dict(policy.state_dict(), strict=False).missing_keys
+    assert missing == ["inner_log_lr"]
+    return cfg, new
+
+
+def test_learned_step_sizes_scale_each_tensor_and_are_meta_trained(setup):
+    """Meta-SGD per tensor: factor 1 reproduces the plain step exactly; a factor scales its tensor's step
+    only; the step sizes are never adapted, and both orders' meta-gradients reach them."""
+    from ssm_metarl.meta.functional import STEP_SIZES, step_sizes
+
+    cfg, policy, support, query = setup
+    _, learned = _with_step_sizes(cfg, policy)
+    plain, params = params_of(policy), params_of(learned)
+    names = sorted(k for k in params if k != STEP_SIZES)
+    assert params[STEP_SIZES].shape == (len(names),) and sorted(step_sizes(params)) == names
+    a = adapt(policy, plain, [support], 0.1, cfg.gamma, first_order=True)
+    b = adapt(learned, params, [support], 0.1, cfg.gamma, first_order=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert b[STEP_SIZES] is params[STEP_SIZES]  # never adapted
+
+    i = names.index("actor.bias")
+    with torch.no_grad():
+        learned.inner_log_lr[i] = torch.log(torch.tensor(3.0))
+    c = adapt(learned, params_of(learned), [support], 0.1, cfg.gamma, first_order=True)
+    for k in a:
+        if k == "actor.bias":
+            torch.testing.assert_close(c[k] - plain[k], 3.0 * (a[k] - plain[k]))
+        else:
+            torch.testing.assert_close(c[k], a[k])
+
+    for fo in (True, False):
+        learned.zero_grad()
+        adapted = adapt(learned, params_of(learned), [support], 0.1, cfg.gamma, first_order=fo)
+        outer_loss(learned, adapted, query, cfg)[0].backward()
+        grad = learned.inner_log_lr.grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+        assert grad[names.index("critic.weight")] == 0  # the inner loss never reaches the critic
+
+
+def test_learned_step_sizes_round_trip_and_train(tmp_path):
+    """A MAML run with learned step sizes moves them with their own step size, in their own clip group, and
+    a checkpoint rebuilds them; test-time adaptation uses them."""
+    from ssm_metarl.adapt import StandardAdapter
+    from ssm_metarl.checkpoint import load_policy, save_policy
+    from ssm_metarl.config import RunConfig
+    from ssm_metarl.meta.maml import clip_grad_norm_per_head, meta_optimizer, train_maml
+
+    cfg = MAMLConfig(
+        model=ModelConfig(kind="ssm", hidden_dim=8, state_dim=8, learned_step_sizes=True),
+        inner=AdaptConfig(episodes=2, lr=0.1),
+        meta_iterations=2,
+        meta_batch_size=2,
+        run=RunConfig(progress=False, out_dir=str(tmp_path / "run")),
+    )
+    result = train_maml(cfg)
+    log_lr = result.policy.inner_log_lr.detach()
+    assert log_lr.abs().max() > 0  # trained
+    groups = meta_optimizer(result.policy, cfg).param_groups
+    assert [g["lr"] for g in groups] == [cfg.outer_lr, cfg.step_size_lr]
+    assert groups[1]["params"] == [result.policy.inner_log_lr]
+    result.policy.zero_grad()
+    result.policy.inner_log_lr.grad = torch.ones_like(log_lr)
+    assert set(clip_grad_norm_per_head(result.policy, 1.0)) == {"step_size_grad_norm"}
+
+    save_policy(tmp_path / "ckpt", result.policy)
+    loaded = load_policy(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.inner_log_lr.detach(), log_lr)
+    dist = get_family("navigation-2d")
+    runs = [
+        StandardAdapter(p, cfg.inner.replace(steps=1)).adapt(dist.test[0], seed=3)
+        for p in (result.policy, loaded)
+    ]
+    torch.testing.assert_close(runs[0].params["actor.bias"], runs[1].params["actor.bias"])
+    with torch.no_grad():
+        loaded.inner_log_lr.zero_()
+    other = StandardAdapter(loaded, cfg.inner.replace(steps=1)).adapt(dist.test[0], seed=3)
+    assert not torch.equal(other.params["actor.bias"], runs[0].params["actor.bias"])
+
+
+def test_a_wrong_number_of_step_sizes_fails_loudly(setup):
+    from ssm_metarl.meta.functional import STEP_SIZES, step_sizes
+
+    cfg, policy, _, _ = setup
+    params = {**params_of(policy), STEP_SIZES: torch.zeros(2)}
+    with pytest.raises(ValueError, match="other parameter tensors"):
+        step_sizes(params)

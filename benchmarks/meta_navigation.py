@@ -12,7 +12,8 @@ after 0..3 steps. RL² agents (ssm, gru, lstm, transformer) are trained with ``r
 trials of 4 episodes and report the return of each episode of a trial on the same held-out goals, with no
 gradient step. Intervals are 95% t-intervals over seeds (none, and ``null`` in the JSON, for a single
 seed). A row is one (method, model, training budget, MAML recipe); the headline's MAML figures are the
-best model under today's maml recipe (earlier recipes merged from older files are shown for comparison),
+best model under today's maml recipe for it (earlier recipes merged from older files are shown for
+comparison) and, as ``maml_ssm_*``, the ssm's row under its recipe,
 its in-context figures the row of the RL² recipe's SSM backbone (``recipes.RL2_BACKBONES``) with the most env
 steps, its speed ratios (this invocation's runs only) the ratio of training minutes to
 the ssm row with the same env steps. Writes results/<name>.{json,md,png} (``--name``, default
@@ -63,9 +64,17 @@ def backbone_of(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def variant_label(v: dict[str, Any] | None) -> str:
-    return (
-        "" if v is None else f"; {v['action_bounds']}, {v['baseline']} baseline, inner lr {v['inner_lr']:g}"
-    )
+    if v is None:
+        return ""
+    learned = ", learned step sizes" if v.get("learned_step_sizes") else ""
+    return f"; {v['action_bounds']}, {v['baseline']} baseline, inner lr {v['inner_lr']:g}{learned}"
+
+
+def recipe_variant(cfg: Any) -> dict[str, Any]:
+    """The MAML recipe fields a row is labelled by (``learned_step_sizes`` only when set, so rows from before
+    the option keep their keys)."""
+    v = {"action_bounds": cfg.model.action_bounds, "baseline": cfg.inner.baseline, "inner_lr": cfg.inner.lr}
+    return {**v, "learned_step_sizes": True} if cfg.model.learned_step_sizes else v
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -99,11 +108,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         curve = evaluate_adaptation(result.policy, FAMILY, tasks, test, seeds=(seed,))
         returns = curve.seed_means()[0].tolist()  # after k = 0..3 steps, mean over tasks
         curve_rows = [[r["iteration"], r["return_before"], r["return_after"]] for r in result.metrics]
-        variant = {
-            "action_bounds": cfg.model.action_bounds,
-            "baseline": cfg.inner.baseline,
-            "inner_lr": cfg.inner.lr,
-        }
+        variant = recipe_variant(cfg)
         return {
             **job,
             "returns": returns,
@@ -118,7 +123,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         run__progress=False,
         total_steps=job["steps"],
     )
-    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})))
+    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})), **job.get("ppo", {}))
     result = train_rl2(cfg)
     train_s = time.perf_counter() - t0
     tasks = dist.validation if job.get("split") == "validation" else dist.test
@@ -219,10 +224,12 @@ def main() -> None:
     rows = summarize(runs)
     from ssm_metarl.recipes import recipe
 
-    d = recipe("maml", FAMILY)
-    current = {"action_bounds": d.model.action_bounds, "baseline": d.inner.baseline, "inner_lr": d.inner.lr}
-    maml = [r for r in rows if r["method"] == "maml" and r["variant"] == current]  # today's recipe only
+    def today(r: dict[str, Any]) -> bool:  # a MAML row of today's recipe for its model
+        return r["method"] == "maml" and r["variant"] == recipe_variant(recipe("maml", FAMILY, r["model"]))
+
+    maml = [r for r in rows if today(r)]
     best = max(maml, key=lambda r: r["returns_mean"][1]) if maml else None
+    maml_ssm = next((r for r in maml if r["model"] == "ssm"), None)
     rl2 = [r for r in rows if r["method"] == "rl2"]
     chosen = recipe("rl2", FAMILY).model  # the RL² recipe's SSM backbone (recipes.RL2_BACKBONES)
 
@@ -242,9 +249,13 @@ def main() -> None:
     )
     headline = {
         "maml_model": best["model"] if best else None,
-        "maml_variant": current,
+        "maml_variant": best["variant"] if best else None,
         "maml_return_after_1": best["returns_mean"][1] if best else None,
         "maml_return_after_3": best["returns_mean"][3] if best else None,
+        "maml_ssm_variant": maml_ssm["variant"] if maml_ssm else None,
+        "maml_ssm_return_after_1": maml_ssm["returns_mean"][1] if maml_ssm else None,
+        "maml_ssm_return_after_3": maml_ssm["returns_mean"][3] if maml_ssm else None,
+        "maml_ssm_minutes": maml_ssm["train_minutes_median"] if maml_ssm else None,
         "rl2_ssm_backbone": backbone_label(ssm["backbone"]) if ssm else None,
         "rl2_ssm_return_episode_2": ssm["returns_mean"][1] if ssm else None,
         "rl2_ssm_minus_transformer_episode_2": ssm["returns_mean"][1] - transformer["returns_mean"][1]
@@ -265,6 +276,9 @@ def main() -> None:
         "targets": {
             "maml_return_after_1": PAPER["after_1"],
             "maml_return_after_3": PAPER["after_3"],
+            "maml_ssm_return_after_1": PAPER["after_1"],
+            "maml_ssm_return_after_3": PAPER["after_3"],
+            "maml_ssm_minutes": 30.0,
             "rl2_ssm_return_episode_2": -2.5,
             "rl2_ssm_minus_transformer_episode_2": 0.0,
             "rl2_ssm_seconds_over_transformer": 0.3,

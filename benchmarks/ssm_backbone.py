@@ -46,6 +46,8 @@ from _common import (
     write_results,
 )
 
+from ssm_metarl.recipes import recipe
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "ssm-real-1": {"kind": "ssm", "complex": False, "num_layers": 1},
     "ssm-real-2": {"kind": "ssm", "complex": False, "num_layers": 2},
@@ -59,12 +61,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
 ``-meta-sgd``: with learned per-tensor inner step sizes (``ModelConfig.learned_step_sizes``, MAML only)."""
 DEFAULT_VARIANTS = ("ssm-real-1", "ssm-complex-1", "ssm-complex-2", "gated-1", "gated-2")
 MEMORY_ENVS = ("RepeatPrevious", "RepeatFirst")
+RL2_LR = recipe("rl2", "navigation-2d").lr
+"""The learning rate of RL² runs without ``--rl2-lrs`` (and of runs from before the option)."""
 
 
 def _run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     """Runs that are the same measurement (a later one replaces an earlier one when merging)."""
-    lr = _inner_lr(r) if r["use"] == "maml" else None
+    lr = _inner_lr(r) if r["use"] == "maml" else _rl2_lr(r) if r["use"] == "rl2" else None
     return r["use"], r["variant"], r.get("params"), lr, r.get("env"), r["seed"], r["steps"]
+
+
+def _rl2_lr(r: dict[str, Any]) -> float:
+    """An RL² run's PPO learning rate (runs from before the option had the recipe's 1e-3)."""
+    return float(r.get("lr", RL2_LR))
 
 
 def _inner_lr(r: dict[str, Any]) -> float:
@@ -73,6 +82,9 @@ def _inner_lr(r: dict[str, Any]) -> float:
 
 
 def _label(job: dict[str, Any]) -> str:
+    if job["use"] == "rl2":
+        lr = _rl2_lr(job)
+        return job["variant"] + ("" if lr == RL2_LR else f", lr {lr:g}")
     if job["use"] != "maml":
         return job["variant"]
     lr = _inner_lr(job)
@@ -97,7 +109,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             }
         )
     else:  # rl2: episodes 2-4 of a trial, after the first (exploring) one
-        r = meta_navigation.run_one({**common, "kind": "rl2", "steps": job["steps"]})
+        r = meta_navigation.run_one(
+            {**common, "kind": "rl2", "steps": job["steps"], "ppo": {"lr": _rl2_lr(job)}}
+        )
     return {
         **job,
         "score": statistics.fmean(r["returns"][1:]),
@@ -120,6 +134,7 @@ def main() -> None:
     parser.add_argument("--memory-seeds", type=int, nargs="+", default=[100])
     parser.add_argument("--memory-steps", type=int, default=200_000)
     parser.add_argument("--rl2-steps", type=int, default=600_000)
+    parser.add_argument("--rl2-lrs", type=float, nargs="+", default=[RL2_LR], help="RL² PPO learning rates")
     parser.add_argument(
         "--maml-variants", nargs="+", default=["ssm-real-1", "ssm-complex-1"], choices=list(VARIANTS)
     )
@@ -149,9 +164,10 @@ def main() -> None:
         ]
     if "rl2" in args.uses:  # variants interleaved within a seed
         jobs += [
-            {"use": "rl2", "variant": v, "seed": s, "steps": args.rl2_steps}
+            {"use": "rl2", "variant": v, "lr": lr, "seed": s, "steps": args.rl2_steps}
             for s in args.seeds
             for v in args.variants
+            for lr in args.rl2_lrs
         ]
     if "memory" in args.uses:
         jobs += [

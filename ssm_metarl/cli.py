@@ -293,8 +293,8 @@ def _checkpoint_path(name: str) -> str:
 
 
 def parse_adapt(args: list[str]) -> Parsed:
-    from ssm_metarl.checkpoint import load_metadata
-    from ssm_metarl.recipes import recipe
+    from ssm_metarl.checkpoint import load_metadata, read_config
+    from ssm_metarl.recipes import adapt_recipe
 
     if not args or args[0].startswith(
         "-"
@@ -304,7 +304,8 @@ def parse_adapt(args: list[str]) -> Parsed:
     family = load_metadata(path).get("family")
     if family is None:
         raise InputError(f"{path} records no task family in its metadata, so there is nothing to adapt it to")
-    default = AdaptCommand(args[0], recipe("adapt", family))
+    kind = read_config(path).get("policy", {}).get("kind")  # the recipe for its backbone
+    default = AdaptCommand(args[0], adapt_recipe(family, kind))
     cmd = _tyro(AdaptCommand, default, args, "ssm-metarl adapt", AdaptCommand.__doc__)
     scale = budget_from_env()
     if scale is not None:

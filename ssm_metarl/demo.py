@@ -34,7 +34,7 @@ from ssm_metarl.meta.evaluate import baseline_returns
 from ssm_metarl.meta.rl2 import evaluate_in_context, trial_vec_env
 from ssm_metarl.models import ActorCritic
 from ssm_metarl.pretrained import load_pretrained, pretrained_info
-from ssm_metarl.recipes import recipe
+from ssm_metarl.recipes import adapt_recipe
 from ssm_metarl.results import Returns, format_interval, plot_returns, pyplot
 from ssm_metarl.rl.evaluate import seeded_episodes
 
@@ -113,7 +113,7 @@ def run_demo(
     t0 = time.perf_counter()
     policy = load_pretrained(model)
     family = pretrained_info(model)["family"]
-    cfg = recipe("adapt", family).replace(steps=steps, episodes=episodes)
+    cfg = adapt_recipe(family, policy.describe()["kind"]).replace(steps=steps, episodes=episodes)
     dist = get_family(family)
     result = DemoResult(model, family, steps)
     say(f"loaded the shipped model {model!r} (meta-trained on {family}); filling the replay buffer")

@@ -24,11 +24,19 @@ both chosen on tasks that need recall).
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import gymnasium as gym
 
-from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig, ModelKind, PGConfig, PPOConfig
+from ssm_metarl.config import (
+    MODEL_KINDS,
+    AdaptConfig,
+    MAMLConfig,
+    ModelConfig,
+    ModelKind,
+    PGConfig,
+    PPOConfig,
+)
 from ssm_metarl.errors import ConfigError
 
 Algo = Literal["ppo", "pg", "maml", "rl2", "adapt"]
@@ -163,12 +171,26 @@ def rl2_recipe(family: str, model: ModelKind | None = None, trial_episodes: int 
     return base.replace(env_id=rl2_env_id(family, k), eval_episodes=2, model=backbone)
 
 
+MAML_SSM: dict[str, object] = {
+    "inner__lr": 0.03,
+    "inner__later_lr": 0.015,
+    "model__learned_step_sizes": True,
+}
+"""The ssm's MAML settings on navigation-2d (``MAMLConfig.replace`` keywords), chosen on validation goals by
+``ssm_backbone.py --uses maml`` (30 meta-iterations; mean return after 1-3 steps; ``ssm_backbone_maml_lr*.md``).
+Seed 100: inner lr 1.0 scored -75, 0.1 -22.6, 0.03 -12.1, 0.01 -18.8; with learned step sizes 0.1 -21.4,
+0.03 -9.5, 0.01 -10.6. Seed 101: 0.03 -14.2, with learned step sizes -9.6."""
+
+
 def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     """MAML by family: the inner step size and baseline are what the adaptation benchmarks chose.
 
     - navigation-2d: rllab's linear baseline with inner lr 1.0 (``maml_navigation_variants.md``: -11.7 after
       one step against -40.5 with the critic baseline), 60 meta-iterations and, when measured over several
       steps, half the step size after the first (the MAML paper's test protocol; ``meta_navigation.md``);
+      the ssm (:data:`MAML_SSM`) takes inner lr 0.03 with learned per-tensor step sizes: its post-LayerNorm
+      features make the head's gradient about 9x the mlp's, so at 1.0 one step sends the policy to about
+      -300 (``ssm_backbone_maml_lr*.md``, validation goals);
     - discrete families: inner lr 0.1, outer lr 1e-3;
     - pendulum-physics: inner lr 0.03, outer lr 3e-4 (``pendulum_adapt_lr.md``: larger steps destroy the
       multi-task policy it starts from);
@@ -177,6 +199,8 @@ def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     base = MAMLConfig(family=family, inner=AdaptConfig(steps=1, lr=1.0, episodes=20, baseline="critic"))
     if family == "navigation-2d":
         base = base.replace(inner__baseline="linear", inner__later_lr=0.5, meta_iterations=60)
+        if model == "ssm":
+            base = base.replace(**MAML_SSM)
     elif family == "pendulum-physics":
         base = base.replace(inner__lr=0.03, outer_lr=3e-4)
     elif is_discrete(_family_env_id(family)):
@@ -184,9 +208,12 @@ def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     return base.replace(model=_with_model(base.model, model))
 
 
-def adapt_recipe(family: str) -> AdaptConfig:
-    """Test-time adaptation on ``family``: the inner loop of its MAML recipe, three steps."""
-    return maml_recipe(family).inner.replace(steps=3)
+def adapt_recipe(family: str, model: ModelKind | str | None = None) -> AdaptConfig:
+    """Test-time adaptation on ``family``: the inner loop of its MAML recipe (for the ``model`` backbone, e.g. a
+    loaded policy's ``describe()["kind"]``), three steps."""
+    if model is not None and model not in MODEL_KINDS:
+        raise ConfigError(f"unknown model kind {model!r}; known: {', '.join(MODEL_KINDS)}")
+    return maml_recipe(family, cast(ModelKind | None, model)).inner.replace(steps=3)
 
 
 @overload
@@ -210,7 +237,7 @@ def recipe(
     if algo == "maml":
         return maml_recipe(target, model)
     if algo == "adapt":
-        return adapt_recipe(target)
+        return adapt_recipe(target, model)
     raise ConfigError(f"unknown recipe {algo!r}; choose one of {', '.join(ALGOS)}")
 
 
@@ -218,6 +245,7 @@ __all__ = [
     "ALGOS",
     "CONTINUOUS_PPO",
     "DISCRETE_PPO",
+    "MAML_SSM",
     "MEMORY_BACKBONES",
     "adapt_recipe",
     "episodes_per_trial",

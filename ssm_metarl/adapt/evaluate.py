@@ -139,22 +139,22 @@ def adapt_checkpoint(
 ) -> dict[str, Returns]:
     """What ``ssm-metarl adapt <checkpoint>`` runs: load the policy, compare adaptation on a task split.
 
-    ``cfg`` defaults to the family's adapt recipe; ``buffer`` is a saved :class:`ExperienceBuffer` folder for
+    ``cfg`` defaults to the family's adapt recipe for the policy's backbone; ``buffer`` is a saved :class:`ExperienceBuffer` folder for
     the hybrid mode (default: filled from the family's training tasks); ``family`` defaults to the one in the
     checkpoint's metadata; ``out`` writes ``<out>.json`` and ``<out>.md``.
     """
     from ssm_metarl.checkpoint import load_metadata, load_policy
-    from ssm_metarl.recipes import recipe
+    from ssm_metarl.recipes import adapt_recipe
 
     meta = load_metadata(checkpoint)
     family = family or meta.get("family")
     if family is None:
         raise InputError(f"{checkpoint} records no task family in its metadata: pass the family explicitly")
-    cfg = cfg or recipe("adapt", family)
     tasks = get_family(family).split(split)[:num_tasks]
     if not tasks:
         raise InputError(f"{family!r} has no {split!r} tasks")
     policy = load_policy(checkpoint)
+    cfg = cfg or adapt_recipe(family, policy.describe()["kind"])
     replay = ExperienceBuffer.load(buffer) if buffer is not None and "hybrid" in modes else None
     results = compare_adaptation(policy, family, tasks, cfg, seeds, modes, replay)
     if out is not None:

@@ -33,7 +33,7 @@ from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import baseline_returns
 from ssm_metarl.meta.rl2 import evaluate_in_context
 from ssm_metarl.models.heads import ActorCritic
-from ssm_metarl.recipes import recipe
+from ssm_metarl.recipes import adapt_recipe
 from ssm_metarl.results import Returns, table_rows
 
 TaskSource = Literal["held-out", "out-of-range", "by hand"]
@@ -267,7 +267,7 @@ def run_adaptation(session: AppSession, req: AdaptRequest) -> AdaptOutcome:
     if info.in_context:
         return _in_context(info, policy, req, tasks, session)
     try:
-        base = recipe("adapt", info.family)
+        base = adapt_recipe(info.family, info.kind)
         cfg = base.replace(
             steps=req.steps,
             episodes=req.trajectories,

@@ -15,7 +15,7 @@ import pytest
 
 from ssm_metarl import cli
 from ssm_metarl.config import scale_budget
-from ssm_metarl.envs.tasks import TASK_FAMILIES
+from ssm_metarl.envs.tasks import TASK_FAMILIES, get_family
 from ssm_metarl.pretrained import list_pretrained, pretrained_info
 from ssm_metarl.recipes import recipe
 
@@ -65,8 +65,35 @@ def test_memory_tasks_get_the_backbones_chosen_on_recall(kind, monkeypatch):
 
 @pytest.mark.parametrize("name", list_pretrained())
 def test_adapt_defaults_are_the_family_adapt_recipe(name):
+    from ssm_metarl.pretrained import load_pretrained
+
     family = pretrained_info(name)["family"]
-    assert cli.parse(["adapt", name]).config.adapt == recipe("adapt", family)
+    kind = load_pretrained(name).describe()["kind"]
+    assert cli.parse(["adapt", name]).config.adapt == recipe("adapt", family, kind)
+
+
+def test_the_ssm_adapts_on_navigation_with_its_own_step_sizes(tmp_path):
+    """navigation-2d MAML with the ssm takes ``MAML_SSM`` (a small inner lr, learned step sizes); a saved ssm
+    policy of that family is adapted with it by default, an mlp one with the mlp's lr."""
+    from ssm_metarl.checkpoint import save_policy
+    from ssm_metarl.errors import ConfigError
+    from ssm_metarl.meta.maml import build_meta_policy
+    from ssm_metarl.recipes import adapt_recipe
+
+    ssm, mlp = recipe("maml", "navigation-2d", "ssm"), recipe("maml", "navigation-2d", "mlp")
+    assert (ssm.inner.lr, ssm.inner.later_lr, ssm.model.learned_step_sizes) == (0.03, 0.015, True)
+    assert (mlp.inner.lr, mlp.inner.later_lr, mlp.model.learned_step_sizes) == (1.0, 0.5, False)
+    assert ssm.replace(inner=mlp.inner, model=mlp.model) == mlp  # nothing else differs
+    assert not recipe("maml", "halfcheetah-dir", "ssm").model.learned_step_sizes  # navigation only
+    for cfg in (ssm, mlp):
+        path = save_policy(
+            tmp_path / cfg.model.kind,
+            build_meta_policy(cfg, get_family("navigation-2d")),
+            {"family": "navigation-2d"},
+        )
+        assert cli.parse(["adapt", str(path)]).config.adapt == cfg.inner.replace(steps=3)
+    with pytest.raises(ConfigError, match="unknown model kind"):
+        adapt_recipe("navigation-2d", "rnn")
 
 
 def test_benchmarks_start_from_the_recipes():

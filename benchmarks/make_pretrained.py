@@ -28,8 +28,15 @@ SPECS: dict[str, dict[str, Any]] = {
         "overrides": {"model__kind": "ssm", "model__num_layers": 1, **FROM_MULTITASK_MAML},
         "eval_trajectories": 10,
     },
-    # in-context (RL²): MAML with the ssm backbone at inner lr 1.0 diverged on navigation (zero-shot -131,
-    # worse than random, after 60 meta-iterations); RL² reached -8.9 in the second episode after 800k steps
+    # MAML with the ssm on navigation: the recipe for the ssm (inner lr 0.03 with learned per-tensor step
+    # sizes, recipes.MAML_SSM; at the mlp's inner lr 1.0 it diverged: zero-shot -131 after 60 iterations)
+    "navigation-maml-ssm": {
+        "family": "navigation-2d",
+        "model": "ssm",
+        "overrides": {},
+        "eval_trajectories": 40,
+    },
+    # in-context (RL²) on navigation: RL² reached -8.9 in the second episode after 800k steps
     "navigation-ssm": {
         "family": "navigation-2d",
         "method": "rl2",
@@ -228,7 +235,9 @@ def make_one(name: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     spec = SPECS[name]
     family = spec["family"]
-    cfg = recipe("maml", family).replace(run__seed=SEED, run__progress=False, **spec["overrides"])
+    cfg = recipe("maml", family, spec.get("model")).replace(
+        run__seed=SEED, run__progress=False, **spec["overrides"]
+    )
     t0 = time.perf_counter()
     start = None
     if spec.get("multitask_ppo_steps"):
@@ -297,7 +306,9 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
             else ""
         )
         + f"{cfg.meta_iterations} meta-iterations x {cfg.meta_batch_size} tasks x {cfg.inner.episodes} "
-        f"trajectories, inner lr {cfg.inner.lr}, outer Adam lr {cfg.outer_lr}, {cfg.outer_algo} outer loss; "
+        f"trajectories, inner lr {cfg.inner.lr}"
+        + (" with learned per-tensor step sizes" if cfg.model.learned_step_sizes else "")
+        + f", {cfg.inner.baseline} baseline, outer Adam lr {cfg.outer_lr}, {cfg.outer_algo} outer loss; "
         f"{results['training']['env_steps']:,} MAML env steps; {results['training']['minutes']:.1f} minutes in all on "
         f"{t.get('cpu', machine_info()['cpu'])} (one torch thread). Date {t.get('date', now_iso())}, commit "
         f"`{t.get('commit', git_commit())}`.",
@@ -306,7 +317,10 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
         "",
         f"Mean return over the first {EVAL_TASKS} tasks of each split, {results['eval_trajectories']} "
         "stochastic episodes per task and step, seeds 0 and 1 (95% interval over seeds). Adaptation: "
-        f"policy-gradient steps of lr {cfg.inner.lr} on the episodes just collected.",
+        f"policy-gradient steps of lr {cfg.inner.lr}"
+        + (f" (then {cfg.inner.later_lr})" if cfg.inner.later_lr else "")
+        + (", times each tensor's learned step size," if cfg.model.learned_step_sizes else "")
+        + " on the episodes just collected.",
         "",
         "| split | random | constant action | zero-shot | after 1 step | after 3 steps |",
         "|---|---|---|---|---|---|",

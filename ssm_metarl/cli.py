@@ -127,12 +127,12 @@ class EvaluateCommand(Checked):
 
 @dataclass(frozen=True)
 class DemoCommand(Checked):
-    """The main job (make demo): the shipped meta-trained SSM policy on CartPole physics it has never seen,
-    zero-shot and after standard and hybrid adaptation, against random, constant and PPO from scratch; and the
-    shipped in-context SSM policy on navigation goals it has never seen, episode by episode."""
+    """The main job (make demo): the shipped MAML-trained SSM policy on navigation goals it has never seen,
+    zero-shot and after standard and hybrid adaptation, against random, constant and PPO from scratch, with its
+    paths before and after; and the shipped in-context SSM policy on the same goals, episode by episode."""
 
-    model: str = "cartpole-ssm"
-    """a shipped model (ssm_metarl.list_pretrained())"""
+    model: str = "navigation-maml-ssm"
+    """a shipped MAML model (ssm_metarl.list_pretrained(); cartpole-ssm is the other)"""
     steps: Annotated[int, Range(ge=1, le=100)] = 3
     """adaptation steps"""
     tasks: Annotated[int, Range(ge=1, le=20)] = 5

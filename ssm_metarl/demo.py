@@ -1,9 +1,10 @@
 """The main job (``make demo``): shipped meta-trained SSM policies adapt to tasks they have never seen.
 
-Gradient adaptation: loads the shipped ``cartpole-ssm`` model, evaluates it zero-shot on held-out and
-out-of-range ``cartpole-physics`` tasks, adapts it with standard and hybrid adaptation on the same tasks, seeds
-and initial weights (:func:`~ssm_metarl.adapt.compare_adaptation`), and trains PPO from scratch on each task
-with the same number of env steps the adaptation used.
+Gradient adaptation: loads a shipped MAML model (default ``navigation-maml-ssm``; ``cartpole-ssm`` the other),
+evaluates it zero-shot on held-out and out-of-range tasks of its family, adapts it with standard and hybrid
+adaptation on the same tasks, seeds and initial weights (:func:`~ssm_metarl.adapt.compare_adaptation`), and
+trains PPO from scratch on each task with the same number of env steps the adaptation used. On navigation it
+also draws the agent's path to one goal per split before and after the adaptation steps.
 
 In-context adaptation (``in_context``, default the shipped ``navigation-ssm``, RL²): one trial of several
 episodes per held-out and out-of-range goal, the recurrent state carried across episodes and no gradient step;
@@ -26,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ssm_metarl.adapt import compare_adaptation, fill_buffer
+from ssm_metarl.adapt import StandardAdapter, compare_adaptation, fill_buffer
 from ssm_metarl.adapt.evaluate import scratch_ppo_returns
+from ssm_metarl.config import AdaptConfig
 from ssm_metarl.envs.tasks import Task, get_family
 from ssm_metarl.errors import InputError
 from ssm_metarl.meta.evaluate import baseline_returns
@@ -68,6 +70,9 @@ class DemoResult:
     """split -> the in-context model's returns per episode of a trial, and the random / constant levels"""
     paths: dict[str, tuple[Task, list[np.ndarray]]] = field(default_factory=dict)
     """split -> (a goal, the agent's positions in each episode of one trial on it): navigation only"""
+    adapt_paths: dict[str, tuple[Task, list[np.ndarray]]] = field(default_factory=dict)
+    """split -> (a goal, the gradient model's positions in one episode before and one after adapting to it):
+    navigation only"""
 
     def in_context_table(self) -> str:
         """The in-context rows: the return of each episode of a trial, per split."""
@@ -98,7 +103,7 @@ class DemoResult:
 
 
 def run_demo(
-    model: str = "cartpole-ssm",
+    model: str = "navigation-maml-ssm",
     steps: int = 3,
     num_tasks: int = 5,
     seeds: Sequence[int] = (0, 1),
@@ -140,6 +145,8 @@ def run_demo(
             )
         result.rows[split] = rows
         result.curves[split] = {"standard": std, "hybrid": hyb, "random policy": rows["random policy"]}
+        if family == "navigation-2d":
+            result.adapt_paths[split] = (tasks[0], adaptation_paths(policy, family, tasks[0], cfg, seeds[0]))
     if in_context is not None:
         _in_context(result, in_context, num_tasks, seeds, say)
     result.plot = _plot(result, Path(out))
@@ -171,6 +178,30 @@ def _in_context(
             result.paths[split] = (tasks[0], trial_paths(policy, family, tasks[0], k, seeds[0]))
 
 
+def episode_path(policy: ActorCritic, family: str, task: Task, seed: int) -> np.ndarray:
+    """The positions (T, 2) of one seeded episode on ``task`` (navigation-2d: the observation is the position)."""
+    envs = get_family(family).make_vec_env([task], seed=seed, fast=True)
+    seen: list[np.ndarray] = []
+    try:
+        ep = seeded_episodes(envs, policy, seed, before_step=lambda o: seen.append(np.array(o[0], copy=True)))
+    finally:
+        envs.close()
+    return np.stack(seen[: int(ep.lengths[0])])[:, :2]
+
+
+def adaptation_paths(
+    policy: ActorCritic, family: str, task: Task, cfg: AdaptConfig, seed: int
+) -> list[np.ndarray]:
+    """One episode's path on ``task`` with the meta-trained parameters and one after ``cfg.steps`` standard
+    adaptation steps on it (the adapter's own episodes, seeded ``seed``)."""
+    adapter = StandardAdapter(policy, cfg)
+    run = adapter.adapt(task, seed=seed)
+    return [
+        episode_path(policy, family, task, seed + 1000),
+        episode_path(adapter.adapted_policy(run.params), family, task, seed + 1000),
+    ]
+
+
 def trial_paths(policy: ActorCritic, family: str, task: Task, k: int, seed: int) -> list[np.ndarray]:
     """The positions (T_e, 2) of each of the ``k`` episodes of one seeded trial on ``task`` (navigation-2d:
     the observation is the position; the trial's done flag, its last feature, starts each later episode)."""
@@ -185,15 +216,18 @@ def trial_paths(policy: ActorCritic, family: str, task: Task, k: int, seed: int)
     return [obs[a:b, :2] for a, b in zip(starts[:-1], starts[1:])]
 
 
-def draw_trial_paths(ax: Any, task: Task, paths: list[np.ndarray], title: str) -> None:
+def draw_trial_paths(
+    ax: Any, task: Task, paths: list[np.ndarray], title: str, labels: Sequence[str] | None = None
+) -> None:
     """Draw a navigation-2d trial's paths (:func:`trial_paths`) on ``ax``: the training goals' square, one
-    line per episode (darker first), the goal and the start."""
+    line per episode (darker first; ``labels`` names them, default "episode k"), the goal and the start."""
     plt = pyplot()
     ax.add_patch(plt.Rectangle((-0.5, -0.5), 1.0, 1.0, color="0.9", zorder=0, label="training goals"))
     cmap = plt.get_cmap("viridis")
     for e, p in enumerate(paths):
         color = cmap(e / max(len(paths) - 1, 1))
-        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, label=f"episode {e + 1}")
+        label = labels[e] if labels is not None else f"episode {e + 1}"
+        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, label=label)
     ax.plot([task["goal_x"]], [task["goal_y"]], "*", color="crimson", ms=14, label="goal")
     ax.plot([0], [0], "ko", ms=4)
     ax.set_aspect("equal")
@@ -211,20 +245,28 @@ def _column(r: Returns, k: int) -> Returns:
 def _plot(result: DemoResult, out: Path) -> Path:
     plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
-    n_rows = 1 + bool(result.in_context) + bool(result.paths)
+    n_rows = 1 + bool(result.adapt_paths) + bool(result.in_context) + bool(result.paths)
     fig, axes = plt.subplots(n_rows, len(SPLITS), figsize=(5 * len(SPLITS), 3.8 * n_rows), squeeze=False)
     for ax, split in zip(axes[0], SPLITS):
         curves = {name: pairs(r) for name, r in result.curves[split].items()}
         plot_returns(curves, ax, f"{result.family}: {split.replace('_', '-')} tasks, gradient steps")
     axes[0][0].set_ylabel("mean return (95% CI over task-seed pairs)")
-    for ax, split in zip(axes[1] if result.in_context else (), SPLITS):
+    row = 1
+    if result.adapt_paths:
+        for ax, split in zip(axes[row], SPLITS):
+            task, paths = result.adapt_paths[split]
+            labels = ["before adaptation", f"after {result.steps} gradient steps"]
+            draw_trial_paths(ax, task, paths, f"{result.model}: a {split.replace('_', '-')} goal", labels)
+        row += 1
+    for ax, split in zip(axes[row] if result.in_context else (), SPLITS):
         curves = {name: pairs(r) for name, r in result.in_context[split].items()}
         title = f"{result.in_context_family}: {split.replace('_', '-')} goals, in context"
         plot_returns(curves, ax, title)
         ax.set_xlabel("episode of the trial")
     if result.in_context:
-        axes[1][0].set_ylabel("mean return (95% CI over goal-seed pairs)")
-    for ax, split in zip(axes[2] if result.paths else (), SPLITS):
+        axes[row][0].set_ylabel("mean return (95% CI over goal-seed pairs)")
+        row += 1
+    for ax, split in zip(axes[row] if result.paths else (), SPLITS):
         task, paths = result.paths[split]
         draw_trial_paths(ax, task, paths, f"paths of one trial, a {split.replace('_', '-')} goal")
     fig.tight_layout()

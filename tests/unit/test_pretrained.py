@@ -11,7 +11,7 @@ from ssm_metarl.envs.tasks import get_family
 from ssm_metarl.models.heads import ActorCritic
 from ssm_metarl.pretrained import model_card, pretrained_info, pretrained_path
 
-SHIPPED = ["bandit-ssm", "cartpole-ssm", "navigation-ssm"]
+SHIPPED = ["bandit-ssm", "cartpole-ssm", "navigation-maml-ssm", "navigation-ssm"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -44,6 +44,24 @@ def test_cartpole_model_reproduces_its_card_and_scores_450_zero_shot():
     zero_shot = curve.at(0).mean
     assert zero_shot >= 450, zero_shot
     assert zero_shot == pytest.approx(card["zero_shot_train"], abs=25)
+
+
+def test_navigation_maml_model_adapts_by_one_gradient_step_as_its_card_says():
+    """The MAML-trained ssm on held-out goals: the card's own seeds reproduce its figures, and one
+    policy-gradient step of its recipe (small lr, learned per-tensor step sizes) gains far more than noise."""
+    from ssm_metarl.recipes import adapt_recipe
+
+    info = pretrained_info("navigation-maml-ssm")
+    card = info["results"]["test"]["maml"]
+    policy = load_pretrained("navigation-maml-ssm")
+    assert info["algo"] == "maml" and policy.describe()["learned_step_sizes"]
+    cfg = adapt_recipe("navigation-2d", "ssm").replace(steps=1, episodes=info["results"]["eval_trajectories"])
+    tasks = get_family("navigation-2d").test[:10]
+    curve = evaluate_adaptation(policy, "navigation-2d", tasks, cfg, seeds=(0, 1))
+    before, after = (iv.mean for iv in curve.summary())
+    assert before == pytest.approx(card["after_0"]["mean"], abs=1e-6)
+    assert after == pytest.approx(card["after_1"]["mean"], abs=1e-6)
+    assert after > before + 15.0, (before, after)
 
 
 def test_navigation_model_adapts_in_context_as_its_card_says():

@@ -47,7 +47,7 @@ def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyP
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
-    assert "shipped models: ['bandit-ssm', 'cartpole-ssm', 'navigation-ssm']" in text
+    assert "shipped models: ['bandit-ssm', 'cartpole-ssm', 'navigation-maml-ssm', 'navigation-ssm']" in text
     assert "test tasks" in text and "out_of_range tasks" in text  # the gradient-adaptation tables
     assert "episode 1" in text and "episode 4" in text  # the in-context table, one column per inner episode
     assert "final evaluation" in text  # trained from scratch

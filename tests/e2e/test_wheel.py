@@ -26,7 +26,7 @@ SMOKE = textwrap.dedent(
     assert ssm_metarl.__file__.startswith(sys.argv[1]), ssm_metarl.__file__
     from ssm_metarl.models import native
     assert native.available() and native.SOURCE.is_relative_to(sys.argv[1])  # built from the wheel's C source
-    assert {"bandit-ssm", "cartpole-ssm", "navigation-ssm"} <= set(list_pretrained())
+    assert {"bandit-ssm", "cartpole-ssm", "navigation-maml-ssm", "navigation-ssm"} <= set(list_pretrained())
     policy = load_pretrained("cartpole-ssm")
     env = get_family("cartpole-physics").make_env(get_family("cartpole-physics").test[0])
     obs, _ = env.reset(seed=0)

@@ -58,7 +58,7 @@ class AdaptRequest:
     seeds: int = 2
     trajectories: int = 10
     lr: float | None = None
-    """Adaptation step size (None: the inner lr the model was meta-trained with, else 0.1)."""
+    """Adaptation step size (None: the inner lr the model was meta-trained with, else its backbone's adapt recipe)."""
     experience_weight: float = 0.1
     algo: Literal["pg", "ppo"] = "pg"
     render: bool = True

@@ -274,3 +274,14 @@ def test_the_adapt_callback_passes_the_mode_and_refuses_an_unknown_one(session):
     assert list(table["policy"]) == ["random policy", "hybrid"]
     status, *_ = cb.adapt(*args, "sideways", False, session, *physics)
     assert status.startswith("**Cannot do that:** Unknown adaptation mode 'sideways'; pick one of")
+
+
+def test_the_shipped_maml_navigation_model_adapts_in_the_app_with_its_own_step_sizes(session):
+    """navigation-maml-ssm through the adaptation tab: the ssm's recipe (lr 0.03, learned step sizes), not the
+    mlp's 1.0 that would wreck it; one standard step gains on held-out goals."""
+    req = AdaptRequest(
+        "navigation-maml-ssm", "held-out", num_tasks=2, steps=1, seeds=1, trajectories=20, modes="standard"
+    )
+    out = run_adaptation(session, req)
+    before, after = out.results["standard"].values[0].mean(axis=(0, 2))
+    assert after > before + 10.0, (before, after)

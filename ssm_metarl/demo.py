@@ -178,15 +178,20 @@ def _in_context(
             result.paths[split] = (tasks[0], trial_paths(policy, family, tasks[0], k, seeds[0]))
 
 
-def episode_path(policy: ActorCritic, family: str, task: Task, seed: int) -> np.ndarray:
-    """The positions (T, 2) of one seeded episode on ``task`` (navigation-2d: the observation is the position)."""
-    envs = get_family(family).make_vec_env([task], seed=seed, fast=True)
+def _observations(envs: Any, policy: ActorCritic, seed: int) -> np.ndarray:
+    """The raw observations (T, D) of one seeded episode of the one sub-env of ``envs`` (closed here); the
+    rollout itself keeps the normalised ones."""
     seen: list[np.ndarray] = []
     try:
         ep = seeded_episodes(envs, policy, seed, before_step=lambda o: seen.append(np.array(o[0], copy=True)))
     finally:
         envs.close()
-    return np.stack(seen[: int(ep.lengths[0])])[:, :2]
+    return np.stack(seen[: int(ep.lengths[0])])
+
+
+def episode_path(policy: ActorCritic, family: str, task: Task, seed: int) -> np.ndarray:
+    """The positions (T, 2) of one seeded episode on ``task`` (navigation-2d: the observation is the position)."""
+    return _observations(get_family(family).make_vec_env([task], seed=seed, fast=True), policy, seed)[:, :2]
 
 
 def adaptation_paths(
@@ -205,13 +210,9 @@ def adaptation_paths(
 def trial_paths(policy: ActorCritic, family: str, task: Task, k: int, seed: int) -> list[np.ndarray]:
     """The positions (T_e, 2) of each of the ``k`` episodes of one seeded trial on ``task`` (navigation-2d:
     the observation is the position; the trial's done flag, its last feature, starts each later episode)."""
-    envs = trial_vec_env(family, k, [task])
-    seen: list[np.ndarray] = []  # the raw observations (the rollout keeps the normalised ones)
-    try:
-        ep = seeded_episodes(envs, policy, seed, before_step=lambda o: seen.append(np.array(o[0], copy=True)))
-    finally:
-        envs.close()
-    obs = np.stack(seen[: int(ep.lengths[0])])  # (T, D): [position (2), previous action, reward, done]
+    obs = _observations(
+        trial_vec_env(family, k, [task]), policy, seed
+    )  # (T, D): [position, action, reward, done]
     starts = [0, *np.flatnonzero(obs[:, -1] > 0.5).tolist(), len(obs)]
     return [obs[a:b, :2] for a, b in zip(starts[:-1], starts[1:])]
 

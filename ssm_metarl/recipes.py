@@ -189,8 +189,8 @@ def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
       one step against -40.5 with the critic baseline), 60 meta-iterations and, when measured over several
       steps, half the step size after the first (the MAML paper's test protocol; ``meta_navigation.md``);
       the ssm (:data:`MAML_SSM`) takes inner lr 0.03 with learned per-tensor step sizes: its post-LayerNorm
-      features make the head's gradient about 9x the mlp's, so at 1.0 one step sends the policy to about
-      -300 (``ssm_backbone_maml_lr*.md``, validation goals);
+      features make the head's gradient 10x the mlp's, so at 1.0 one step from initialisation sends the policy
+      from -64.5 to -323 (``maml_inner_step.md``; the choice: ``ssm_backbone_maml_lr*.md``, validation goals);
     - discrete families: inner lr 0.1, outer lr 1e-3;
     - pendulum-physics: inner lr 0.03, outer lr 3e-4 (``pendulum_adapt_lr.md``: larger steps destroy the
       multi-task policy it starts from);

@@ -213,8 +213,10 @@ def merge_runs(
     ``key(run)`` says which runs are the same measurement (e.g. kind, model, seed and budget); a run of
     ``runs`` replaces an earlier one with the same key, a later file an earlier file's. Reads the files
     first, so a benchmark can merge into the file it is about to overwrite; a file's own ``merged_from``
-    entries are carried along, so the provenance chain survives repeated merges. Raises ``ValueError`` for a file
-    without a ``runs`` list.
+    entries are carried along, so the provenance chain survives repeated merges. Every run is stamped with the
+    commit that produced it (``commit``): this invocation's with :func:`git_commit`, an earlier file's runs that
+    lack one with that file's commit when the file merged nothing itself (otherwise it is unknown: None). Raises
+    ``ValueError`` for a file without a ``runs`` list.
     """
     merged: dict[Any, dict[str, Any]] = {}
     provenance = []
@@ -222,7 +224,9 @@ def merge_runs(
         data = json.loads(Path(path).read_text())
         if not isinstance(data.get("runs"), list):
             raise ValueError(f"{path} has no 'runs' list: not a results file this benchmark can merge")
+        own = None if data.get("merged_from") else data.get("commit")
         for run in data["runs"]:
+            run.setdefault("commit", own)
             merged[key(run)] = run
         provenance.extend(data.get("merged_from", []))  # what that file had merged itself
         provenance.append(
@@ -236,6 +240,7 @@ def merge_runs(
             }
         )
     for run in runs:
+        run.setdefault("commit", git_commit())
         merged[key(run)] = run
     return list(merged.values()), provenance
 

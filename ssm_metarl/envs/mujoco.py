@@ -25,10 +25,13 @@ built (importing :mod:`ssm_metarl.envs` stays fast); the v5 env is ``env.unwrapp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from ssm_metarl.envs.tasks import (
     BoxTaskDistribution,
@@ -99,32 +102,42 @@ def _half_cheetah() -> type[gym.Env]:
     return HalfCheetahEnv
 
 
-class HalfCheetahVelEnv(_MujocoTaskEnv):
+class _HalfCheetahTaskEnv(_MujocoTaskEnv):
+    """HalfCheetah-v5 with a task reward ``forward(value, v) - 0.05 * sum(a^2)``; one formula serves this env
+    and the batched :class:`HalfCheetahTaskVec`."""
+
+    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
+        super().__init__(_half_cheetah(), task, **kwargs)
+
+    @staticmethod
+    def forward_reward(value: np.ndarray | float, velocity: np.ndarray | float) -> np.ndarray | float:
+        """The task's forward term from the task values (B,) and x-velocities (B,)."""
+        raise NotImplementedError
+
+    def _reward(self, action: np.ndarray, info: dict[str, Any]) -> tuple[float, dict[str, float]]:
+        forward = float(self.forward_reward(float(self._value), float(info["x_velocity"])))
+        ctrl = -CTRL_COST * float(np.sum(action * action))
+        return forward + ctrl, {"reward_forward": forward, "reward_ctrl": ctrl}
+
+
+class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
     """HalfCheetah-v5 rewarded for running at ``velocity``: ``-|v - velocity| - 0.05 * sum(a^2)``."""
 
     family, param_name, default_value = "halfcheetah-vel", "velocity", 1.0
 
-    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
-        super().__init__(_half_cheetah(), task, **kwargs)
-
-    def _reward(self, action: np.ndarray, info: dict[str, Any]) -> tuple[float, dict[str, float]]:
-        forward = -abs(float(info["x_velocity"]) - self._value)
-        ctrl = -CTRL_COST * float(np.sum(action * action))
-        return forward + ctrl, {"reward_forward": forward, "reward_ctrl": ctrl}
+    @staticmethod
+    def forward_reward(value: np.ndarray | float, velocity: np.ndarray | float) -> np.ndarray | float:
+        return -np.abs(velocity - value)
 
 
-class HalfCheetahDirEnv(_MujocoTaskEnv):
+class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
     """HalfCheetah-v5 rewarded for running in ``direction`` (+1 forward, -1 backward)."""
 
     family, param_name, default_value = "halfcheetah-dir", "direction", 1.0
 
-    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
-        super().__init__(_half_cheetah(), task, **kwargs)
-
-    def _reward(self, action: np.ndarray, info: dict[str, Any]) -> tuple[float, dict[str, float]]:
-        forward = self._value * float(info["x_velocity"])
-        ctrl = -CTRL_COST * float(np.sum(action * action))
-        return forward + ctrl, {"reward_forward": forward, "reward_ctrl": ctrl}
+    @staticmethod
+    def forward_reward(value: np.ndarray | float, velocity: np.ndarray | float) -> np.ndarray | float:
+        return value * velocity
 
 
 class AntDirEnv(_MujocoTaskEnv):
@@ -144,8 +157,137 @@ class AntDirEnv(_MujocoTaskEnv):
         return forward + rest, {"reward_forward": forward}
 
 
-def _directions(name: str, env_id: str) -> FiniteTaskDistribution:
-    return FiniteTaskDistribution(name, env_id, [{"direction": -1.0}, {"direction": 1.0}])
+class HalfCheetahTaskVec(VectorEnv):
+    """B HalfCheetah task envs stepped in one loop over raw MuJoCo; equals a ``SyncVectorEnv`` of them.
+
+    The Gymnasium path spends about two thirds of a step outside the simulator (wrappers, per-env info
+    dicts, per-env reward reductions); here each sub-env's step is ``mj_step`` and its observation, and the
+    rewards are one NumPy expression over the batch. Each sub-env keeps its own v5 env (model, data and
+    seeded generator), so resets draw the same noise as the Gymnasium env seeded alike and every
+    observation, reward and flag is bitwise the same (``tests/unit/test_mujoco_vec.py``). Same-step
+    autoreset at the time limit, as :mod:`ssm_metarl.envs.make`; the episode's last observation is in
+    ``info["final_obs"][b]`` and its ``x_velocity`` / reward terms in ``info["final_info"]``.
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self, env_cls: type[_HalfCheetahTaskEnv], tasks: Sequence[Task], horizon: int, **kwargs: Any
+    ) -> None:
+        import mujoco
+
+        self._mj_step = mujoco.mj_step
+        self._envs = [env_cls(task, **kwargs) for task in tasks]
+        self._cls = env_cls
+        self.num_envs = len(self._envs)
+        self.horizon = horizon
+        first: Any = self._envs[0].mujoco_env  # a gymnasium MujocoEnv
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._frame_skip = first.frame_skip
+        self._dt = first.dt
+        self._skip = int(first._exclude_current_positions_from_observation)
+        self._nq = first.model.nq - self._skip
+        self._nv = first.model.nv
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self.set_tasks(tasks)
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        """Give env ``b`` the task ``tasks[b]`` (at once; reset to start clean episodes)."""
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
+        for env, task in zip(self._envs, tasks):
+            env.set_task(task)
+        self._value = np.array([env._value for env in self._envs], dtype=np.float64)  # (B,)
+        self.tasks = list(tasks)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.action_space.seed(seed)
+            self.observation_space.seed(seed)
+        obs = np.stack(
+            [e.reset(seed=None if seed is None else seed + i)[0] for i, e in enumerate(self._envs)]
+        )
+        self._elapsed[:] = 0
+        return obs, {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)  # (B, A)
+        velocity = np.empty(self.num_envs)
+        obs = np.empty((self.num_envs, self._nq + self._nv))
+        skip, nq = self._skip, self._nq
+        for b, env in enumerate(self._envs):
+            sim: Any = env.mujoco_env
+            data = sim.data
+            x_before = data.qpos[0]
+            data.ctrl[:] = a[b]
+            self._mj_step(sim.model, data, nstep=self._frame_skip)
+            velocity[b] = (data.qpos[0] - x_before) / self._dt
+            obs[b, :nq] = data.qpos[skip:]  # the v5 observation: qpos (less x unless asked), qvel
+            obs[b, nq:] = data.qvel
+        forward = self._cls.forward_reward(self._value, velocity)
+        ctrl = -CTRL_COST * np.sum(a * a, axis=1)
+        reward = forward + ctrl
+        self._elapsed += 1
+        truncated = self._elapsed >= self.horizon
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        info: dict[str, Any] = {}
+        if truncated.any():
+            done = truncated.copy()
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            for i in np.flatnonzero(done):
+                final_obs[i] = obs[i].copy()
+                obs[i] = self._envs[i].reset()[0]
+            terms = {"x_velocity": velocity, "reward_forward": forward, "reward_ctrl": ctrl}
+            final_info = {k: np.where(done, v, 0.0) for k, v in terms.items()}
+            final_info.update({f"_{k}": done.copy() for k in terms})
+            info = {"final_obs": final_obs, "_final_obs": done, "final_info": final_info, "_final_info": done}
+            self._elapsed[done] = 0
+        return obs, reward, terminated, truncated, info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self._envs:
+            env.close()
+
+
+class _HalfCheetahFamily:
+    """``make_vec_env(tasks, seed, fast=True)`` gives a :class:`HalfCheetahTaskVec` (mixed into a family)."""
+
+    env_cls: type[_HalfCheetahTaskEnv]
+    horizon: int
+
+    def make_vec_env(
+        self, tasks: Sequence[Task], seed: int | None, fast: bool = False, **kwargs: Any
+    ) -> VectorEnv:
+        kwargs = {**self.env_kwargs, **kwargs}  # type: ignore[attr-defined]
+        if not fast or "render_mode" in kwargs:
+            return super().make_vec_env(tasks, seed, **kwargs)  # type: ignore[misc]
+        for task in tasks:
+            check_task(task, self.env_cls.family, [self.env_cls.param_name])
+        horizon = kwargs.pop("max_episode_steps", None) or self.horizon
+        vec_env = HalfCheetahTaskVec(self.env_cls, tasks, horizon, **kwargs)
+        vec_env.reset(seed=seed)
+        return vec_env
+
+
+class HalfCheetahVelDistribution(_HalfCheetahFamily, BoxTaskDistribution):
+    """``halfcheetah-vel``; ``fast=True`` vector envs are :class:`HalfCheetahTaskVec`."""
+
+    env_cls, horizon = HalfCheetahVelEnv, HALFCHEETAH_VEL_HORIZON
+
+
+class HalfCheetahDirDistribution(_HalfCheetahFamily, FiniteTaskDistribution):
+    """``halfcheetah-dir``; ``fast=True`` vector envs are :class:`HalfCheetahTaskVec`."""
+
+    env_cls, horizon = HalfCheetahDirEnv, HALFCHEETAH_DIR_HORIZON
+
+
+_DIRECTIONS = [{"direction": -1.0}, {"direction": 1.0}]
 
 
 _MODULE = "ssm_metarl.envs.mujoco"
@@ -154,12 +296,12 @@ register_env("ssm_metarl/HalfCheetahDir-v0", f"{_MODULE}:HalfCheetahDirEnv", HAL
 register_env("ssm_metarl/AntDir-v0", f"{_MODULE}:AntDirEnv", ANT_DIR_HORIZON)
 
 register_family(
-    BoxTaskDistribution(
+    HalfCheetahVelDistribution(
         "halfcheetah-vel",
         "ssm_metarl/HalfCheetahVel-v0",
         {"velocity": HALFCHEETAH_VEL_RANGE},
         {"velocity": HALFCHEETAH_VEL_BEYOND},
     )
 )
-register_family(_directions("halfcheetah-dir", "ssm_metarl/HalfCheetahDir-v0"))
-register_family(_directions("ant-dir", "ssm_metarl/AntDir-v0"))
+register_family(HalfCheetahDirDistribution("halfcheetah-dir", "ssm_metarl/HalfCheetahDir-v0", _DIRECTIONS))
+register_family(FiniteTaskDistribution("ant-dir", "ssm_metarl/AntDir-v0", _DIRECTIONS))

@@ -2,7 +2,7 @@
 
     python benchmarks/meta_cheetah.py                         # seed 0, stops after --minutes of training
     python benchmarks/meta_cheetah.py --minutes 5 --name meta_cheetah_smoke
-    python benchmarks/meta_cheetah.py --baseline linear --minutes 30 --name meta_cheetah_linear
+    python benchmarks/meta_cheetah.py --baseline critic --minutes 60             # the critic baseline
 
 MAML with the mlp backbone (``recipe("maml", "halfcheetah-dir")``: inner lr 1.0, ten times learn2learn's
 0.1, because our Gaussian is tanh-squashed; with 0.1 the post-step return stayed flat at about -12 for 43
@@ -10,8 +10,9 @@ iterations; 20 tasks x 20 trajectories per meta-iteration; both directions, samp
 ``--iterations`` or ``--minutes`` run out, then evaluated on both directions: return after 0, 1 and 3
 policy-gradient steps (the recipe's inner loop, 20 trajectories per step, 3 evaluation seeds).
 learn2learn's MAML-TRPO reaches about 260-275 after one step after 300 iterations (ANCHORS.md).
-``--baseline linear`` uses rllab's linear feature baseline in the inner loss, as learn2learn's example does
-(``LinearValue``). Writes results/<name>.{json,md,png}.
+The recipe's inner baseline is rllab's linear feature baseline, as in learn2learn's example (``LinearValue``);
+``--baseline critic`` uses the learned critic instead (the recipe's choice before commit 5c3ce35's runs showed
+it plateauing). Writes results/<name>.{json,md,png}.
 """
 
 from __future__ import annotations

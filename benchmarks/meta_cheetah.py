@@ -12,7 +12,7 @@ policy-gradient steps (the recipe's inner loop, 20 trajectories per step, 3 eval
 learn2learn's MAML-TRPO reaches about 260-275 after one step after 300 iterations (ANCHORS.md).
 The recipe's inner baseline is rllab's linear feature baseline, as in learn2learn's example (``LinearValue``);
 ``--baseline critic`` uses the learned critic instead (the recipe's choice before commit 5c3ce35's runs showed
-it plateauing). Writes results/<name>.{json,md,png}.
+it stalling). Writes results/<name>.{json,md,png}.
 """
 
 from __future__ import annotations

@@ -195,8 +195,7 @@ def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     - pendulum-physics: inner lr 0.03, outer lr 3e-4 (``pendulum_adapt_lr.md``: larger steps destroy the
       multi-task policy it starts from);
     - halfcheetah-dir: inner lr 1.0 with the linear baseline: in one hour on one core the critic baseline
-      plateaus at about 40 after one step (36.3 after 300 meta-iterations) while the linear one climbs to
-      177.0 after 250 (``meta_cheetah.md``, ``meta_cheetah_linear.md``; the family has two tasks, both in
+      stalls (36.3 after one step, 300 meta-iterations) while the linear one climbs to 177.0 after 250 (``meta_cheetah.md``, ``meta_cheetah_linear.md``; the family has two tasks, both in
       every split, so this choice is made on the tasks it is reported on);
     - other continuous families: inner lr 1.0 with the critic baseline.
     """

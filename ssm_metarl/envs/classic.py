@@ -36,10 +36,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import VectorEnv
 
 from ssm_metarl.envs.tasks import (
+    BatchedTaskVec,
     BoxTaskDistribution,
     Task,
     TaskDistribution,
@@ -171,31 +171,26 @@ class Navigation2DEnv(_TaskMixin, gym.Env):
         return self._pos.astype(np.float32), float(reward), terminated, False, {}
 
 
-class Navigation2DVec(VectorEnv):
+class Navigation2DVec(BatchedTaskVec):
     """B navigation tasks stepped together in NumPy; equals a ``SyncVectorEnv`` of :class:`Navigation2DEnv`.
 
     Same-step autoreset like :mod:`ssm_metarl.envs.make`: where an episode ends (goal reached or 100 steps),
     ``obs[b]`` is already the next episode's first observation (the origin) and the reached position is in
     ``info["final_obs"][b]`` (object array, valid where ``info["_final_obs"][b]``). Reset needs no
-    randomness, so ``seed`` only seeds the action space. obs (B, 2) float32, reward (B,) float64.
+    randomness, so ``seed`` only seeds the spaces. obs (B, 2) float32, reward (B,) float64.
     """
-
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
     def __init__(self, tasks: Sequence[Task], horizon: int = NAV_HORIZON) -> None:
         self.num_envs = len(tasks)
         self.horizon = horizon
-        self.single_observation_space, self.single_action_space = _nav_spaces()
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._init_spaces(*_nav_spaces())
         self._pos = np.zeros((self.num_envs, 2))  # (B, 2)
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)  # (B,)
         self.set_tasks(tasks)
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """Give env ``b`` the goal of ``tasks[b]`` (at once; reset to start clean episodes)."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
+        self._check_num_tasks(tasks)
         params = [check_task(t, Navigation2DEnv.family, list(NAV_RANGES)) for t in tasks]
         self._goal = np.array([[p["goal_x"], p["goal_y"]] for p in params])  # (B, 2)
         self.tasks = list(tasks)
@@ -203,9 +198,7 @@ class Navigation2DVec(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None:
-            self.action_space.seed(seed)
+        self._seed(seed)
         self._pos[:] = 0.0
         self._elapsed[:] = 0
         return self._pos.astype(np.float32), {}
@@ -224,10 +217,7 @@ class Navigation2DVec(VectorEnv):
         done = terminated | truncated
         info: dict[str, Any] = {}
         if done.any():
-            final_obs = np.full(self.num_envs, None, dtype=object)
-            for b in np.flatnonzero(done):
-                final_obs[b] = obs[b].copy()
-            info = {"final_obs": final_obs, "_final_obs": done, "final_info": {}, "_final_info": done.copy()}
+            info = self._autoreset_info(obs, done, {})
             self._pos[done] = 0.0
             self._elapsed[done] = 0
             obs[done] = 0.0

@@ -30,10 +30,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import VectorEnv
 
 from ssm_metarl.envs.tasks import (
+    BatchedTaskVec,
     BoxTaskDistribution,
     FiniteTaskDistribution,
     Task,
@@ -157,7 +157,7 @@ class AntDirEnv(_MujocoTaskEnv):
         return forward + rest, {"reward_forward": forward}
 
 
-class HalfCheetahTaskVec(VectorEnv):
+class HalfCheetahTaskVec(BatchedTaskVec):
     """B HalfCheetah task envs stepped in one loop over raw MuJoCo; equals a ``SyncVectorEnv`` of them.
 
     The Gymnasium path spends about two thirds of a step outside the simulator (wrappers, per-env info
@@ -168,8 +168,6 @@ class HalfCheetahTaskVec(VectorEnv):
     autoreset at the time limit, as :mod:`ssm_metarl.envs.make`; the episode's last observation is in
     ``info["final_obs"][b]`` and its ``x_velocity`` / reward terms in ``info["final_info"]``.
     """
-
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
     def __init__(
         self, env_cls: type[_HalfCheetahTaskEnv], tasks: Sequence[Task], horizon: int, **kwargs: Any
@@ -182,10 +180,7 @@ class HalfCheetahTaskVec(VectorEnv):
         self.num_envs = len(self._envs)
         self.horizon = horizon
         first: Any = self._envs[0].mujoco_env  # a gymnasium MujocoEnv
-        self.single_observation_space = first.observation_space
-        self.single_action_space = first.action_space
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._init_spaces(first.observation_space, first.action_space)
         self._frame_skip = first.frame_skip
         self._dt = first.dt
         self._skip = int(first._exclude_current_positions_from_observation)
@@ -196,8 +191,7 @@ class HalfCheetahTaskVec(VectorEnv):
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """Give env ``b`` the task ``tasks[b]`` (at once; reset to start clean episodes)."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
+        self._check_num_tasks(tasks)
         for env, task in zip(self._envs, tasks):
             env.set_task(task)
         self._value = np.array([env._value for env in self._envs], dtype=np.float64)  # (B,)
@@ -206,10 +200,7 @@ class HalfCheetahTaskVec(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None:
-            self.action_space.seed(seed)
-            self.observation_space.seed(seed)
+        self._seed(seed)
         obs = np.stack(
             [e.reset(seed=None if seed is None else seed + i)[0] for i, e in enumerate(self._envs)]
         )
@@ -239,14 +230,12 @@ class HalfCheetahTaskVec(VectorEnv):
         info: dict[str, Any] = {}
         if truncated.any():
             done = truncated.copy()
-            final_obs = np.full(self.num_envs, None, dtype=object)
-            for i in np.flatnonzero(done):
-                final_obs[i] = obs[i].copy()
-                obs[i] = self._envs[i].reset()[0]
             terms = {"x_velocity": velocity, "reward_forward": forward, "reward_ctrl": ctrl}
             final_info = {k: np.where(done, v, 0.0) for k, v in terms.items()}
             final_info.update({f"_{k}": done.copy() for k in terms})
-            info = {"final_obs": final_obs, "_final_obs": done, "final_info": final_info, "_final_info": done}
+            info = self._autoreset_info(obs, done, final_info)
+            for i in np.flatnonzero(done):
+                obs[i] = self._envs[i].reset()[0]
             self._elapsed[done] = 0
         return obs, reward, terminated, truncated, info
 

@@ -37,6 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from ssm_metarl.envs import make as _make
 from ssm_metarl.errors import EnvError
@@ -421,6 +422,45 @@ def family_for_env_id(env_id: str) -> str:
         f"no task family for env id {env_id!r}. Meta-RL needs a task distribution: use one of {known}, "
         f"or a family name ({', '.join(sorted(TASK_FAMILIES))})."
     )
+
+
+class BatchedTaskVec(VectorEnv):
+    """What the families' batched vector envs (``make_vec_env(..., fast=True)``) share: same-step autoreset,
+    B sub-envs each running a task, spaces seeded as ``make_vec_env`` seeds a ``SyncVectorEnv``'s. Subclasses
+    set the spaces and implement ``set_tasks``, ``reset`` and ``step``."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def _init_spaces(self, observation: gym.Space, action: gym.Space) -> None:
+        self.single_observation_space, self.single_action_space = observation, action
+        self.observation_space = batch_space(observation, self.num_envs)
+        self.action_space = batch_space(action, self.num_envs)
+
+    def _check_num_tasks(self, tasks: Sequence[Task]) -> None:
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
+
+    def _seed(self, seed: int | None) -> None:
+        """Start of ``reset``: the vector env's generator and, when seeded, the spaces' samplers."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.action_space.seed(seed)
+            self.observation_space.seed(seed)
+
+    @staticmethod
+    def _autoreset_info(obs: np.ndarray, done: np.ndarray, final_info: dict[str, Any]) -> dict[str, Any]:
+        """The step's info where episodes ended (``done`` (B,)), before ``obs`` (B, ...) is overwritten by the
+        next episodes' first observations: copies of the last observations and ``final_info``, as
+        ``SyncVectorEnv`` writes them."""
+        final_obs = np.full(len(done), None, dtype=object)
+        for b in np.flatnonzero(done):
+            final_obs[b] = obs[b].copy()
+        return {
+            "final_obs": final_obs,
+            "_final_obs": done,
+            "final_info": final_info,
+            "_final_info": done.copy(),
+        }
 
 
 def set_tasks(vec_env: VectorEnv, tasks: Sequence[Task]) -> None:

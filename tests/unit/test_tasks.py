@@ -8,6 +8,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from _vec_equivalence import assert_same_vec_step
 from gymnasium.utils.env_checker import check_env
 
 from ssm_metarl.envs import TASK_FAMILIES, Task, family_for_env_id, get_family, set_tasks
@@ -195,14 +196,7 @@ def test_navigation_vec_equals_sync_vector_env_step_for_step() -> None:
         actions = rng.uniform(-0.15, 0.15, size=(7, 2)).astype(np.float32)
         actions[0] = goals[0] - obs_f[0] + rng.normal(0, 0.003, 2)  # env 0 reaches its goal now and then
         step_s, step_f = sync.step(actions), fast.step(actions)
-        for a, b in zip(step_s[:4], step_f[:4]):
-            np.testing.assert_array_equal(a, b)
-        info_s, info_f = step_s[4], step_f[4]
-        assert ("_final_obs" in info_s) == ("_final_obs" in info_f)
-        if "_final_obs" in info_s:
-            np.testing.assert_array_equal(info_s["_final_obs"], info_f["_final_obs"])
-            for b in np.flatnonzero(info_s["_final_obs"]):
-                np.testing.assert_array_equal(info_s["final_obs"][b], info_f["final_obs"][b])
+        assert_same_vec_step(step_s, step_f)
         obs_f = step_f[0]
         n_terminated += int(step_f[2].sum())
         n_truncated += int(step_f[3].sum())

@@ -24,8 +24,11 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
+# the suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time, so the
+# module-scoped fixtures (a built wheel, a served app) are made once per file; TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= 2
 test: $(STAMP) lint docs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/ssm-metarl demo
@@ -46,7 +49,8 @@ bench-scan: $(STAMP)
 
 bench-ppo: $(VENV)/.bench
 	cd benchmarks && ../$(BIN)/python ppo_cartpole.py
-	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 300000
+	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 300000 --models ssm mlp
+	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --envs Ant-v5 Humanoid-v5 --steps 300000 --jobs 2 --merge results/ppo_mujoco.json
 	cd benchmarks && ../$(BIN)/python ppo_mujoco.py --steps 1000000 --models ssm --name ppo_mujoco_1m
 
 # meta-RL benchmarks (issue "Meta-RL"); the README quotes the runs committed under benchmarks/results/

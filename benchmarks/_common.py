@@ -249,6 +249,12 @@ def merged_markdown(merged_from: list[dict[str, Any]]) -> str:
     """The lines under a results table that say which earlier runs it merged (see :func:`merge_runs`)."""
     return "".join(
         f"\n\nMerged runs from `{m['file']}`: {m['runs']} runs by `{m['command']}` (commit "
-        f"{str(m['commit'])[:7]}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)."
+        f"{short_commit(m['commit'])}, {m['date']}, {m['minutes_total'] or 0:.0f} minutes)."
         for m in merged_from
     )
+
+
+def short_commit(commit: str | None) -> str:
+    """A commit's first 7 digits, keeping the ``-dirty`` mark of a run from a tree with uncommitted changes."""
+    text = str(commit)
+    return text[:7] + ("-dirty" if text.endswith("-dirty") else "")

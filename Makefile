@@ -24,9 +24,9 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
-# the suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time, so the
-# module-scoped fixtures (a built wheel, a served app) are made once per file; TEST_WORKERS=0 runs it in one process
-TEST_WORKERS ?= 2
+# TEST_WORKERS=2 runs the suite in two processes (pytest-xdist), a test file per process at a time, so the
+# module-scoped fixtures (a built wheel, a served app) are made once per file; the default, 0, runs it in one
+TEST_WORKERS ?= 0
 test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 

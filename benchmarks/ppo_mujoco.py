@@ -11,7 +11,8 @@ evaluations (10 seeded episodes each) are reported beside it. Ours: the continuo
 would give the mlp two). ``sb3``: Stable-Baselines3 PPO (MlpPolicy) with RL Zoo's hyper-parameters for the env
 (:data:`ZOO`, from ``hyperparams/ppo.yml`` of DLR-RM/rl-baselines3-zoo, written for the -v3 envs; VecNormalize
 of observations and rewards, as the zoo's ``normalize: true``), one env, its raw episode returns from the
-Monitor wrapper. Runs go round-robin (seed, env, model), so machine load hits every model alike. ``--merge``
+Monitor wrapper; an env without a zoo entry stops the run before it starts. Runs go round-robin (seed, env,
+model), so machine load hits every model alike. ``--merge``
 joins earlier results files (a run with the same env, model, seed and budget is replaced). Writes
 results/<name>.{json,md,png} (``--name``, default ``ppo_mujoco``).
 """
@@ -73,7 +74,16 @@ ZOO: dict[str, dict[str, Any]] = {
         "policy_kwargs": _ZOO_NET,
     },
 }
-"""RL Zoo's PPO hyper-parameters by env name (one env, ``normalize: true``); others fall back to SB3's defaults."""
+"""RL Zoo's PPO hyper-parameters by env name (one env, ``normalize: true``)."""
+
+
+def zoo_settings(env_id: str) -> dict[str, Any]:
+    """The :data:`ZOO` entry of ``env_id`` (a copy); an env without one raises ``SystemExit`` naming those that
+    have one, so that no SB3 row is labelled with the zoo's settings it did not use."""
+    name = env_id.split("-")[0]
+    if name not in ZOO:
+        raise SystemExit(f"no RL Zoo PPO settings for {env_id} in ppo_mujoco.ZOO (known: {', '.join(ZOO)})")
+    return dict(ZOO[name])
 
 
 def _checkpoints(rows: list[tuple[int, float | None, float]], steps: int) -> dict[str, dict[str, float]]:
@@ -111,7 +121,7 @@ def run_sb3(env_id: str, seed: int, steps: int) -> dict[str, Any]:
     from stable_baselines3.common.env_util import make_vec_env as sb3_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    params = dict(ZOO.get(env_id.split("-")[0], {}))
+    params = zoo_settings(env_id)
     if "policy_kwargs" in params:
         kw = dict(params["policy_kwargs"])
         kw["activation_fn"] = torch.nn.ReLU
@@ -225,6 +235,9 @@ def main() -> None:
     add_merge_arguments(parser, "ppo_mujoco")
     args = parser.parse_args()
 
+    if "sb3" in args.models:
+        for env_id in args.envs:
+            zoo_settings(env_id)  # fail before any training, not at the env's first sb3 run
     jobs = [(e, m, s, args.steps) for s in args.seeds for e in args.envs for m in args.models]
     t0 = time.perf_counter()
     if args.jobs > 1:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -102,3 +104,11 @@ def test_ppo_mujoco_summarises_each_env_and_model_with_its_headline_keys() -> No
         "ant_ssm_return_1m": None,  # the issue's key stays, empty, where the budget stopped short of 1M
         "ant_sb3_return_300k": 501.0,
     }
+
+
+def test_ppo_mujoco_refuses_sb3_settings_it_does_not_have() -> None:
+    bench = _load("ppo_mujoco")
+    assert bench.zoo_settings("Humanoid-v5")["batch_size"] == 256
+    assert bench.zoo_settings("Ant-v5") == {}  # the zoo's MuJoCo defaults: SB3's own
+    with pytest.raises(SystemExit, match="no RL Zoo PPO settings for Walker2d-v5"):
+        bench.zoo_settings("Walker2d-v5")

@@ -35,8 +35,6 @@ from typing import Any, NamedTuple, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.graph import increment_version
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
@@ -217,20 +215,28 @@ class SSM(nn.Module):
         """Every tensor ``step`` needs, flat, with lambda and the projections precomputed.
 
         With grad enabled it is rebuilt on each call (so gradients reach the parameters, and
-        functional_call works). Without grad it is cached and rebuilt whenever any parameter tensor is
-        swapped (functional_call), moved or converted (``.to``), or modified in place (optimisers, fused ones
-        included, see :func:`_bump_versions_after_fused_step`; ``load_state_dict``; ``p.copy_`` under
-        ``no_grad``): the key is every parameter's identity, autograd version counter and data pointer.
-        Writes through ``p.data`` bypass autograd's version counters, and so this cache, like every other
-        version check in PyTorch: write parameters under ``torch.no_grad()`` instead.
+        functional_call works). Without grad it is cached, and the cache checks itself on each call:
+
+        * every parameter slot still holds the same tensor at the same address (else a parameter was swapped
+          by functional_call, or moved or converted by ``.to``);
+        * the parameters the plan derives tensors from (lambda, gamma * B, diag(D), ...) still hold the
+          values it copied when it was built (``torch.equal``). Values, not autograd version counters: a
+          fused optimiser step (``torch.optim.Adam(fused=True)`` on CPU) and a write through ``p.data``
+          change a parameter without bumping its counter. The parameters the plan holds as they are (the
+          encoder, the norms, the output projections) need no check: the plan reads them live.
+
+        The value check costs one ``torch.equal`` per derived-from parameter (4-8 per layer). A parameter
+        holding NaN never equals its copy, so such a model rebuilds its plan on every step (still correct).
         """
         if torch.is_grad_enabled():
             return self._build_plan(cache=False)
         plan = self._plan
-        if plan is not None:
-            params = [d[n] for d, n in plan.slots]
-            if [(id(p), p._version, p.data_ptr()) for p in params] == plan.key:
-                return plan
+        if (
+            plan is not None
+            and [(id(p), p.data_ptr()) for p in [d[n] for d, n in plan.slots]] == plan.key
+            and all(map(torch.equal, plan.derived_from, plan.copies))
+        ):
+            return plan
         self._plan = plan = self._build_plan(cache=True)
         return plan
 
@@ -247,12 +253,20 @@ class SSM(nn.Module):
                 (ln, lam, torch.cat(rows), w_out.t(), n2, lru.complex, out.weight, out.bias, block.glu)
             )
         final = (self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        slots: list[tuple[dict[str, Any], str]] = (
-            [(m._parameters, n) for m in self.modules() for n in m._parameters] if cache else []
-        )
+        if not cache:
+            return _Plan(self.encoder.weight, self.encoder.bias, layers, final, [], [], [], [], [])
+        slots: list[tuple[dict[str, Any], str]] = [
+            (m._parameters, n) for m in self.modules() for n in m._parameters
+        ]
         params: list[Tensor] = [d[n] for d, n in slots]  # held by the plan, so no id in the key can be reused
-        key = [(id(p), p._version, p.data_ptr()) for p in params]
-        return _Plan(self.encoder.weight, self.encoder.bias, layers, final, slots, params, key)
+        key = [(id(p), p.data_ptr()) for p in params]
+        # a parameter the plan holds itself, or a view of (w_out.t() of the real variant), is read live
+        enc = (self.encoder.weight, self.encoder.bias)
+        held = [*enc, *(t for layer in layers for t in _tensors(layer)), *_tensors(final)]
+        live = {id(t) for t in held} | {id(t._base) for t in held if t._base is not None}
+        derived_from = [p for p in params if id(p) not in live]
+        copies = [p.detach().clone() for p in derived_from]
+        return _Plan(*enc, layers, final, slots, params, key, derived_from, copies)
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles never carry the acting plan: it holds views of this module's parameters."""
@@ -260,20 +274,16 @@ class SSM(nn.Module):
         return {**state, "_plan": None}
 
 
-def _bump_versions_after_fused_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """Fused optimisers write parameters without bumping their autograd version counters (torch 2.13, CPU);
-    bump them, so the acting plan above and autograd's own saved-tensor checks both see the update."""
-    for group in optimizer.param_groups:
-        if group.get("fused"):
-            for p in group["params"]:
-                increment_version(p)
-
-
-register_optimizer_step_post_hook(_bump_versions_after_fused_step)
+def _tensors(entry: tuple[Any, ...]) -> list[Tensor]:
+    """The tensors of one plan entry (a layer's tuple, or the final norm's), one level of nesting deep."""
+    flat = [y for x in entry for y in (x if isinstance(x, tuple) else (x,))]
+    return [t for t in flat if isinstance(t, Tensor)]
 
 
 class _Plan(NamedTuple):
-    """What ``SSM.step`` reads: encoder, per-layer tuples, final norm; plus the cache key."""
+    """What ``SSM.step`` reads: encoder, per-layer tuples, final norm; plus what the cache checks (empty when
+    the plan is not cached): the parameter slots, their tensors and (id, address) key, and the parameters the
+    plan derives tensors from with a copy of their values."""
 
     enc_w: Tensor
     enc_b: Tensor
@@ -281,4 +291,6 @@ class _Plan(NamedTuple):
     final_norm: tuple[Any, ...]
     slots: list[tuple[dict[str, Any], str]]
     params: list[Tensor]
-    key: list[tuple[int, int, int]]
+    key: list[tuple[int, int]]
+    derived_from: list[Tensor]
+    copies: list[Tensor]

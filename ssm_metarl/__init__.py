@@ -5,8 +5,7 @@ The public API, including every class the seed projects' READMEs name::
     from ssm_metarl import recipe, train_ppo, load_pretrained, compare_adaptation, format_table
 """
 
-__version__ = "0.2.0"
-
+from ssm_metarl._version import __version__
 from ssm_metarl.adapt import (  # noqa: E402
     AdaptationConfig,
     Adapter,

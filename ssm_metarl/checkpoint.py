@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ssm_metarl._version import __version__
 from ssm_metarl.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -44,8 +45,7 @@ def register_builder(section: str, build: Callable[[dict[str, Any]], torch.nn.Mo
 
 
 def package_version() -> str:
-    from ssm_metarl import __version__
-
+    """The installed package's version (recorded in every checkpoint's config)."""
     return __version__
 
 

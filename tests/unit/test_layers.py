@@ -1,5 +1,5 @@
 """Imports flow one way (docs/architecture.md): a module never imports a higher layer, not even lazily
-inside a function. The package root (``ssm_metarl``, for ``__version__``) is the only exception."""
+inside a function. No module imports the package root (the version lives in ``ssm_metarl/_version.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "ssm_metarl"
 
 LAYERS = [
-    {"errors", "types", "seeding", "spaces", "config", "results", "checkpoint", "migrate"},
+    {"_version", "errors", "types", "seeding", "spaces", "config", "results", "checkpoint", "migrate"},
     {"models"},
     {"envs", "pretrained"},
     {"recipes"},

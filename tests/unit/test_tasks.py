@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -25,6 +26,7 @@ from ssm_metarl.envs.tasks import BoxTaskDistribution, FiniteTaskDistribution
 FAMILIES = sorted(TASK_FAMILIES)
 MUJOCO = {"halfcheetah-vel", "halfcheetah-dir", "ant-dir"}
 OUR_IDS = sorted(i for i in gym.registry if i.startswith("ssm_metarl/"))
+SPLITS = ("train", "validation", "test", "out_of_range")
 
 
 def test_every_family_is_registered_with_its_gymnasium_id() -> None:
@@ -38,13 +40,17 @@ def test_every_family_is_registered_with_its_gymnasium_id() -> None:
 @pytest.mark.parametrize("name", FAMILIES)
 def test_splits_are_fixed_sized_and_test_is_held_out(name: str) -> None:
     dist = get_family(name)
-    assert dist.train == dist.train and dist.test == dist.test and dist.out_of_range == dist.out_of_range
-    assert all(t.family == name for t in dist.train + dist.test + dist.out_of_range)
+    rebuilt = copy.copy(dist)
+    rebuilt._splits = {}  # the same family with its split cache emptied: every split drawn again from its seed
+    for split in SPLITS:  # deterministic: the same tasks in the same order, from any instance
+        assert get_family(name).split(split) == rebuilt.split(split) == dist.split(split), split
+    assert all(t.family == name for t in dist.train + dist.validation + dist.test + dist.out_of_range)
     if isinstance(dist, FiniteTaskDistribution):  # the two directions: nothing to hold out
-        assert dist.test == dist.train == dist.all_tasks() and len(dist.test) == 2
+        assert dist.test == dist.validation == dist.train == dist.all_tasks() and len(dist.test) == 2
         assert sorted(t["direction"] for t in dist.test) == [-1.0, 1.0]
         return
-    assert len(dist.train) == 100 and len(dist.test) >= 20
+    assert len(dist.train) == dist.num_train == 100
+    assert len(dist.test) == len(dist.validation) == dist.num_test >= 20
     assert not set(dist.test) & set(dist.train)
     if isinstance(dist, BoxTaskDistribution):
         assert len(dist.out_of_range) >= 20
@@ -53,6 +59,17 @@ def test_splits_are_fixed_sized_and_test_is_held_out(name: str) -> None:
             assert not any(dist.in_range(task).values()), task
     else:
         assert dist.out_of_range == []
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_validation_is_non_empty_and_held_out_from_train_and_test(name: str) -> None:
+    dist = get_family(name)
+    assert dist.validation and len(set(dist.validation)) == len(dist.validation)
+    if dist.finite:  # a finite family's every split is all of its tasks (module docstring of envs.tasks)
+        assert set(dist.validation) == set(dist.train) == set(dist.test) == set(dist.all_tasks())
+        return
+    assert not set(dist.validation) & set(dist.train)
+    assert not set(dist.validation) & set(dist.test)
 
 
 def test_splits_do_not_depend_on_the_instance_or_on_other_randomness() -> None:

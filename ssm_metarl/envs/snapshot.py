@@ -157,7 +157,9 @@ def check_snapshot(env: AnyEnv) -> list[str]:
     """The reasons ``env`` cannot be snapshot exactly, one line each; empty when it can.
 
     Each line names the layer and attribute, e.g. ``"LockEnv._lock: _thread.lock cannot be captured"``
-    (prefixed with ``envs[i]:`` for a vector env's sub-env, ``Outer.attr:`` for a nested env).
+    (prefixed with ``Outer.attr:`` for a nested env). A vector env's sub-envs share one line per problem,
+    prefixed with the sub-envs that have it: ``"envs[0-63]: ..."`` (``envs[0,2,5-7]: ...`` for some), so
+    a warning that lists the problems stays one short line however many sub-envs there are.
     """
     problems: list[str] = []
     _capture(env, problems)
@@ -235,11 +237,26 @@ def _capture(env: AnyEnv, problems: list[str]) -> EnvState:
         "layers": entries,
     }
     if isinstance(base, SyncVectorEnv):
-        state["envs"] = [
-            {"layers": [_capture_layer(layer, problems, f"envs[{i}]: ") for layer in _layers(sub)]}
-            for i, sub in enumerate(base.envs)
-        ]
+        where: dict[str, list[int]] = {}  # each sub-env problem once, with the sub-envs that have it
+        state["envs"] = []
+        for i, sub in enumerate(base.envs):
+            found: list[str] = []
+            state["envs"].append({"layers": [_capture_layer(layer, found, "") for layer in _layers(sub)]})
+            for p in dict.fromkeys(found):
+                where.setdefault(p, []).append(i)
+        problems.extend(f"envs[{_index_ranges(idx)}]: {p}" for p, idx in where.items())
     return state
+
+
+def _index_ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 3, 5, 7, 8] -> "0-3,5,7-8" (indices ascending)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _layers(env: AnyEnv) -> list[Any]:

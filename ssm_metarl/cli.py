@@ -54,7 +54,7 @@ logger = logging.getLogger("ssm_metarl.cli")
 # ----- the command dataclasses ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EvalConfig(Checked):
-    """How a meta-trained policy is measured right after training (EVALUATION.md)."""
+    """How a meta-trained policy is measured right after training (``docs/concepts/evaluation.md``)."""
 
     split: Literal["validation", "test", "out_of_range"] = "test"
     """which fixed task list to measure on"""
@@ -499,6 +499,7 @@ RSI_ACTIONS = ("run", "start", "status", "logs", "stop", "worker")
 def parse_rsi(args: list[str]) -> Parsed:
     from ssm_metarl.config import RSIConfig
     from ssm_metarl.recipes import recipe
+    from ssm_metarl.rsi.daemon import folder_config
 
     if not args or args[0] not in RSI_ACTIONS:
         raise InputError(f"ssm-metarl rsi needs an action: {' | '.join(RSI_ACTIONS)} (got {args[:1]})")
@@ -519,10 +520,18 @@ def parse_rsi(args: list[str]) -> Parsed:
         except SystemExit as e:
             raise SystemExit(2 if e.code else 0) from e
         return Parsed("rsi", ns, None, {"action": action})
-    family = "navigation-2d"
+    family = None
     if "--family" in rest:
         i = rest.index("--family")
         family, rest = rest[i + 1], rest[:i] + rest[i + 2 :]
+    out = _preparse(rest, (("--out", "--out_dir"), {"dest": "out", "default": "runs/rsi"}))[0].out
+    saved = folder_config(out)
+    if saved is not None:  # resume the folder's loop: flags not given keep its values
+        more = ["--start.family", family] if family is not None else []
+        desc = f"Resume the self-improvement loop in {out}: flags not given keep the values it was made with."
+        cfg = _tyro(RSIConfig, saved, rest + more, f"ssm-metarl rsi {action}", desc)
+        return Parsed("rsi", cfg, None, {"action": action})
+    family = family or "navigation-2d"
     default = RSIConfig(start=recipe("maml", family).replace(meta_iterations=20, run__out_dir="runs/rsi"))
     desc = (
         "The self-improvement loop on Optuna (docs/concepts/self-improvement.md): "
@@ -623,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ssm-metarl`` console script (exit status: see the module docstring)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # one intra-op thread unless SSM_METARL_THREADS says otherwise: on a busy 2-core machine torch's default
-    # of two threads made `ssm-metarl adapt` 20x slower (measured: 17 ms per acting step instead of 0.5)
+    # of two threads contends with the env and other processes and makes each acting step many times slower
     set_training_threads(int(os.environ.get("SSM_METARL_THREADS", "1")))
     args = list(sys.argv[1:] if argv is None else argv)
     try:

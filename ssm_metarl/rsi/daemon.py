@@ -26,7 +26,7 @@ from typing import Any
 
 from ssm_metarl.checkpoint import atomic_file_write
 from ssm_metarl.config import RSIConfig
-from ssm_metarl.errors import InputError
+from ssm_metarl.errors import ConfigError, InputError
 from ssm_metarl.rsi import store
 
 PID, STARTING, LOG, CONFIG = "rsi.pid", "rsi.starting", "rsi.log", "rsi-config.json"
@@ -92,14 +92,52 @@ def daemon_state(out: str | Path) -> DaemonState:
     return DaemonState(state, pid, summary, decisions[-5:])
 
 
+def folder_config(out: str | Path) -> RSIConfig | None:
+    """The configuration of the loop in ``out``: the last daemon start's ``rsi-config.json``, else the one
+    the manifest was made with (a loop made by ``rsi run``); None when ``out`` holds neither.
+
+    A start (or run, or worker) on such a folder resumes it with this configuration: flags not given keep
+    the folder's values (the CLI parses them against it), and a given flag that changes what the loop
+    belongs to is refused by name (:func:`check_resumes`). ``restart_stopped`` is not kept: it is asked for
+    on each start, after reading why the loop stopped."""
+    out = Path(out)
+    path = out / CONFIG
+    try:
+        if path.exists():
+            data = json.loads(path.read_text())
+        else:
+            manifest = store.read_manifest(out) if out.is_dir() else None
+            if manifest is None or "config" not in manifest:
+                return None
+            data = manifest["config"]
+        return RSIConfig.from_dict(data).replace(restart_stopped=False)
+    except (ValueError, ConfigError) as e:
+        raise InputError(f"cannot read the loop's configuration in {out}: {e}; use another --out_dir") from e
+
+
+def check_resumes(cfg: RSIConfig) -> None:
+    """Refuse ``cfg`` on a folder whose loop was made with another configuration, naming each flag that
+    differs (``--candidates 8 differs from the folder's 4``); budgets and limits may change."""
+    from ssm_metarl.rsi.loop import check_same_config, config_key
+
+    out = Path(cfg.out_dir)
+    manifest = store.read_manifest(out) if out.is_dir() else None
+    if manifest is not None and "config_key" in manifest:
+        check_same_config(out, cfg, manifest["config_key"])
+    elif (folder := folder_config(out)) is not None:
+        check_same_config(out, cfg, config_key(folder))
+
+
 def start(cfg: RSIConfig, wait_s: float = 900.0) -> DaemonState:
-    """Launch the daemon on ``cfg.out_dir``; wait up to ``wait_s`` for it to finish initialising."""
+    """Launch the daemon on ``cfg.out_dir``; wait up to ``wait_s`` for it to finish initialising. On a folder
+    that holds a loop, ``cfg`` must be that loop's configuration (:func:`check_resumes`)."""
     out = Path(cfg.out_dir)
     current = daemon_state(out)
     if current.state in ("running", "initialising"):
         raise InputError(
             f"the self-improvement daemon is already {current.state} on {out} (pid {current.pid})"
         )
+    check_resumes(cfg)
     manifest = store.read_manifest(out) if out.is_dir() else None
     if manifest is not None and manifest.get("stopped") and not cfg.restart_stopped:
         raise InputError(

@@ -169,6 +169,62 @@ def same_shapes(a: ModelConfig, b: ModelConfig) -> bool:
     ) and (not uses_state or a.state_dim == b.state_dim)
 
 
+BUDGETS = (
+    "cycles",
+    "max_env_steps",
+    "max_minutes",
+    "storage",
+    "restart_stopped",
+    "heartbeat_s",
+    "grace_s",
+    "poll_s",
+)
+"""RSIConfig fields that may change between runs of one loop (budgets, limits, where the study is, timings)."""
+
+
+def config_key(cfg: RSIConfig) -> dict[str, Any]:
+    """The parts of ``cfg`` a loop belongs to (all but :data:`BUDGETS` and the start's out_dir, progress and
+    threads), as JSON has them (tuples are lists): a loop's folder and study refuse another key."""
+    d = cfg.to_dict()
+    for k in BUDGETS:
+        d.pop(k)
+    for k in ("out_dir", "progress", "threads"):
+        d["start"]["run"].pop(k)
+    return dict(json.loads(json.dumps(d)))
+
+
+def config_differences(
+    given: dict[str, Any], saved: dict[str, Any], whose: str = "the folder's", prefix: str = ""
+) -> list[str]:
+    """Each setting where two :func:`config_key` dicts differ, named by its command-line flag:
+    ``"--candidates 8 differs from the folder's 4"`` (``start.run`` fields have no prefix: ``--seed``)."""
+    out = []
+    for k in sorted(set(given) | set(saved)):
+        a, b = given.get(k), saved.get(k)
+        path = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, whose, f"{path}.")
+        elif a != b:
+            flag = "--" + path.removeprefix("start.run.")
+            out.append(f"{flag} {_flag_value(a)} differs from {whose} {_flag_value(b)}")
+    return out
+
+
+def check_same_config(out: Path, cfg: RSIConfig, saved_key: dict[str, Any]) -> None:
+    """Refuse ``cfg`` on the loop in ``out``, made with :func:`config_key` ``saved_key``, when they differ,
+    naming each flag that differs."""
+    changed = config_differences(config_key(cfg), saved_key)
+    if changed:
+        raise InputError(
+            f"{out} holds a loop made with another configuration: {'; '.join(changed)}. Leave those flags out "
+            "to resume it with the folder's values, or use another --out_dir"
+        )
+
+
+def _flag_value(v: Any) -> str:
+    return " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
 @dataclass
 class CycleReport:
     cycle: int
@@ -204,15 +260,14 @@ class SelfImprovement:
             raise InputError(
                 f"{self.out} holds no loop yet: start the loop (`ssm-metarl rsi run|start`) first"
             )
+        if manifest is not None:  # before the study: its refusal could not name the flags that differ
+            self._check_same_config(manifest)
         self.study = self._open_study(manifest is None)
         if manifest is None:
             self.state = self._initialise()
-        elif worker:
-            self._check_same_config(manifest)
-            self.state = manifest
         else:
-            self._check_same_config(manifest)
             self.state = manifest
+        if manifest is not None and not worker:
             self._fail_trials_in_flight()
             if manifest.get("stopped") and cfg.restart_stopped:
                 store.log_decision(self.out, "restarted", manifest["cycle"], after=manifest["stopped"])
@@ -258,39 +313,18 @@ class SelfImprovement:
                 raise InputError(f"study {self.cfg.study_name!r} in {url} was not made by ssm-metarl rsi")
             study.set_user_attr(key, mine)
         elif theirs != mine:
+            changed = "; ".join(config_differences(mine, theirs, "the study's"))
             raise InputError(
-                f"study {self.cfg.study_name!r} in {url} was made by another configuration; name a new study "
-                "(--study_name) or use another out_dir"
+                f"study {self.cfg.study_name!r} in {url} was made by another configuration: {changed}; name a "
+                "new study (--study_name) or use another out_dir"
             )
         return study
 
     def _config_key(self) -> dict[str, Any]:
-        """The parts of the config a study belongs to (budgets and limits may change between runs), as JSON
-        has them (tuples are lists)."""
-        d = self.cfg.to_dict()
-        for k in (
-            "cycles",
-            "max_env_steps",
-            "max_minutes",
-            "storage",
-            "restart_stopped",
-            "heartbeat_s",
-            "grace_s",
-            "poll_s",
-        ):
-            d.pop(k)
-        for k in ("out_dir", "progress", "threads"):
-            d["start"]["run"].pop(k)
-        return dict(json.loads(json.dumps(d)))
+        return config_key(self.cfg)
 
     def _check_same_config(self, manifest: dict[str, Any]) -> None:
-        mine, theirs = self._config_key(), manifest.get("config_key")
-        if mine != theirs:
-            changed = sorted(k for k in mine if theirs is None or mine.get(k) != theirs.get(k))
-            raise InputError(
-                f"{self.out} holds a loop made with another configuration (differs in {changed}); use another "
-                "out_dir or the same settings"
-            )
+        check_same_config(self.out, self.cfg, manifest.get("config_key") or {})
 
     def _fail_trials_in_flight(self) -> None:
         """Trials left RUNNING by a killed process are failed (so their cycle runs them again): on this machine

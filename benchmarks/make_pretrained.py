@@ -334,7 +334,7 @@ def model_card(name: str, cfg, results: dict[str, Any], policy) -> str:
     env_line = f'env = get_family("{cfg.family}").make_env(get_family("{cfg.family}").test[0])'
     lines += [
         "",
-        "## Usage (the seed 000 snippet, done right)",
+        "## Usage",
         "",
         "```python",
         "from ssm_metarl import load_pretrained",

@@ -511,7 +511,7 @@ class RSIConfig(Checked):
     """weight of the adaptation speed (area under the adaptation curve)"""
     w_generalisation: Coef = 0.0
     """weight of generalisation (out-of-range vs validation); 0 by default: choosing on out_of_range would
-    make it a training split (EVALUATION.md)"""
+    make it a training split (``docs/concepts/evaluation.md``)"""
     w_efficiency: Coef = 0.25
     """weight of the meta-learning efficiency (gain over the multi-task baseline per training env step)"""
     w_stability: Coef = 0.25

@@ -55,8 +55,9 @@ DISCRETE_PPO = PPOConfig(
     gae_lambda=0.8,
     model=_SSM,
 )
-"""Discrete control (CartPole-like). A separate critic keeps the return at 475 once reached; with a shared
-trunk the ssm solved CartPole and then collapsed (``ppo_cartpole.md``)."""
+"""Discrete control (CartPole-like), timed by ``ppo_cartpole.py`` (``benchmarks/results/ppo_cartpole.md``).
+The critic has its own backbone so that value-loss gradients do not move the policy's features: with a
+shared trunk the ssm reaches 475 on CartPole and does not hold it (no results file holds that run)."""
 
 CONTINUOUS_PPO = DISCRETE_PPO.replace(
     total_steps=1_000_000,
@@ -70,7 +71,7 @@ CONTINUOUS_PPO = DISCRETE_PPO.replace(
     model=_SSM.replace(init_log_std=-0.5),
 )
 """Continuous control (MuJoCo, Pendulum): observation and reward normalisation, initial log-std -0.5
-(``ppo_mujoco.md``)."""
+(``benchmarks/results/ppo_mujoco.md``)."""
 
 RL2_EPISODES_PER_TRIAL: dict[str, int] = {"navigation-2d": 4, "cartpole-physics": 2}
 """Episodes per RL² trial by family (bandit families: 1, a trial is one episode of N pulls; others: 2)."""
@@ -111,11 +112,10 @@ MEMORY_BACKBONES: dict[str, dict[str, object]] = {
     "ssm": {"complex": True, "num_layers": 2},
     "gated_ssm": {"num_layers": 2},
 }
-"""PPO backbone settings by kind on memory tasks (POPGym's envs, :func:`is_memory_task`), chosen on recall:
-``ssm_backbone.py`` (``ssm_backbone.md``; RepeatPrevious and RepeatFirst Easy at 200k env steps, selection
-seed 100, mean MMER): complex ssm with 2 layers 1.00, gated ssm with 2 layers 0.48, complex 1 layer 0.37,
-gated 1 layer 0.18, the real 1-layer ssm that CartPole chose 0.14. Kinds not named here keep the recipe's
-(one layer; mlp two)."""
+"""PPO backbone settings by kind on memory tasks (POPGym's envs, :func:`is_memory_task`): two layers, and a
+complex ssm rather than the real one CartPole uses, because these tasks need recall. Chosen by
+``ssm_backbone.py`` on POPGym's RepeatPrevious and RepeatFirst with selection seeds, by mean MMER
+(``benchmarks/results/ssm_backbone.md``). Kinds not named here keep the recipe's (one layer; mlp two)."""
 
 
 def is_memory_task(env_id: str) -> bool:
@@ -135,8 +135,8 @@ def ppo_recipe(env_id: str, model: ModelKind | None = None) -> PPOConfig:
 
 
 def pg_recipe(env_id: str, model: ModelKind | None = None) -> PGConfig:
-    """REINFORCE: a separate baseline network (on CartPole-v1, 800 episodes: last-50 mean 374 against 101
-    with a shared trunk)."""
+    """REINFORCE with a separate baseline network: on CartPole-v1 a shared trunk learns far less in the
+    REINFORCE behaviour test's budget (``tests/behaviour/test_learning.py``; no results file holds it)."""
     discrete = is_discrete(env_id)
     cfg = PGConfig(
         env_id=env_id, lr=3e-3 if discrete else 1e-3, num_envs=8, normalize_obs=not discrete, model=_SSM
@@ -150,10 +150,9 @@ RL2_BACKBONES: dict[str, dict[str, object]] = {
     "gated_ssm": {"num_layers": 2},
     "ssm": {"complex": True},
 }
-"""RL² backbone settings by kind, chosen on recall: ``ssm_backbone.py`` (``ssm_backbone.md``; navigation-2d
-RL² at 600k env steps on validation goals, selection seeds 100 and 101, mean return of episodes 2-4): gated
-ssm with 2 layers -2.8, complex ssm (1 layer) -3.9, complex 2 layers -4.3, gated 1 layer -5.9, the real
-1-layer ssm that PPO on CartPole chose -16.1."""
+"""RL² backbone settings by kind: an input-gated recurrence can choose what to keep from a trial, which
+in-context adaptation needs. Chosen by ``ssm_backbone.py`` on navigation-2d RL² with validation goals and
+selection seeds, by the mean return of episodes 2-4 of a trial (``benchmarks/results/ssm_backbone.md``)."""
 
 
 def rl2_recipe(family: str, model: ModelKind | None = None, trial_episodes: int | None = None) -> PPOConfig:
@@ -176,27 +175,30 @@ MAML_SSM: dict[str, object] = {
     "inner__later_lr": 0.015,
     "model__learned_step_sizes": True,
 }
-"""The ssm's MAML settings on navigation-2d (``MAMLConfig.replace`` keywords), chosen on validation goals by
-``ssm_backbone.py --uses maml`` (30 meta-iterations; mean return after 1-3 steps; ``ssm_backbone_maml_lr*.md``).
-Seed 100: inner lr 1.0 scored -75, 0.1 -22.6, 0.03 -12.1, 0.01 -18.8; with learned step sizes 0.1 -21.4,
-0.03 -9.5, 0.01 -10.6. Seed 101: 0.03 -14.2, with learned step sizes -9.6."""
+"""The ssm's MAML settings on navigation-2d (``MAMLConfig.replace`` keywords): a small inner step with learned
+per-tensor step sizes (Meta-SGD, Li et al. 2017), half of it after the first step. Chosen on validation goals
+with selection seeds by ``ssm_backbone.py --uses maml`` (``benchmarks/results/ssm_backbone_maml_lr.md``,
+``benchmarks/results/ssm_backbone_maml_lr2.md``, ``benchmarks/results/ssm_backbone_maml_lr3.md``,
+``benchmarks/results/ssm_backbone_maml_lr4.md``); the later step by ``maml_inner_step.py``
+(``benchmarks/results/maml_inner_step.md``)."""
 
 
 def maml_recipe(family: str, model: ModelKind | None = None) -> MAMLConfig:
     """MAML by family: the inner step size and baseline are what the adaptation benchmarks chose.
 
-    - navigation-2d: rllab's linear baseline with inner lr 1.0 (``maml_navigation_variants.md``: -11.7 after
-      one step against -40.5 with the critic baseline), 60 meta-iterations and, when measured over several
-      steps, half the step size after the first (the MAML paper's test protocol; ``meta_navigation.md``);
-      the ssm (:data:`MAML_SSM`) takes inner lr 0.03 with learned per-tensor step sizes: its post-LayerNorm
-      features make the head's gradient 10x the mlp's, so at 1.0 one step from initialisation sends the policy
-      from -64.5 to -323 (``maml_inner_step.md``; the choice: ``ssm_backbone_maml_lr*.md``, validation goals);
+    - navigation-2d: rllab's linear baseline with inner lr 1.0, because with the critic baseline one step
+      barely adapts (``benchmarks/results/maml_navigation_variants.md``), 60 meta-iterations and, over
+      several steps, half the step size after the first (the MAML paper's test protocol;
+      ``benchmarks/results/meta_navigation.md``); the ssm takes :data:`MAML_SSM`: its post-LayerNorm
+      features make the actor head's gradient an order of magnitude larger than the mlp's, so one step of
+      1.0 from initialisation wrecks the policy (``benchmarks/results/maml_inner_step.md``);
     - discrete families: inner lr 0.1, outer lr 1e-3;
-    - pendulum-physics: inner lr 0.03, outer lr 3e-4 (``pendulum_adapt_lr.md``: larger steps destroy the
-      multi-task policy it starts from);
-    - halfcheetah-dir: inner lr 1.0 with the linear baseline: in one hour on one core the critic baseline
-      stalls (36.3 after one step, 300 meta-iterations) while the linear one climbs to 177.0 after 250 (``meta_cheetah.md``, ``meta_cheetah_linear.md``; the family has two tasks, both in
-      every split, so this choice is made on the tasks it is reported on);
+    - pendulum-physics: inner lr 0.03, outer lr 3e-4, because larger steps destroy the multi-task policy it
+      starts from (``benchmarks/results/pendulum_adapt_lr.md``);
+    - halfcheetah-dir: inner lr 1.0 with the linear baseline, which keeps improving within an hour on one
+      core where the critic baseline stalls (``benchmarks/results/meta_cheetah.md``,
+      ``benchmarks/results/meta_cheetah_linear.md``); the family has two tasks, both in every split, so this
+      choice is made on the tasks it is reported on;
     - other continuous families: inner lr 1.0 with the critic baseline.
     """
     base = MAMLConfig(family=family, inner=AdaptConfig(steps=1, lr=1.0, episodes=20, baseline="critic"))

@@ -8,10 +8,10 @@ index ``k``, where the index means (``Returns.index``):
 * ``"eval"``: a plain evaluation (``K = 1``).
 
 ``env_steps[s, i, k]`` counts the env steps of the ``E`` episodes at index ``k``. Means are over tasks and
-episodes; intervals (EVALUATION.md) are 95% t-intervals over **seeds** (the seed means), so one seed has no
-interval: :class:`Interval` then has ``half=None`` and prints without one. ``a - b`` pairs two results on
-the same seeds, tasks and indices: its interval is that of the paired difference, the only basis for
-claiming that one beats the other.
+episodes; intervals (``docs/concepts/evaluation.md``) are 95% t-intervals over **seeds** (the seed means), so
+one seed has no interval: :class:`Interval` then has ``half=None`` and prints without one. ``a - b`` pairs
+two results on the same seeds, tasks and indices: its interval is that of the paired difference, the only
+basis for claiming that one beats the other.
 
 The CLI, the app, the demo and the benchmarks all print :func:`format_table` and plot :func:`plot_returns`.
 """

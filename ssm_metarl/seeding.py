@@ -27,8 +27,9 @@ def make_rng(seed: int | None) -> np.random.Generator:
 
 
 def set_training_threads(num_threads: int = 1) -> None:
-    """Training processes default to one intra-op thread: on a busy 2-core machine two threads can be 20x
-    slower (measured, see ANCHORS.md)."""
+    """Training processes default to one intra-op thread: at these small sizes a second thread adds
+    synchronisation without work to split, and on a busy 2-core machine it contends with the env and with
+    other processes, which can make each step many times slower."""
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     torch.set_num_threads(num_threads)

@@ -1,4 +1,5 @@
-"""The adaptation protocol every surface uses (CLI, app, benchmarks, demo, tests): EVALUATION.md.
+"""The adaptation protocol every surface uses (CLI, app, benchmarks, demo, tests), as
+``docs/concepts/evaluation.md`` states it.
 
 For each mode, seed s and task i: the returns of ``cfg.episodes`` stochastic episodes acting with the
 parameters after k = 0..K adaptation steps, each step using the episodes of evaluation k as its data

@@ -1,5 +1,5 @@
 """Hybrid test-time adaptation: the standard loss plus ``experience_weight`` times an off-policy replay loss
-on trajectories from an :class:`~ssm_metarl.adapt.replay.ExperienceBuffer` (ARCHITECTURE.md).
+on trajectories from an :class:`~ssm_metarl.adapt.replay.ExperienceBuffer` (``docs/architecture.md``).
 
 Shape letters (see :mod:`ssm_metarl.types`): T time, B trajectories in a replay batch.
 

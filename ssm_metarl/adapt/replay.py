@@ -11,7 +11,7 @@ on them (index, or raw pre-squash Gaussian sample), the behaviour policy's log-p
 terminated / truncated flags and the task id. Because every trajectory starts an episode, a replay runs the
 policy over it from the policy's initial state with ``reset[0] = True``, exactly as acting did: the
 recurrent state is recomputed over the whole sequence and is never a zero state in the middle of an
-episode (the seeds' replay loss made that mistake, LESSONS.md point 3). ``capacity`` counts **steps**
+episode, where it would not be the state the policy acted with. ``capacity`` counts **steps**
 (transitions): adding a trajectory evicts the oldest whole trajectories until the total fits, so
 ``num_steps <= capacity`` always.
 

@@ -1,5 +1,5 @@
 """Standard test-time adaptation: from the meta-learned parameters, K gradient steps on fresh rollouts of the
-current task (ARCHITECTURE.md, "Test-time adaptation").
+current task (``docs/architecture.md``, "Test-time adaptation").
 
 Shape letters (see :mod:`ssm_metarl.types`): T time, B episodes in a batch, D observation features.
 
@@ -16,10 +16,10 @@ first epoch has ratio 1, so its gradient equals the REINFORCE one, and the clip 
 data. Only the policy adapts: the critic is a baseline, as in MAML's inner loop. Every step is first order,
 and recurrent policies are re-run over each whole episode from its initial state.
 
-:meth:`StandardAdapter.adapt` runs the adaptation protocol on one task (EVALUATION.md): the episodes sampled
-with the parameters after k steps give both the return reported at k and the data of step k + 1. Each
-sampling is seeded, environments *and* the policy's action noise, without touching the global torch
-generator, so two adapters given the same seed see the same first episodes.
+:meth:`StandardAdapter.adapt` runs the adaptation protocol on one task (``docs/concepts/evaluation.md``):
+the episodes sampled with the parameters after k steps give both the return reported at k and the data of
+step k + 1. Each sampling is seeded, environments *and* the policy's action noise, without touching the
+global torch generator, so two adapters given the same seed see the same first episodes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Classic-control and RL² task families: varied-physics CartPole / Pendulum, 2D navigation, bandits, MDPs.
 
-Definitions (ANCHORS.md "Task definitions"; our own ranges where no paper fixes them):
+Definitions (``docs/concepts/tasks.md``; our own ranges where no paper fixes them):
 
 * ``cartpole-physics`` (``ssm_metarl/CartPolePhysics-v0``, horizon 500 as CartPole-v1): Gymnasium's
   CartPole with ``length`` (CartPoleEnv's *half* pole length, default 0.5) in [0.25, 1.0], ``masspole`` in

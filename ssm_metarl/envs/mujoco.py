@@ -1,4 +1,4 @@
-"""MuJoCo locomotion task families on Gymnasium's v5 envs (ANCHORS.md "Task definitions").
+"""MuJoCo locomotion task families on Gymnasium's v5 envs (definitions: ``docs/concepts/tasks.md``).
 
 * ``halfcheetah-vel`` (``ssm_metarl/HalfCheetahVel-v0``): target velocity ``velocity`` uniform in [0, 2]
   (MAML, Finn et al. 2017; pytorch-maml-rl; garage); reward ``-|v - velocity| - 0.05 * sum(a^2)``;

@@ -3,8 +3,8 @@
 A :class:`Task` is a frozen, JSON-serialisable value: a family name and named float parameters, e.g.
 ``Task("navigation-2d", (("goal_x", 0.31), ("goal_y", -0.12)))``. A :class:`TaskDistribution` samples
 training tasks (``sample(rng, n)``), holds four fixed, seeded splits (``train``, ``validation``,
-``test``, ``out_of_range``; EVALUATION.md "Splits") and builds envs with one task each (``make_env`` /
-``make_vec_env``). Every family is also a registered Gymnasium id whose env has
+``test``, ``out_of_range``; ``docs/concepts/evaluation.md``, "Splits") and builds envs with one task
+each (``make_env`` / ``make_vec_env``). Every family is also a registered Gymnasium id whose env has
 ``set_task(task)`` / ``get_task()`` on ``env.unwrapped`` and takes ``task=`` in its constructor.
 
 Splits
@@ -175,7 +175,8 @@ class TaskDistribution(ABC):
     @property
     def validation(self) -> list[Task]:
         """The fixed tasks for choosing recipes, step sizes and variants: same distribution as training,
-        disjoint from ``train`` and ``test`` (EVALUATION.md: choices are made here, never on ``test``)."""
+        disjoint from ``train`` and ``test``: choices are made here, never on ``test``
+        (``docs/concepts/evaluation.md``)."""
         return list(self._split("validation"))
 
     @property

@@ -1,5 +1,5 @@
-"""The baseline rows of every adaptation table (EVALUATION.md): a uniformly random and a constant policy on
-fixed tasks, acted through the same episode loop as every policy."""
+"""The baseline rows of every adaptation table (``docs/concepts/evaluation.md``): a uniformly random and a
+constant policy on fixed tasks, acted through the same episode loop as every policy."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The policy adapts without gradient steps: its recurrent state, which survives in
 trial, carries what it has learned about the task. Training is plain recurrent PPO on the trial env id
 (:func:`~ssm_metarl.envs.trial.rl2_env_id`; for the ``ssm`` model the update re-runs each trial segment with
 the parallel scan); evaluation reports the return of inner episode i = 1..K on fixed held-out tasks
-(EVALUATION.md, in-context agents).
+(``docs/concepts/evaluation.md``, in-context agents).
 """
 
 from __future__ import annotations

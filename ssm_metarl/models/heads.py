@@ -19,7 +19,9 @@ Actions (:mod:`ssm_metarl.spaces`)
   Unbounded Box spaces get the identity map.
 
 Sampling on the acting path is written by hand (Gumbel-max for categoricals, uniform thresholds for
-Bernoullis, reparameterised noise for Gaussians): ``torch.distributions`` objects cost about 2x per step here and are kept off the hot loop.
+Bernoullis, reparameterised noise for Gaussians): building ``torch.distributions`` objects (argument
+validation, broadcasting) would cost more per step than the sampling itself, so they are kept off the hot
+loop.
 
 Observations are normalised by an optional running mean-std (:class:`RunningNorm`) whose statistics are
 buffers, so they travel with the checkpoint. ``forward``/``act``/``evaluate`` take *normalised*

@@ -1,13 +1,13 @@
 """The native scan kernel: ``_scan.c`` compiled on first use with the system C compiler, called via ctypes.
 
 Why. On this project's CPUs the Python-level scan kernels of :mod:`ssm_metarl.models.scan` cost one torch
-dispatch (a few microseconds) per step or per chunk, forward and backward; at PPO's sizes (B = 4 envs,
-T = 64, N = 64) that was about 30% of a whole minibatch update (``benchmarks/ppo_update_cost.py``: 4.11 ms
-with the Python kernels, 2.91 ms with no scan at all). One C loop does the same multiply-adds in a single
-call (the update: 3.57 ms; the scan alone: 2.1x faster, ``benchmarks/scan_speed.py``).
+dispatch (a few microseconds) per step or per chunk, forward and backward, which at PPO's sizes (B = 4
+envs, T = 64, N = 64) is a sizeable share of a whole minibatch update. One C loop does the same
+multiply-adds in a single call: ``benchmarks/results/ppo_update_cost.md`` has the update with each kernel
+and with no scan at all, ``benchmarks/results/scan_speed.md`` the scan alone.
 
 How. The C source ships with the package. The first scan on a CPU tensor compiles it (``cc -O3 -shared``,
-about 0.7 s here; no torch headers) into a cache directory, ``$SSM_METARL_CACHE`` or
+once per source version; no torch headers) into a cache directory, ``$SSM_METARL_CACHE`` or
 ``~/.cache/ssm_metarl``, under a name holding the source's hash, written atomically, so concurrent
 processes and upgrades are safe. ``SSM_METARL_NATIVE`` controls it:
 

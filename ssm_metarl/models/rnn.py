@@ -14,21 +14,13 @@ State layout (batch first, unlike torch's ``(L, B, H)``):
   zeroing the reset rows' state in between;
 - resets in more than 40% of the columns -> a loop over t with the cell kernels (``torch.gru_cell``...).
 
-Measured on the 2-core CPU, forward + backward, H=64, best of 7 (numbers are noisy, ratios are not):
-
-=================================  =========  ===========  ===========
-case                               split      cell loop    single call
-=================================  =========  ===========  ===========
-GRU  B=16 T=256, 46 reset columns  66 ms      77 ms
-GRU  B=64 T=128, 105 columns       81 ms      57 ms
-LSTM B=16 T=256, 38 columns        34 ms      81 ms
-LSTM B=16 T=128, 67 columns        66 ms      41 ms
-LSTM B=16 T=128, no resets                    39 ms        7 ms
-=================================  =========  ===========  ===========
-
-Packing the episode segments into one ``PackedSequence`` call was tried and was the slowest (GRU B=16
-T=256: 213 ms; its backward is poor on CPU). The CPU LSTM kernel (oneDNN) is far faster than its cell
-loop; the CPU GRU kernel saves only Python overhead.
+Why three paths: on CPU the fused LSTM kernel (oneDNN) is far faster than its cell loop, while the GRU
+kernel saves little more than Python overhead, so a kernel call per stretch pays off only while the
+stretches are long; past about 40% reset columns the cell loop is cheaper. The 40% threshold was set by
+timing these paths with H=64 on the project's 2-core CPU; no results file holds those timings
+(``benchmarks/results/scan_speed.md`` has the no-reset ``nn.GRU`` / ``nn.LSTM`` calls and the
+``GRUCell`` loop with resets). One ``PackedSequence`` call over the episode segments is not used: its
+backward is the slowest of all on CPU.
 
 ``step`` runs the cell kernels on the same weights, layer by layer: a handful of ops per step.
 ``forward_by_steps`` is the obvious reference loop that tests compare every path with. :func:`run_rnn`

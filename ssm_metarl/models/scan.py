@@ -7,15 +7,15 @@ For every channel the recurrence is first-order and linear,
     h_t = a_t * (1 - reset_t) * h_{t-1} + b_t,        h_{-1} = h0 (zeros when not given),
 
 with a, b, h real or complex. A reset is folded into the coefficient as an exact zero, so nothing
-before a reset reaches anything after it (no log-space cumulative sums: they lose about 1e-3 relative
-accuracy in float32 and cannot represent a zero coefficient).
+before a reset reaches anything after it (no log-space cumulative sums: they lose relative accuracy in
+float32 and cannot represent a zero coefficient).
 
 Why a custom autograd function. On a CPU every small op costs a few microseconds of dispatch, and a
-step-by-step autograd loop records several ops per step and replays as many backwards (about 40 us per
-step at B*N = 512; written with ``b[:, t]`` indexing its backward is even O(T^2), see
-``linear_scan_reference``). ``linear_scan`` runs the forward without a graph, in O(sqrt(T)) vectorised
-ops, and supplies the backward by hand. The adjoint of a linear recurrence is the same recurrence run
-backwards in time. PyTorch's complex gradients are conjugate Wirtinger derivatives (the gradient it
+step-by-step autograd loop records several ops per step and replays as many backwards (the "autograd
+loop" rows of ``benchmarks/results/scan_speed.md``; written with ``b[:, t]`` indexing its backward is even
+O(T^2), see ``linear_scan_reference``). ``linear_scan`` runs the forward without a graph, in O(sqrt(T))
+vectorised ops, and supplies the backward by hand. The adjoint of a linear recurrence is the same recurrence
+run backwards in time. PyTorch's complex gradients are conjugate Wirtinger derivatives (the gradient it
 stores for z is dL/d(conj z) up to a factor), so with g_t = dL/dh_t:
 
     delta_t = g_t + conj(a_{t+1}) * delta_{t+1},      delta_T = 0     (a reverse scan)
@@ -35,11 +35,11 @@ Three kernels compute a scan (all also run in reverse for the backward):
 
 * ``native`` (CPU tensors only): one call into the C loop of ``_scan.c`` (:mod:`ssm_metarl.models.native`),
   which costs one dispatch for the whole scan; the fast backward is one call too (reverse scan, coefficient
-  gradient and h0 gradient together). At PPO's sizes it runs forward + backward 2-3x faster than the
-  better of the two Python kernels (``benchmarks/scan_speed.py``).
+  gradient and h0 gradient together). At PPO's sizes it runs forward + backward faster than the better
+  of the two Python kernels (``benchmarks/results/scan_speed.md``).
 
 ``kernel="auto"`` takes ``native`` where it is available, and otherwise picks between the Python kernels
-with a rule measured on a 2-core CPU (see ``_pick_kernel`` and benchmarks/scan_speed.py).
+with a rule read off the kernel crossover of ``benchmarks/results/scan_speed.md`` (see ``_pick_kernel``).
 ``linear_scan_reference`` is the obvious autograd loop, kept as the oracle.
 If the backward is itself differentiated (second-order MAML), it is computed with differentiable ops
 (the reverse scan is again a ``linear_scan``), so double backward works too.
@@ -59,19 +59,15 @@ from ssm_metarl.models import native
 Kernel = Literal["auto", "loop", "chunked", "native"]
 KERNELS: tuple[str, ...] = ("auto", "loop", "chunked", "native")
 
-# Kernel rule, measured with benchmarks/scan_speed.py (section "crossover": forward + backward CPU time,
-# B = 8, one thread, 2-core AMD EPYC). loop / chunked time for widths B*N = 256 .. 16384 (doubling):
-#   real,    T = 64:   1.43 1.39 1.27 1.19 1.08 0.93 0.86
-#   real,    T = 256:  2.43 2.15 1.76 1.46 1.13 0.88 0.80
-#   real,    T = 1024: 4.30 3.21 2.35 1.69 1.22 0.81 0.83
-#   complex, T = 1024: 2.54 1.61 1.23 0.89 0.78 0.98 0.87
-# The chunked scan makes about three passes over the data to the loop's one, so it wins while per-step
-# dispatch overhead dominates: below about 4096 real elements per step (near a tie there; at B=64, N=64
-# the loop wins: shorter contiguous rows), or about a third of that complex.
+# Kernel rule for the Python kernels, read off the "Kernel crossover" table of
+# benchmarks/results/scan_speed.md (forward + backward CPU time, B = 8, one thread, loop / chunked by width
+# B*N and T). The chunked scan makes about three passes over the data to the loop's one, so it wins while
+# per-step dispatch overhead dominates: below about 4096 real elements per step (near a tie there), or
+# about a third of that complex.
 CHUNKED_MAX_WIDTH = 4096
 # Below this many steps the chunked scan has nothing to amortise.
 CHUNKED_MIN_STEPS = 32
-# A complex multiply-add costs about this many real ones in the crossover measurement.
+# A complex multiply-add costs about this many real ones in the crossover table.
 COMPLEX_COST = 3
 
 

@@ -17,8 +17,8 @@ autograd function for all T steps), ``step`` runs one multiply-add per layer. la
 to 1/(1-r_max) steps) and phase uniform in [0, max_phase]. B is (N, H), C is (H, N), D is (H,).
 
 A block is pre-norm and residual, as in the LRU and S5 papers (which use GELU where we use SiLU, as
-Mamba does: on this CPU exact GELU costs ~8 us per call on a single step, its tanh form is 3-4x slower
-than SiLU on whole sequences, and SiLU measured best overall for training plus acting):
+Mamba does: on a CPU exact GELU is costly per single-step call and its tanh form on whole sequences, so
+SiLU gives the cheapest training plus acting; no results file holds these timings):
 
     x <- x + GLU(SiLU(LRU(LayerNorm(x))))      GLU(v) = (W_a v) * sigmoid(W_b v)   (glu=True)
     x <- x + W(SiLU(LRU(LayerNorm(x))))                                              (glu=False)

@@ -2,7 +2,7 @@
 
 Every per-step input of a loss must have **one and the same shape** (usually (T, B) or a flat (M,)):
 a value head's (B, 1) output against (B,) advantages would otherwise broadcast silently into (B, B)
-and train on garbage (LESSONS.md point 9), so a mismatch raises ``ValueError`` naming both shapes.
+and train on garbage without any error, so a mismatch raises ``ValueError`` naming both shapes.
 
 ``mask`` (same shape, bool) marks real steps when sequences are padded; every mean, the advantage
 normalisation and the statistics are taken over the masked-in steps only.

@@ -1,4 +1,5 @@
-"""The five metrics of the self-improvement loop, each on the evaluation protocol (EVALUATION.md).
+"""The five metrics of the self-improvement loop, each on the evaluation protocol
+(``docs/concepts/evaluation.md``).
 
 A policy is measured on fixed ``validation`` tasks and seeds: ``val.values[s, i, k, e]`` is the return of
 episode ``e`` on task ``i`` with evaluation seed ``s`` after ``k`` adaptation steps (``k = 0..K``), and the

@@ -24,7 +24,6 @@ goal) it cannot follow the return's decay with time within the episode, which th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from ssm_metarl.config import MAMLConfig
 from ssm_metarl.envs.tasks import Task, TaskDistribution, get_family, set_tasks
@@ -248,6 +246,45 @@ def _collect_task(
     return support, sample_episodes(envs, policy, params, same, seed=int(rng.integers(2**31)))
 
 
+def meta_update(
+    policy: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[list[Episodes], Episodes]],
+    cfg: MAMLConfig,
+    run: Run,
+    iteration: int,
+) -> dict[str, float]:
+    """The outer step(s) on the tasks' (support, query) ``batches``: per epoch, the mean outer loss over
+    tasks of the parameters adapted on each support set; returns the last epoch's mean stats."""
+    inner = cfg.inner
+    stats_sum: dict[str, float] = {}
+    for epoch in range(1 if cfg.outer_algo == "pg" else cfg.outer_epochs):
+        where = f"meta-iteration {iteration}, epoch {epoch + 1}"
+        optimizer.zero_grad(set_to_none=True)
+        stats_sum = {}
+        for support, query in batches:
+            adapted = adapt(
+                policy,
+                params_of(policy),
+                support,
+                inner.lr,
+                inner.gamma,
+                cfg.first_order,
+                inner.baseline,
+                inner.params,
+            )
+            loss, stats = outer_loss(policy, adapted, query, cfg)
+            run.guard(where, outer_loss=loss)
+            (loss / len(batches)).backward()
+            for k, v in stats.items():
+                stats_sum[k] = stats_sum.get(k, 0.0) + float(v) / len(batches)
+        norms = clip_grad_norm_per_head(policy, cfg.max_grad_norm)
+        run.guard(where, **norms)
+        optimizer.step()
+    run.guard_parameters(policy, f"meta-iteration {iteration}")
+    return stats_sum
+
+
 def train_maml(
     cfg: MAMLConfig,
     policy: ActorCritic | None = None,
@@ -273,63 +310,27 @@ def train_maml(
         envs.close()
         raise
     result = MetaTrainResult(policy)
-    start = 0
     resumed = run.resume(policy, optimizer)
     if resumed is not None:
-        start, result.env_steps = resumed.update, int(resumed.state["env_steps"])
+        result.env_steps = int(resumed.state["env_steps"])
         set_generator_state(rng, resumed.state["task_rng"])
-    t0 = time.perf_counter()
 
-    for it in tqdm(
-        range(start, cfg.meta_iterations), disable=not cfg.run.progress, unit="meta-it", leave=False
-    ):
+    for it in run.updates(cfg.meta_iterations, callback=callback, unit="meta-it", show="return_after"):
         tasks = (task_source or dist).sample(rng, cfg.meta_batch_size)
         batches = [_collect_task(envs, policy, task, cfg, rng) for task in tasks]
         pre = [support[0].mean_return if support else query.mean_return for support, query in batches]
         post = [query.mean_return for _, query in batches]
         result.env_steps += sum(e.num_steps for support, query in batches for e in [*support, query])
+        stats = meta_update(policy, optimizer, batches, cfg, run, it + 1)
 
-        epochs = 1 if cfg.outer_algo == "pg" else cfg.outer_epochs
-        for epoch in range(epochs):
-            optimizer.zero_grad(set_to_none=True)
-            stats_sum: dict[str, float] = {}
-            for support, query in batches:
-                inner = cfg.inner
-                adapted = adapt(
-                    policy,
-                    params_of(policy),
-                    support,
-                    inner.lr,
-                    inner.gamma,
-                    cfg.first_order,
-                    inner.baseline,
-                    inner.params,
-                )
-                loss, stats = outer_loss(policy, adapted, query, cfg)
-                run.guard(f"meta-iteration {it + 1}, epoch {epoch + 1}", outer_loss=loss)
-                (loss / len(batches)).backward()
-                for k, v in stats.items():
-                    stats_sum[k] = stats_sum.get(k, 0.0) + float(v) / len(batches)
-            norms = clip_grad_norm_per_head(policy, cfg.max_grad_norm)
-            run.guard(f"meta-iteration {it + 1}, epoch {epoch + 1}", **norms)
-            optimizer.step()
-        run.guard_parameters(policy, f"meta-iteration {it + 1}")
-
-        row = {
-            "iteration": it + 1,
-            "env_steps": result.env_steps,
-            "seconds": time.perf_counter() - t0,
+        row = run.row(iteration=it + 1, env_steps=result.env_steps) | {
             "return_before": float(np.mean(pre)),
             "return_after": float(np.mean(post)),
-            **stats_sum,
+            **stats,
         }
-        run.log(row)
-        state = {"env_steps": result.env_steps, "task_rng": generator_state(rng)}
-        run.maybe_checkpoint(it + 1, policy, optimizer, state)
-        if callback is not None and callback(row):
-            break
+        run.end_update(row, {"env_steps": result.env_steps, "task_rng": generator_state(rng)})
 
-    result.seconds = time.perf_counter() - t0
+    result.seconds = run.seconds
     result.metrics = run.metrics.rows
     run.finish(policy, {"family": cfg.family, "env_steps": result.env_steps})
     envs.close()

@@ -8,23 +8,20 @@ each whole episode from the initial state, so the gradient flows through the ful
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ssm_metarl.config import PGConfig
 from ssm_metarl.envs.make import make_vec_env
-from ssm_metarl.envs.snapshot import check_snapshot, env_state, restore_env_state
-from ssm_metarl.models import ActorCritic, policy_from_config
+from ssm_metarl.models import ActorCritic
 from ssm_metarl.rl.evaluate import check_spaces, evaluate_policy
 from ssm_metarl.rl.gae import discounted_returns
 from ssm_metarl.rl.losses import pg_loss
-from ssm_metarl.rl.ppo import TrainResult
+from ssm_metarl.rl.ppo import TrainResult, build_policy
 from ssm_metarl.rl.rollout import collect_episodes
-from ssm_metarl.rl.run import Run, make_optimizer
+from ssm_metarl.rl.run import EnvCarry, Run, make_optimizer
 
 
 def train_pg(
@@ -35,27 +32,17 @@ def train_pg(
     """Train with REINFORCE + baseline for ``cfg.episodes`` episodes (``cfg.num_envs`` per update)."""
     run = Run("pg", cfg)
     envs = make_vec_env(cfg.env_id, cfg.num_envs, seed=cfg.run.seed, max_episode_steps=cfg.max_episode_steps)
-    if policy is None:
-        policy = policy_from_config(
-            cfg.model, envs.single_observation_space, envs.single_action_space, cfg.normalize_obs
-        )
-    policy = policy.to(cfg.run.device)
+    policy = (policy or build_policy(cfg, envs)).to(cfg.run.device)
     check_spaces(policy, envs, cfg.env_id)
     run.guard_parameters(policy, "the start of training")
     optimizer = make_optimizer(policy.parameters(), lr=cfg.lr)
-    result = TrainResult(policy)
-    start, global_step = 0, 0
-    resumed = run.resume(policy, optimizer)
-    if resumed is not None:
-        start, global_step = resumed.update, int(resumed.state["global_step"])
-        result.episode_returns = list(resumed.state["episode_returns"])
-        result.episode_end_steps = list(resumed.state["end_steps"])
-        restore_env_state(envs, resumed.state["env"])
-    t0 = time.perf_counter()
+    resumed = run.resume(policy, optimizer, EnvCarry(envs))
+    saved: dict[str, Any] = (
+        resumed.state if resumed else {"global_step": 0, "episode_returns": [], "end_steps": []}
+    )
+    global_step, returns, end_steps = saved["global_step"], saved["episode_returns"], saved["end_steps"]
 
-    for update in tqdm(
-        range(start, cfg.num_updates), disable=not cfg.run.progress, unit="update", leave=False
-    ):
+    for update in run.updates(cfg.num_updates, callback=callback, show="return_mean"):
         policy.eval()
         seed = cfg.run.seed if update == 0 else None
         ep = collect_episodes(envs, policy, seed=seed, update_obs_norm=cfg.normalize_obs)
@@ -86,39 +73,21 @@ def train_pg(
 
         episode_returns = ep.returns.tolist()  # raw rewards: no scaling in PG
         global_step += ep.num_steps
-        result.episode_returns += episode_returns
-        result.episode_end_steps += [global_step] * len(episode_returns)
-        row = {
-            "update": update + 1,
-            "episodes": (update + 1) * cfg.num_envs,
-            "global_step": global_step,
-            "seconds": time.perf_counter() - t0,
-            "return_mean": sum(episode_returns) / len(episode_returns),
-            **stats,
-        }
-        run.log(row)
-        if run.out is not None:
-            state = {
-                "global_step": global_step,
-                "episode_returns": result.episode_returns,
-                "end_steps": result.episode_end_steps,
-                "env": env_state(envs, strict=not check_snapshot(envs)),
-            }
-            run.maybe_checkpoint(update + 1, policy, optimizer, state)
-        if callback is not None and callback(row):
-            break
+        returns += episode_returns
+        end_steps += [global_step] * len(episode_returns)
+        row = run.row(update=update + 1, episodes=(update + 1) * cfg.num_envs, global_step=global_step)
+        row |= {"return_mean": sum(episode_returns) / len(episode_returns), **stats}
+        run.end_update(row, {"global_step": global_step, "episode_returns": returns, "end_steps": end_steps})
 
     policy.eval()
     seed = cfg.run.seed
     det = evaluate_policy(policy, cfg.env_id, cfg.eval_episodes, seed=seed + 10_000, deterministic=True)
     sto = evaluate_policy(policy, cfg.env_id, cfg.eval_episodes, seed=seed + 20_000, deterministic=False)
-    result.final_eval = {"eval_return_det": det.mean, "eval_return_stoch": sto.mean}
-    result.seconds = time.perf_counter() - t0
-    run.log({"global_step": global_step, "final": True, **result.final_eval})
-    result.metrics = run.metrics.rows
-    run.finish(policy, {"env_id": cfg.env_id, "global_step": global_step, "evaluation": result.final_eval})
+    final, seconds = {"eval_return_det": det.mean, "eval_return_stoch": sto.mean}, run.seconds
+    run.log({"global_step": global_step, "final": True, **final})
+    run.finish(policy, {"env_id": cfg.env_id, "global_step": global_step, "evaluation": final})
     envs.close()
-    return result
+    return TrainResult(policy, run.metrics.rows, returns, end_steps, final, seconds=seconds)
 
 
 __all__ = ["train_pg"]

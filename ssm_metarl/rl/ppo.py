@@ -12,27 +12,24 @@ RL² (Duan et al. 2016) is this loop on a task family's trial env (:mod:`ssm_met
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
-from tqdm import tqdm
 
-from ssm_metarl.config import PPOConfig
+from ssm_metarl.config import PGConfig, PPOConfig
 from ssm_metarl.envs.make import make_vec_env
-from ssm_metarl.envs.snapshot import check_snapshot, env_state, restore_env_state
 from ssm_metarl.models import ActorCritic, policy_from_config
 from ssm_metarl.models.base import index_state
 from ssm_metarl.rl.evaluate import check_spaces, evaluate_policy
 from ssm_metarl.rl.gae import gae
 from ssm_metarl.rl.losses import ppo_loss
 from ssm_metarl.rl.rollout import RewardScaler, RolloutCollector
-from ssm_metarl.rl.run import Resumed, Run, make_optimizer
-from ssm_metarl.spaces import batch_leaves, from_batch_leaves
+from ssm_metarl.rl.run import Evaluator, Run, make_optimizer
 from ssm_metarl.types import Rollout
 
 logger = logging.getLogger(__name__)
@@ -104,66 +101,7 @@ def ppo_update(
     return {k: v / max(n, 1) for k, v in stats_sum.items()}
 
 
-def _collector_state(collector: RolloutCollector) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """What the collector carries between segments, as JSON and tensors (for resumable checkpoints)."""
-    problems = check_snapshot(collector.envs)
-    state: dict[str, Any] = {
-        "episode_returns": collector.stats.returns,
-        "episode_lengths": collector.stats.lengths,
-        "total_steps": collector.total_steps,
-        "env": env_state(collector.envs, strict=False),
-        "env_exact": not problems,
-    }
-    space = collector.envs.single_observation_space
-    tensors = {k: torch.as_tensor(v) for k, v in batch_leaves(space, collector.obs).items()}
-    tensors |= {
-        "reset": collector.reset,
-        "ep_return": torch.as_tensor(collector.ep_return),
-        "ep_length": torch.as_tensor(collector.ep_length),
-    }
-    for i, s in enumerate(collector.state):
-        tensors[f"state.{i}"] = torch.view_as_real(s) if s.is_complex() else s
-    if collector.reward_scaler is not None:
-        rs = collector.reward_scaler
-        tensors["reward_ret"] = torch.as_tensor(rs.ret)
-        tensors.update({f"reward_norm.{k}": v for k, v in rs.norm.state_dict().items()})
-    return state, tensors
-
-
-def _restore_collector(collector: RolloutCollector, r: Resumed, seed: int) -> None:
-    s, t = r.state, r.tensors
-    collector.stats.returns = list(s["episode_returns"])
-    collector.stats.lengths = list(s["episode_lengths"])
-    collector.total_steps = int(s["total_steps"])
-    if collector.reward_scaler is not None:
-        collector.reward_scaler.ret = t["reward_ret"].numpy().copy()
-        collector.reward_scaler.norm.load_state_dict(
-            {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("reward_norm.")}
-        )
-    if not s["env_exact"]:
-        logger.warning(
-            "the environments of %s cannot be restored exactly (%s): the resumed run starts new episodes",
-            r.path,
-            "; ".join(s["env"].get("problems", [])),
-        )
-        collector.obs, _ = collector.envs.reset(seed=seed + 7919 * r.update)
-        return
-    restore_env_state(collector.envs, s["env"])
-    space = collector.envs.single_observation_space
-    collector.obs = from_batch_leaves(
-        space, {k: v.numpy().copy() for k, v in t.items() if k.startswith("obs")}
-    )
-    collector.reset = t["reset"].to(collector.device)
-    collector.ep_return = t["ep_return"].numpy().copy()
-    collector.ep_length = t["ep_length"].numpy().copy()
-    template = collector.state
-    collector.state = tuple(
-        torch.view_as_complex(t[f"state.{i}"].contiguous()) if z.is_complex() else t[f"state.{i}"]
-        for i, z in enumerate(template)
-    )
-
-
-def build_policy(cfg: PPOConfig, envs: VectorEnv) -> ActorCritic:
+def build_policy(cfg: PPOConfig | PGConfig, envs: VectorEnv) -> ActorCritic:
     """The policy a config describes, for the spaces of ``envs``."""
     return policy_from_config(
         cfg.model, envs.single_observation_space, envs.single_action_space, cfg.normalize_obs
@@ -189,25 +127,13 @@ def train_ppo(
     optimizer = make_optimizer(policy.parameters(), lr=cfg.lr, eps=1e-5)
     scaler = RewardScaler(cfg.num_envs, cfg.gamma) if cfg.normalize_reward else None
     collector = RolloutCollector(envs, policy, seed=cfg.run.seed, reward_scaler=scaler)
-    result = TrainResult(policy)
-    eval_due = cfg.eval_every or None
-    start = 0
-    resumed = run.resume(policy, optimizer)
-    if resumed is not None:
-        _restore_collector(collector, resumed, cfg.run.seed)
-        start, result.episode_end_steps = resumed.update, list(resumed.state["end_steps"])
-        result.best_eval, eval_due = float(resumed.state["best_eval"]), resumed.state["eval_due"]
-    elif run.out is not None and cfg.run.checkpoint_every and check_snapshot(envs):
-        logger.warning(
-            "%s cannot be snapshot exactly (%s): a resumed run will start new episodes",
-            cfg.env_id,
-            "; ".join(check_snapshot(envs)),
-        )
-    t0 = time.perf_counter()
-    bar = tqdm(total=cfg.num_updates * cfg.batch_size, disable=not cfg.run.progress, unit="step", leave=False)
-    bar.update(start * cfg.batch_size)
+    resumed = run.resume(policy, optimizer, collector)
+    end_steps = list(resumed.state["end_steps"]) if resumed else []  # global_step as each episode ended
+    evaluator = Evaluator(
+        partial(_evaluate, policy, cfg), cfg.eval_every, {"algo": "ppo", "env_id": cfg.env_id}
+    )
 
-    for update in range(start, cfg.num_updates):
+    for update in run.updates(cfg.num_updates, cfg.batch_size, evaluator=evaluator, callback=callback):
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - update / cfg.num_updates)
@@ -216,7 +142,7 @@ def train_ppo(
         rollout = collector.collect(policy, cfg.rollout_steps)
         policy.train()
         global_step = (update + 1) * cfg.batch_size
-        result.episode_end_steps += [global_step] * (len(collector.stats.returns) - n_done)
+        end_steps += [global_step] * (len(collector.stats.returns) - n_done)
         advantage, ret = gae(
             rollout.reward,
             rollout.value,
@@ -229,78 +155,38 @@ def train_ppo(
         )
         stats = ppo_update(policy, optimizer, rollout, advantage, ret, cfg, run, update + 1)
 
-        elapsed = time.perf_counter() - t0
-        row = {
-            "update": update + 1,
-            "global_step": global_step,
-            "seconds": elapsed,
-            "sps": (global_step - start * cfg.batch_size) / max(elapsed, 1e-9),
+        row = run.row(update=update + 1, global_step=global_step) | {
             "episodes": len(collector.stats.returns),
             "return_mean20": collector.stats.recent(20),
             "return_mean100": collector.stats.recent(100),
             "lr": optimizer.param_groups[0]["lr"],
             **stats,
         }
-        if eval_due is not None and global_step >= eval_due:
-            eval_due += cfg.eval_every
-            row.update(_evaluate(policy, cfg, run, result, update + 1))
-        run.log(row)
-        state, tensors = _collector_state(collector) if run.out is not None else ({}, {})
-        state.update(
-            {"end_steps": result.episode_end_steps, "best_eval": result.best_eval, "eval_due": eval_due}
-        )
-        run.maybe_checkpoint(update + 1, policy, optimizer, state, tensors)
-        bar.update(cfg.batch_size)
-        bar.set_postfix(ret=f"{row['return_mean20']:.1f}", sps=f"{row['sps']:.0f}")
-        if callback is not None and callback(row):
-            break
+        run.end_update(row, state={"end_steps": end_steps})
 
-    bar.close()
-    result.seconds = time.perf_counter() - t0
-    final = _evaluate(policy, cfg, run, result, cfg.num_updates)
+    seconds = run.seconds
+    final = run.evaluate(cfg.num_updates)
     run.log({"global_step": cfg.num_updates * cfg.batch_size, "final": True, **final})
-    result.final_eval = final
-    result.metrics = run.metrics.rows
-    result.episode_returns = list(collector.stats.returns)
-    run.finish(
-        policy, {"env_id": cfg.env_id, "update": cfg.num_updates, "evaluation": final, **(metadata or {})}
-    )
+    labels = {"env_id": cfg.env_id, "update": cfg.num_updates, "evaluation": final, **(metadata or {})}
+    run.finish(policy, labels)
     envs.close()
-    return result
+    returns = list(collector.stats.returns)
+    return TrainResult(policy, run.metrics.rows, returns, end_steps, final, run.best_eval, seconds)
 
 
-def _evaluate(
-    policy: ActorCritic, cfg: PPOConfig, run: Run, result: TrainResult, update: int
-) -> dict[str, float]:
-    """Deterministic and stochastic evaluation; keeps the best checkpoint by deterministic return."""
-    from ssm_metarl.checkpoint import save_policy
-
+def _evaluate(policy: ActorCritic, cfg: PPOConfig) -> dict[str, float]:
+    """Deterministic and stochastic evaluation returns of ``policy`` (mean and std of each)."""
     policy.eval()
     seed = cfg.run.seed
     det = evaluate_policy(policy, cfg.env_id, cfg.eval_episodes, seed=seed + 10_000, deterministic=True)
     sto = evaluate_policy(policy, cfg.env_id, cfg.eval_episodes, seed=seed + 20_000, deterministic=False)
     policy.train()
-    out = {
+    return {
         "eval_return_det": det.mean,
         "eval_return_det_std": det.std,
         "eval_return_stoch": sto.mean,
         "eval_return_stoch_std": sto.std,
     }
-    if det.mean > result.best_eval:
-        result.best_eval = det.mean
-        if run.out is not None:
-            save_policy(
-                run.out / "best",
-                policy,
-                {
-                    "algo": "ppo",
-                    "env_id": cfg.env_id,
-                    "update": update,
-                    "evaluation": out,
-                    "config": cfg.to_dict(),
-                },
-            )
-    return out
 
 
 __all__ = ["TrainResult", "build_policy", "ppo_update", "train_ppo"]

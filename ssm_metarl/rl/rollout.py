@@ -19,6 +19,7 @@ or a :class:`BaselinePolicy` (uniformly random or constant actions, the baseline
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,9 +30,12 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
+from ssm_metarl.envs.snapshot import check_snapshot, env_state, restore_env_state
 from ssm_metarl.models.heads import RunningNorm
-from ssm_metarl.spaces import encode, encode_one, flat_dim
+from ssm_metarl.spaces import batch_leaves, encode, encode_one, flat_dim, from_batch_leaves
 from ssm_metarl.types import Rollout, State
+
+logger = logging.getLogger(__name__)
 
 
 class Actor(Protocol):
@@ -137,6 +141,63 @@ class RolloutCollector:
         self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
         self.stats = EpisodeStats()
         self.total_steps = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the collector carries between segments, for a resumable checkpoint: JSON values (episode
+        statistics, the envs' state, ``env_exact``: whether that state is complete) and tensors (the current
+        observation, policy state and ``reset`` flags, the running episode returns and lengths, the reward
+        scaler's statistics)."""
+        state: dict[str, Any] = {
+            "episode_returns": self.stats.returns,
+            "episode_lengths": self.stats.lengths,
+            "total_steps": self.total_steps,
+            "env": env_state(self.envs, strict=False),
+            "env_exact": not check_snapshot(self.envs),
+        }
+        space = self.envs.single_observation_space
+        state |= {k: torch.as_tensor(v) for k, v in batch_leaves(space, self.obs).items()}
+        state |= {
+            "reset": self.reset,
+            "ep_return": torch.as_tensor(self.ep_return),
+            "ep_length": torch.as_tensor(self.ep_length),
+        }
+        for i, s in enumerate(self.state):
+            state[f"state.{i}"] = torch.view_as_real(s) if s.is_complex() else s
+        if self.reward_scaler is not None:
+            state["reward_ret"] = torch.as_tensor(self.reward_scaler.ret)
+            state |= {f"reward_norm.{k}": v for k, v in self.reward_scaler.norm.state_dict().items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], reset_seed: int | None = None) -> None:
+        """Continue from :meth:`state_dict`'s ``state``. Where the envs' state is incomplete
+        (``env_exact`` false), the envs start new episodes from ``reset(seed=reset_seed)`` instead."""
+        self.stats.returns = list(state["episode_returns"])
+        self.stats.lengths = list(state["episode_lengths"])
+        self.total_steps = int(state["total_steps"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.ret = state["reward_ret"].numpy().copy()
+            self.reward_scaler.norm.load_state_dict(
+                {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("reward_norm.")}
+            )
+        if not state["env_exact"]:
+            logger.warning(
+                "the saved environments cannot be restored exactly (%s): the resumed run starts new episodes",
+                "; ".join(state["env"].get("problems", [])),
+            )
+            self.obs, _ = self.envs.reset(seed=reset_seed)
+            return
+        restore_env_state(self.envs, state["env"])
+        space = self.envs.single_observation_space
+        self.obs = from_batch_leaves(
+            space, {k: v.numpy().copy() for k, v in state.items() if k.startswith("obs")}
+        )
+        self.reset = state["reset"].to(self.device)
+        self.ep_return = state["ep_return"].numpy().copy()
+        self.ep_length = state["ep_length"].numpy().copy()
+        self.state = tuple(
+            torch.view_as_complex(state[f"state.{i}"].contiguous()) if z.is_complex() else state[f"state.{i}"]
+            for i, z in enumerate(self.state)
+        )
 
     def _prep(self, policy: Actor, obs: Any) -> Tensor:
         x = policy.encode_obs(obs)  # (B, D)

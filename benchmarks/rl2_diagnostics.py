@@ -27,7 +27,13 @@ seed and the same evaluation on the 20 test goals), and logs per PPO update:
 - ``value_loss``, ``explained_variance`` (the rollout's values against its GAE returns, as CleanRL logs it)
   overall and per inner episode, ``entropy`` (training statistics) and ``entropy_ep`` (per inner episode, on the
   rollout), ``approx_kl``, ``clipfrac``, and the return curve: ``return_mean20`` (trials) and
-  ``return_ep`` (mean reward per step of each inner episode in the rollout, times the 100-step horizon).
+  ``return_ep`` and ``length_ep`` (each inner episode's reward and steps in the rollout over the number of
+  its starts there: a ratio estimate, noisy per update, unbiased over updates; an episode ends early at the
+  goal, so the length is the in-context gain's clearest sign). Runs of commit efa4ba5 logged ``return_ep`` as
+  the mean reward per step times 100, which overstates the loss of episodes that end early at the goal:
+  read their per-episode split only through ``return_mean20``. The policy's entropy is a state-independent
+  log-std, so ``entropy_ep`` is the same in every episode: exploration within a trial shows in the returns
+  and lengths, not there.
 
 How it hooks in: :func:`~ssm_metarl.meta.rl2.train_rl2`'s ``callback`` closes each update's row; what the
 callback cannot see (the rollout, the returns, the gradients) is read by wrapping
@@ -270,16 +276,19 @@ class Diagnostics:
                 self._capture = False
             entropy = entropy.T  # (T, B)
             rec["explained_variance"] = _r(explained_variance(rollout.value, ret))
-            ev_ep, ent_ep, ret_ep = [], [], []
+            ev_ep, ent_ep, ret_ep, len_ep = [], [], [], []
             for k in range(self.k):
                 m = ep == k
                 if int(m.sum()) < 2:
-                    ev_ep.append(None), ent_ep.append(None), ret_ep.append(None)
+                    ev_ep.append(None), ent_ep.append(None), ret_ep.append(None), len_ep.append(None)
                     continue
                 ev_ep.append(_r(explained_variance(rollout.value, ret, m)))
                 ent_ep.append(_r(entropy[m].mean()))
-                ret_ep.append(_r(rollout.reward[m].mean() * HORIZON))
+                starts = int((m & (rollout.reset | (rollout.obs[..., -1] > 1.0))).sum())
+                ret_ep.append(_r(rollout.reward[m].sum() / starts) if starts else None)
+                len_ep.append(_r(m.sum() / starts) if starts else None)
             rec["explained_variance_ep"], rec["entropy_ep"], rec["return_ep"] = ev_ep, ent_ep, ret_ep
+            rec["length_ep"] = len_ep
             rec["value_mean"], rec["ret_mean"] = _r(rollout.value.mean()), _r(ret.mean())
             rec["ret_std"] = _r(ret.std())
         a_data = {}

@@ -82,6 +82,7 @@ def test_tiny_run_diagnostics_have_the_keys_and_sane_values(model: str) -> None:
             assert _ok(r["step"][g]) and r["step"][g] > 0, g
         assert 0.0 <= r["clipped_frac"] <= 1.0
         assert len(r["entropy_ep"]) == len(r["return_ep"]) == len(r["explained_variance_ep"]) == 4
+        assert all(v is None or 1 <= v <= 100 for v in r["length_ep"])  # inner episodes: at most 100 steps
         layers = diag_mod._a_layer(r)
         if model == "transformer":
             assert layers == {}

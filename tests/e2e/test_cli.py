@@ -1,12 +1,14 @@
-"""Every CLI command runs end to end on a tiny budget, in a subprocess, as a user would call it."""
+"""Every CLI command runs end to end on a tiny budget, as a user would call it: in this process through the
+entry point (:mod:`inprocess`), and across the process boundary (the module, ``python main.py``) where the
+exit status and stderr of a real process are what is tested."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_cli
 
 from ssm_metarl.envs.tasks import get_family
 
@@ -21,11 +23,14 @@ def run(args, cwd, ok=True):
     return proc
 
 
+def run_main_py(args, cwd, ok=True):
+    return run_cli(args, cwd, ok=ok, main_py=True)
+
+
 def test_train_ppo_then_evaluate(tmp_path):
     out = tmp_path / "run"
-    run(
-        CLI
-        + [
+    run_cli(
+        [
             "train",
             "--algo",
             "ppo",
@@ -48,7 +53,7 @@ def test_train_ppo_then_evaluate(tmp_path):
     assert json.loads((out / "run.json").read_text())["config"]["total_steps"] == 2048
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["final"] is True and rows[0]["global_step"] == 512
-    proc = run(CLI + ["evaluate", str(out / "final"), "--episodes", "3", "--json_out", "True"], tmp_path)
+    proc = run_cli(["evaluate", str(out / "final"), "--episodes", "3", "--json_out", "True"], tmp_path)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["env_id"] == "CartPole-v1"
     assert result["deterministic"]["episodes"] == 3 and result["stochastic"]["episodes"] == 3
@@ -56,9 +61,8 @@ def test_train_ppo_then_evaluate(tmp_path):
 
 def test_train_pg_continuous(tmp_path):
     out = tmp_path / "pg"
-    run(
-        CLI
-        + [
+    run_cli(
+        [
             "train",
             "--algo",
             "pg",
@@ -81,10 +85,8 @@ def test_train_pg_continuous(tmp_path):
 
 
 def test_seed_main_policy_gradient(tmp_path):
-    proc = run(
+    proc = run_main_py(
         [
-            sys.executable,
-            str(ROOT / "main.py"),
             "--mode",
             "policy_gradient",
             "--env",
@@ -102,10 +104,8 @@ def test_seed_main_policy_gradient(tmp_path):
 
 def test_seed_main_improved_mujoco(tmp_path):
     # --episodes 2 on HalfCheetah-v5 = 2 x 1000 env steps of PPO with the ImprovedSSM backbone
-    proc = run(
+    proc = run_main_py(
         [
-            sys.executable,
-            str(ROOT / "main.py"),
             "--mode",
             "improved",
             "--env",
@@ -125,10 +125,8 @@ def test_seed_main_improved_mujoco(tmp_path):
 
 
 def test_seed_main_env_name_spelling(tmp_path):
-    run(
+    run_main_py(
         [
-            sys.executable,
-            str(ROOT / "main.py"),
             "--mode",
             "policy_gradient",
             "--env_name",
@@ -151,16 +149,15 @@ def test_seed_main_env_name_spelling(tmp_path):
     ],
 )
 def test_bad_input_gives_clear_error_and_nonzero_exit(tmp_path, args, message):
-    proc = run(CLI + args, tmp_path, ok=False)
+    proc = run_cli(args, tmp_path, ok=False)
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_checkpoint_for_another_observation_size(tmp_path):
     out = tmp_path / "cp"
-    run(
-        CLI
-        + [
+    run_cli(
+        [
             "train",
             "--env",
             "CartPole-v1",
@@ -175,42 +172,46 @@ def test_checkpoint_for_another_observation_size(tmp_path):
         ],
         tmp_path,
     )
-    proc = run(CLI + ["evaluate", str(out / "final"), "--env", "Acrobot-v1"], tmp_path, ok=False)
+    proc = run_cli(["evaluate", str(out / "final"), "--env", "Acrobot-v1"], tmp_path, ok=False)
     assert proc.returncode == 2 and "observation features" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_main_py_unknown_env(tmp_path):
-    proc = run(
+    proc = run_main_py(["--mode", "improved", "--env", "HalfCheetah-v99"], tmp_path, ok=False)
+    assert proc.returncode == 2 and "HalfCheetah-v99" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [*CLI, "train", "--env", "CartPole-v9", "--total_steps", "512"],
         [sys.executable, str(ROOT / "main.py"), "--mode", "improved", "--env", "HalfCheetah-v99"],
-        tmp_path,
-        ok=False,
-    )
-    assert proc.returncode == 2 and "HalfCheetah-v99" in proc.stderr and "Traceback" not in proc.stderr
+    ],
+    ids=["module", "main.py"],
+)
+def test_a_real_process_exits_with_status_2_and_no_traceback(tmp_path, argv):
+    """Across the process boundary: the exit status and stderr a shell sees (the rest runs in-process)."""
+    proc = run(argv, tmp_path, ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("CartPole-v9" if "train" in argv else "HalfCheetah-v99") in proc.stderr
 
 
 def test_help_documents_every_field():
-    proc = subprocess.run(
-        CLI + ["train", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = run_cli(["train", "--help"], ROOT, env={"COLUMNS": "200"})
     for flag in ("--algo", "--env", "--model", "--total_steps", "--resume", "--model.hidden_dim", "--seed"):
         assert flag in proc.stdout
     assert "Gymnasium environment id" in proc.stdout and "recipe('ppo', 'CartPole-v1')" in proc.stdout
-    pg = subprocess.run(CLI + ["train", "--algo", "pg", "--help"], cwd=ROOT, capture_output=True, text=True)
+    pg = run_cli(["train", "--algo", "pg", "--help"], ROOT)
     assert "--episodes" in pg.stdout and "REINFORCE" in pg.stdout
-    maml = subprocess.run(CLI + ["meta-train", "--help"], cwd=ROOT, capture_output=True, text=True)
+    maml = run_cli(["meta-train", "--help"], ROOT)
     assert "--inner.lr" in maml.stdout and "--eval.num_tasks" in maml.stdout
 
 
 def test_discrete_checkpoint_on_continuous_env(tmp_path):
     """CartPole and InvertedPendulum both have 4 observation features; the action spaces differ."""
     out = tmp_path / "cp"
-    run(
-        CLI
-        + [
+    run_cli(
+        [
             "train",
             "--env",
             "CartPole-v1",
@@ -225,14 +226,13 @@ def test_discrete_checkpoint_on_continuous_env(tmp_path):
         ],
         tmp_path,
     )
-    proc = run(CLI + ["evaluate", str(out / "final"), "--env", "InvertedPendulum-v5"], tmp_path, ok=False)
+    proc = run_cli(["evaluate", str(out / "final"), "--env", "InvertedPendulum-v5"], tmp_path, ok=False)
     assert proc.returncode == 2 and "Discrete(2)" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_meta_train_maml_and_rl2(tmp_path):
-    proc = run(
-        CLI
-        + [
+    proc = run_cli(
+        [
             "meta-train",
             "--method",
             "maml",
@@ -250,9 +250,8 @@ def test_meta_train_maml_and_rl2(tmp_path):
     assert "1 step" in proc.stdout and "random policy" in proc.stdout
     cfg = json.loads((tmp_path / "maml" / "final" / "config.json").read_text())
     assert cfg["metadata"]["family"] == "navigation-2d"
-    proc = run(
-        CLI
-        + [
+    proc = run_cli(
+        [
             "meta-train",
             "--method",
             "rl2",
@@ -283,10 +282,8 @@ def test_meta_train_maml_and_rl2(tmp_path):
 
 
 def test_seed_main_meta_rl(tmp_path):
-    proc = run(
+    proc = run_main_py(
         [
-            sys.executable,
-            str(ROOT / "main.py"),
             "--mode",
             "meta_rl",
             "--env",
@@ -314,8 +311,8 @@ def test_seed_main_meta_rl(tmp_path):
 
 
 def test_meta_rl_unknown_env(tmp_path):
-    proc = run(
-        [sys.executable, str(ROOT / "main.py"), "--mode", "meta_rl", "--env", "Humanoid-v5"],
+    proc = run_main_py(
+        ["--mode", "meta_rl", "--env", "Humanoid-v5"],
         tmp_path,
         ok=False,
     )
@@ -323,9 +320,8 @@ def test_meta_rl_unknown_env(tmp_path):
 
 
 def test_demo_command_prints_the_table(tmp_path):
-    proc = run(
-        CLI
-        + [
+    proc = run_cli(
+        [
             "demo",
             "--steps",
             "1",
@@ -359,9 +355,8 @@ def test_demo_command_prints_the_table(tmp_path):
 
 
 def test_adapt_command_on_a_shipped_model(tmp_path):
-    proc = run(
-        CLI
-        + [
+    proc = run_cli(
+        [
             "adapt",
             "cartpole-ssm",
             "--tasks",
@@ -385,5 +380,5 @@ def test_adapt_command_on_a_shipped_model(tmp_path):
         saved["standard"]["meta"]["family"] == "cartpole-physics" and saved["standard"]["meta"]["lr"] == 0.1
     )
     assert saved["standard"]["tasks"] == [str(get_family("cartpole-physics").out_of_range[0])]
-    proc = run(CLI + ["adapt", str(tmp_path / "missing")], tmp_path, ok=False)
+    proc = run_cli(["adapt", str(tmp_path / "missing")], tmp_path, ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

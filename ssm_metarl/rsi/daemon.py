@@ -118,7 +118,7 @@ def folder_config(out: str | Path) -> RSIConfig | None:
 def check_resumes(cfg: RSIConfig) -> None:
     """Refuse ``cfg`` on a folder whose loop was made with another configuration, naming each flag that
     differs (``--candidates 8 differs from the folder's 4``); budgets and limits may change."""
-    from ssm_metarl.rsi.loop import check_same_config, config_key
+    from ssm_metarl.rsi.state import check_same_config, config_key
 
     out = Path(cfg.out_dir)
     manifest = store.read_manifest(out) if out.is_dir() else None

@@ -21,16 +21,19 @@ or past ``max_env_steps`` / ``max_minutes``. Every decision goes to ``decisions.
 The state (manifest, incumbent, history, study) survives ``kill -9``: a new :class:`SelfImprovement` on the
 same ``out_dir`` continues after the last finished cycle; the cycle that was in flight keeps its finished
 trials and reruns the places of those that were running.
+
+The loop orchestrates; what it asks lives beside it: :mod:`ssm_metarl.rsi.search` (the space, the proposals,
+the sampler), :mod:`ssm_metarl.rsi.decide` (accept, reject, roll back and stop, from measured scores alone)
+and :mod:`ssm_metarl.rsi.state` (the manifest, the incumbent on disk, the study, the configuration a loop
+belongs to).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,59 +45,22 @@ import optuna
 import torch
 
 from ssm_metarl.adapt.evaluate import evaluate_adaptation
-from ssm_metarl.config import AdaptConfig, MAMLConfig, ModelConfig, RSIConfig
+from ssm_metarl.config import AdaptConfig, MAMLConfig, RSIConfig
 from ssm_metarl.envs.tasks import get_family
-from ssm_metarl.errors import CheckpointError, ConfigError, DivergenceError, InputError
+from ssm_metarl.errors import ConfigError, DivergenceError, InputError
 from ssm_metarl.meta.evaluate import random_policy_returns
 from ssm_metarl.meta.maml import train_maml, train_multitask
 from ssm_metarl.models import ActorCritic
+from ssm_metarl.rsi import decide, store
 from ssm_metarl.rsi import metrics as M
-from ssm_metarl.rsi import store
+from ssm_metarl.rsi import state as S
+from ssm_metarl.rsi.search import SPACE, make_sampler, propose, same_shapes, search_space
+from ssm_metarl.rsi.state import check_same_config, config_differences, config_key
 
 logger = logging.getLogger("ssm_metarl.rsi")
 
 TrainFn = Callable[[MAMLConfig, "ActorCritic | None"], tuple[ActorCritic, int]]
 """(config, warm-start policy or None) -> (trained policy, env steps used)."""
-
-SIZE_CHOICES = (0.8, 1.0, 1.2)
-LAYER_CHOICES = (-1, 0, 1)
-SPACE: dict[str, optuna.distributions.BaseDistribution] = {
-    "hidden_scale": optuna.distributions.CategoricalDistribution(SIZE_CHOICES),
-    "state_scale": optuna.distributions.CategoricalDistribution(SIZE_CHOICES),
-    "layers_delta": optuna.distributions.CategoricalDistribution(LAYER_CHOICES),
-    "outer_lr_scale": optuna.distributions.FloatDistribution(1 / 3, 3.0, log=True),
-    "inner_lr_scale": optuna.distributions.FloatDistribution(0.5, 2.0, log=True),
-}
-"""The proposal space, relative to the incumbent (architecture +-20%, layers +-1, step sizes)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class _Heartbeat:
-    """Writes ``time.time()`` to the trial's ``heartbeat`` attribute every ``every`` seconds, in a thread, so
-    a coordinator on another machine can tell a slow trial from a lost one."""
-
-    def __init__(self, trial: optuna.Trial, every: float) -> None:
-        self.trial, self.every = trial, every
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-        self.thread.start()
-
-    def _beat(self) -> None:
-        while not self.done.wait(self.every):
-            self.trial.set_user_attr("heartbeat", time.time())
-
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join()
 
 
 class SafetyStop(RuntimeError):
@@ -105,124 +71,6 @@ def train_candidate(cfg: MAMLConfig, warm: ActorCritic | None) -> tuple[ActorCri
     """The default trainer: MAML from ``warm`` (or a fresh policy), no run folder."""
     result = train_maml(cfg, policy=warm)
     return result.policy, result.env_steps
-
-
-NEUTRAL = {
-    "hidden_scale": 1.0,
-    "state_scale": 1.0,
-    "layers_delta": 0,
-    "outer_lr_scale": 1.0,
-    "inner_lr_scale": 1.0,
-}
-
-
-def search_space(cfg: RSIConfig, incumbent: MAMLConfig) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The part of :data:`SPACE` that ``cfg.search`` names, plus the backbone kind when ``cfg.kinds`` allows
-    switching (the choices: the incumbent's kind and ``cfg.kinds``, in a fixed order)."""
-    space: dict[str, optuna.distributions.BaseDistribution] = {k: SPACE[k] for k in cfg.search}
-    if cfg.kinds:
-        kinds = tuple(sorted({incumbent.model.kind, *cfg.kinds}))
-        space["kind"] = optuna.distributions.CategoricalDistribution(kinds)
-    return space
-
-
-def propose(incumbent: MAMLConfig, params: dict[str, Any], cfg: RSIConfig, seed: int) -> MAMLConfig:
-    """The candidate config ``params`` (a point of :func:`search_space`; what ``cfg.search`` leaves out stays
-    as the incumbent has it) describes, around ``incumbent``."""
-    params = {**NEUTRAL, "kind": incumbent.model.kind, **params}
-    model = incumbent.model.replace(kind=params["kind"])
-    new_model = model.replace(
-        hidden_dim=max(4, round(model.hidden_dim * params["hidden_scale"])),
-        state_dim=max(2, round(model.state_dim * params["state_scale"])),
-        num_layers=min(8, max(1, model.num_layers + params["layers_delta"])),
-    )
-    return incumbent.replace(
-        model=new_model,
-        outer_lr=min(100.0, incumbent.outer_lr * params["outer_lr_scale"]),
-        inner__lr=min(100.0, incumbent.inner.lr * params["inner_lr_scale"]),
-        meta_iterations=cfg.candidate_iterations,
-        run__seed=seed,
-        run__out_dir=None,
-        run__resume=None,
-        run__progress=False,
-    )
-
-
-def make_sampler(name: str, seed: int, candidates: int) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler ``name`` (RSIConfig.sampler) seeded with ``seed``."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(candidates, 2))
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"RSIConfig.sampler must be tpe, random or nsga2, got {name!r}")
-
-
-def same_shapes(a: ModelConfig, b: ModelConfig) -> bool:
-    uses_state = a.kind not in ("mlp", "gru", "lstm", "transformer")
-    return (a.kind, a.hidden_dim, a.num_layers, a.separate_critic) == (
-        b.kind,
-        b.hidden_dim,
-        b.num_layers,
-        b.separate_critic,
-    ) and (not uses_state or a.state_dim == b.state_dim)
-
-
-BUDGETS = (
-    "cycles",
-    "max_env_steps",
-    "max_minutes",
-    "storage",
-    "restart_stopped",
-    "heartbeat_s",
-    "grace_s",
-    "poll_s",
-)
-"""RSIConfig fields that may change between runs of one loop (budgets, limits, where the study is, timings)."""
-
-
-def config_key(cfg: RSIConfig) -> dict[str, Any]:
-    """The parts of ``cfg`` a loop belongs to (all but :data:`BUDGETS` and the start's out_dir, progress and
-    threads), as JSON has them (tuples are lists): a loop's folder and study refuse another key."""
-    d = cfg.to_dict()
-    for k in BUDGETS:
-        d.pop(k)
-    for k in ("out_dir", "progress", "threads"):
-        d["start"]["run"].pop(k)
-    return dict(json.loads(json.dumps(d)))
-
-
-def config_differences(
-    given: dict[str, Any], saved: dict[str, Any], whose: str = "the folder's", prefix: str = ""
-) -> list[str]:
-    """Each setting where two :func:`config_key` dicts differ, named by its command-line flag:
-    ``"--candidates 8 differs from the folder's 4"`` (``start.run`` fields have no prefix: ``--seed``)."""
-    out = []
-    for k in sorted(set(given) | set(saved)):
-        a, b = given.get(k), saved.get(k)
-        path = f"{prefix}{k}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, whose, f"{path}.")
-        elif a != b:
-            flag = "--" + path.removeprefix("start.run.")
-            out.append(f"{flag} {_flag_value(a)} differs from {whose} {_flag_value(b)}")
-    return out
-
-
-def check_same_config(out: Path, cfg: RSIConfig, saved_key: dict[str, Any]) -> None:
-    """Refuse ``cfg`` on the loop in ``out``, made with :func:`config_key` ``saved_key``, when they differ,
-    naming each flag that differs."""
-    changed = config_differences(config_key(cfg), saved_key)
-    if changed:
-        raise InputError(
-            f"{out} holds a loop made with another configuration: {'; '.join(changed)}. Leave those flags out "
-            "to resume it with the folder's values, or use another --out_dir"
-        )
-
-
-def _flag_value(v: Any) -> str:
-    return " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
 
 
 @dataclass
@@ -248,7 +96,7 @@ class SelfImprovement:
         self.stop_requested = False
         self.started = time.monotonic()
         self.dist = get_family(cfg.family)
-        self.objectives = M.objectives(cfg) if cfg.objectives == "pareto" else ("score",)
+        self.objectives = decide.objectives(cfg)
         if len(self.dist.validation) < cfg.eval_tasks or len(self.dist.out_of_range) < cfg.oor_tasks:
             raise ConfigError(
                 f"{cfg.family} has {len(self.dist.validation)} validation and {len(self.dist.out_of_range)} "
@@ -261,8 +109,8 @@ class SelfImprovement:
                 f"{self.out} holds no loop yet: start the loop (`ssm-metarl rsi run|start`) first"
             )
         if manifest is not None:  # before the study: its refusal could not name the flags that differ
-            self._check_same_config(manifest)
-        self.study = self._open_study(manifest is None)
+            check_same_config(self.out, cfg, manifest.get("config_key") or {})
+        self.study = S.open_study(cfg, self.out, manifest is None, self.objectives)
         if manifest is None:
             self.state = self._initialise()
         else:
@@ -284,53 +132,11 @@ class SelfImprovement:
         )
 
     # ----- set-up -------------------------------------------------------------------------------------
-    def _storage_url(self) -> str:
-        return self.cfg.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
-
-    def _open_study(self, fresh: bool) -> optuna.Study:
-        url = self._storage_url()
-        sampler = make_sampler(self.cfg.sampler, self.cfg.seed, self.cfg.candidates)
-        try:
-            storage = optuna.storages.RDBStorage(url) if "://" in url else None
-        except Exception as e:  # SQLAlchemy raises many kinds; the user needs the URL and the reason
-            raise InputError(f"cannot open the Optuna storage {url!r}: {e}") from None
-        if storage is None:
-            raise InputError(
-                f"RSIConfig.storage must be an SQLAlchemy URL (sqlite:///..., postgresql://...), got {url!r}"
-            )
-        study = optuna.create_study(
-            study_name=self.cfg.study_name,
-            storage=storage,
-            sampler=sampler,
-            directions=["maximize"] * len(self.objectives),
-            load_if_exists=True,
-        )
-        key = "ssm_metarl_rsi_config"
-        mine = self._config_key()
-        theirs = study.user_attrs.get(key)
-        if theirs is None:
-            if not fresh and study.trials:
-                raise InputError(f"study {self.cfg.study_name!r} in {url} was not made by ssm-metarl rsi")
-            study.set_user_attr(key, mine)
-        elif theirs != mine:
-            changed = "; ".join(config_differences(mine, theirs, "the study's"))
-            raise InputError(
-                f"study {self.cfg.study_name!r} in {url} was made by another configuration: {changed}; name a "
-                "new study (--study_name) or use another out_dir"
-            )
-        return study
-
-    def _config_key(self) -> dict[str, Any]:
-        return config_key(self.cfg)
-
-    def _check_same_config(self, manifest: dict[str, Any]) -> None:
-        check_same_config(self.out, self.cfg, manifest.get("config_key") or {})
-
     def _fail_trials_in_flight(self) -> None:
         """Trials left RUNNING by a killed process are failed (so their cycle runs them again): on this machine
         when their process is gone, elsewhere when their heartbeat is older than ``grace_s``."""
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if self._lost(t):
+            if S.lost(t, self.cfg.grace_s):
                 self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
                 store.log_decision(
                     self.out,
@@ -339,16 +145,6 @@ class SelfImprovement:
                     trial=t.number,
                     worker=t.user_attrs.get("worker"),
                 )
-
-    def _lost(self, t: optuna.trial.FrozenTrial) -> bool:
-        worker = t.user_attrs.get("worker")
-        if not worker:
-            return True
-        host, _, pid = str(worker).rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
-            return True
-        beat = float(t.user_attrs.get("heartbeat", 0.0))
-        return time.time() - beat > self.cfg.grace_s
 
     def _initialise(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -365,24 +161,9 @@ class SelfImprovement:
         ref = M.Reference(
             rand_val, rand_oor, float(M.after_adaptation(start_m.val).mean()), base_after.tolist(), steps
         )
-        store.save_checked(
-            self.out / "baseline", baseline, {"family": cfg.family, "role": "multi-task baseline"}
-        )
-        digest = store.save_checked(self.out / "history" / "cycle-0000", policy, {"family": cfg.family})
-        store.save_checked(self.out / "incumbent", policy, {"family": cfg.family})
-        state = {
-            "config": cfg.to_dict(),
-            "config_key": self._config_key(),
-            "reference": ref.to_dict(),
-            "cycle": 0,
-            "failures": 0,
-            "env_steps": steps + start_m.eval_env_steps,
-            "seconds": time.monotonic() - self.started,
-            "incumbent": {"cycle": 0, "hash": digest, "maml": start.to_dict(), "train_env_steps": steps},
-            "history": [{"cycle": 0, "hash": digest, "path": "history/cycle-0000"}],
-            "stopped": None,
-        }
-        store.write_manifest(self.out, state)
+        seconds = time.monotonic() - self.started
+        env_steps = steps + start_m.eval_env_steps
+        state = S.create(self.out, cfg, start, policy, steps, baseline, ref, env_steps, seconds)
         self.reference = ref
         m = M.compute(start_m, ref, cfg)
         store.log_decision(self.out, "started", 0, metrics=m.to_dict(), reference=ref.to_dict())
@@ -464,9 +245,7 @@ class SelfImprovement:
         self._check_limits()
         n = self.state["cycle"] + 1
         inc_score = self.incumbent_metrics.score
-        entry = next(
-            h for h in reversed(self.state["history"]) if h["hash"] == self.state["incumbent"]["hash"]
-        )
+        entry = S.history_entry(self.state, self.state["incumbent"]["hash"])
         open_cycle = {**self.state["incumbent"], "cycle": n, "path": entry["path"]}
         self.study.set_user_attr("open_cycle", open_cycle)
         while not self.stop_requested:
@@ -505,7 +284,7 @@ class SelfImprovement:
             if same_shapes(cand_cfg.model, inc_cfg.model)
             else None
         )
-        beat = _Heartbeat(trial, self.cfg.heartbeat_s)
+        beat = S.Heartbeat(trial, self.cfg.heartbeat_s)
         try:
             policy, steps = self.train_fn(cand_cfg, warm)
             bad = [k for k, p in policy.named_parameters() if not bool(torch.isfinite(p).all())]
@@ -550,7 +329,7 @@ class SelfImprovement:
         while True:
             trials = self._cycle_trials(n)
             for t in trials:
-                if t.state == TS.RUNNING and self._lost(t):
+                if t.state == TS.RUNNING and S.lost(t, self.cfg.grace_s):
                     self.study.tell(t.number, state=TS.FAIL)
                     store.log_decision(
                         self.out, "trial-lost", n, trial=t.number, worker=t.user_attrs.get("worker")
@@ -592,52 +371,50 @@ class SelfImprovement:
         return results
 
     def _decide(self, n: int, inc_score: float, results: list[dict[str, Any]]) -> CycleReport:
-        if not results:
-            return self._end_cycle(
-                n, CycleReport(n, "failed", inc_score, None, None), "every candidate failed"
-            )
+        """Ask :func:`decide.choose`; log its evidence; install the accepted candidate, recheck it on fresh
+        seeds and keep it or roll back (:func:`decide.rolls_back`)."""
         metrics = {
             r["trial"]: M.Metrics(r["metrics"], np.asarray(r["pairs"], dtype=float), float(r["global"]))
             for r in results
         }
-        eligible = results
-        if self.cfg.objectives == "pareto":  # no trade-offs: every objective at least the incumbent's
-            inc = self.incumbent_metrics.values
-            eligible = [r for r in results if M.dominates(metrics[r["trial"]].values, inc, self.objectives)]
-            if not eligible:
-                store.log_decision(
-                    self.out,
-                    "rejected",
-                    n,
-                    reason=f"no candidate dominates the incumbent on {list(self.objectives)}",
-                    candidates={r["trial"]: metrics[r["trial"]].to_dict() for r in results},
-                    incumbent=self.incumbent_metrics.to_dict(),
-                )
-                best_score = max(metrics[r["trial"]].score for r in results)
-                return self._end_cycle(
-                    n,
-                    CycleReport(n, "rejected", inc_score, best_score, None),
-                    "no candidate dominates the incumbent",
-                )
-        best = max(eligible, key=lambda r: metrics[r["trial"]].score)
-        best_m = metrics[best["trial"]]
-        comp = M.compare(best_m, self.incumbent_metrics, self.cfg, seed=n)
+        choice = decide.choose(metrics, self.incumbent_metrics, self.cfg, n)
+        comp = choice.comparison.to_dict() if choice.comparison is not None else None
+        report = CycleReport(n, choice.outcome, inc_score, choice.best_score, comp)
+        if choice.outcome == "failed":
+            return self._end_cycle(n, report, choice.failure)
+        if choice.best is None:  # a Pareto study: no candidate dominates the incumbent
+            store.log_decision(
+                self.out,
+                "rejected",
+                n,
+                reason=f"{decide.NONE_DOMINATES} on {list(self.objectives)}",
+                candidates={t: m.to_dict() for t, m in metrics.items()},
+                incumbent=self.incumbent_metrics.to_dict(),
+            )
+            return self._end_cycle(n, report, choice.failure)
+        best, best_m = next(r for r in results if r["trial"] == choice.best), metrics[choice.best]
         evidence = {
-            "trial": best["trial"],
+            "trial": choice.best,
             "candidate": best_m.to_dict(),
             "incumbent": self.incumbent_metrics.to_dict(),
         }
-        if not comp.better:
-            store.log_decision(self.out, "rejected", n, comparison=comp.to_dict(), **evidence)
-            return self._end_cycle(
-                n,
-                CycleReport(n, "rejected", inc_score, best_m.score, comp.to_dict()),
-                "no candidate beat the incumbent",
-            )
+        if choice.outcome == "rejected":
+            store.log_decision(self.out, "rejected", n, comparison=comp, **evidence)
+            return self._end_cycle(n, report, choice.failure)
         digest, total_steps = best["hash"], best["train_env_steps"]
-        store.log_decision(self.out, "accepted", n, comparison=comp.to_dict(), hash=digest, **evidence)
+        store.log_decision(self.out, "accepted", n, comparison=comp, hash=digest, **evidence)
         previous = (self.incumbent, self.state["incumbent"], self.incumbent_metrics, self.incumbent_cfg)
-        self._install(self.out / best["path"], digest, n, best["maml"], total_steps)
+        self.incumbent = S.install(
+            self.out,
+            self.state,
+            self.out / best["path"],
+            digest,
+            n,
+            best["maml"],
+            total_steps,
+            self.cfg.family,
+        )
+        self.incumbent_cfg = MAMLConfig.from_dict(best["maml"])
         # the full re-evaluation, on fresh seeds: the installed weights against the previous incumbent's
         new_re = self._metrics(
             self._measure(self.incumbent, total_steps, recheck=True, maml=self.incumbent_cfg), recheck=True
@@ -646,50 +423,23 @@ class SelfImprovement:
             self._measure(previous[0], previous[1]["train_env_steps"], recheck=True, maml=previous[3]),
             recheck=True,
         )
-        recheck = M.compare(new_re, old_re, self.cfg, seed=10_000 + n)
-        if recheck.difference <= 0.0:
-            self._rollback(previous, n, recheck)
-            return self._end_cycle(
-                n,
-                CycleReport(n, "rolled-back", inc_score, best_m.score, recheck.to_dict()),
-                "the re-evaluation regressed",
+        recheck = decide.recheck(new_re, old_re, self.cfg, n)
+        if decide.rolls_back(recheck):
+            self.incumbent = S.restore(self.out, self.state, previous[1], self.cfg.family)
+            self.incumbent_metrics, self.incumbent_cfg = previous[2], previous[3]
+            store.log_decision(
+                self.out, "rolled-back", n, restored=previous[1]["hash"], recheck=recheck.to_dict()
             )
+            report = CycleReport(n, "rolled-back", inc_score, best_m.score, recheck.to_dict())
+            return self._end_cycle(n, report, decide.REGRESSED)
         self.incumbent_metrics = best_m
-        self.state["history"].append({"cycle": n, "hash": digest, "path": f"history/cycle-{n:04d}"})
-        store.save_checked(
-            self.out / "history" / f"cycle-{n:04d}", self.incumbent, {"family": self.cfg.family}
-        )
-        store.write_manifest(self.out, self.state)
+        S.record_installed(self.out, self.state, n, self.incumbent, self.cfg.family)
         store.log_decision(self.out, "installed", n, hash=digest, recheck=recheck.to_dict())
-        return self._end_cycle(
-            n, CycleReport(n, "installed", best_m.score, best_m.score, comp.to_dict()), None
-        )
-
-    def _install(self, path: Path, digest: str, n: int, maml: dict[str, Any], total_steps: int) -> None:
-        policy = store.load_checked(path, digest)  # exactly the weights that were evaluated
-        store.save_checked(self.out / "incumbent", policy, {"family": self.cfg.family})
-        self.incumbent, self.incumbent_cfg = policy, MAMLConfig.from_dict(maml)
-        self.state["incumbent"] = {"cycle": n, "hash": digest, "maml": maml, "train_env_steps": total_steps}
-        store.write_manifest(self.out, self.state)
-
-    def _rollback(self, previous: tuple[Any, ...], n: int, recheck: M.Comparison) -> None:
-        policy, inc_state, inc_metrics, inc_cfg = previous
-        entry = next(h for h in reversed(self.state["history"]) if h["hash"] == inc_state["hash"])
-        restored = store.load_checked(self.out / entry["path"], inc_state["hash"])
-        store.save_checked(self.out / "incumbent", restored, {"family": self.cfg.family})
-        if (
-            store.weights_hash(store.load_checked(self.out / "incumbent", inc_state["hash"]))
-            != inc_state["hash"]
-        ):
-            raise CheckpointError("the rollback did not restore the previous incumbent's weights")
-        self.incumbent, self.incumbent_metrics, self.incumbent_cfg = restored, inc_metrics, inc_cfg
-        self.state["incumbent"] = inc_state
-        store.write_manifest(self.out, self.state)
-        store.log_decision(self.out, "rolled-back", n, restored=inc_state["hash"], recheck=recheck.to_dict())
+        return self._end_cycle(n, CycleReport(n, "installed", best_m.score, best_m.score, comp), None)
 
     def _end_cycle(self, n: int, report: CycleReport, failure: str | None) -> CycleReport:
         self.state["cycle"] = n
-        self.state["failures"] = self.state["failures"] + 1 if failure else 0
+        self.state["failures"] = decide.failures_after(self.state["failures"], failure is not None)
         if self.cfg.objectives == "pareto":  # in the manifest, so `rsi status` shows it without the study
             self.state["pareto_front"] = self.pareto_front()
         self.state["seconds"] = self.state.get("seconds", 0.0) + (time.monotonic() - self.started)
@@ -697,12 +447,9 @@ class SelfImprovement:
         if failure:
             store.log_decision(self.out, "failed", n, reason=failure, consecutive=self.state["failures"])
         store.write_manifest(self.out, self.state)
-        if self.state["failures"] >= self.cfg.max_failures:
-            self._stop(f"emergency stop: {self.state['failures']} consecutive failed cycles")
-        if self.cfg.floor is not None and self.incumbent_metrics.score < self.cfg.floor:
-            self._stop(
-                f"the incumbent's score {self.incumbent_metrics.score:.3f} is below the floor {self.cfg.floor}"
-            )
+        reason = decide.stop_after_cycle(self.state["failures"], self.incumbent_metrics.score, self.cfg)
+        if reason is not None:
+            self._stop(reason)
         return report
 
     def _check_limits(self) -> None:
@@ -710,11 +457,10 @@ class SelfImprovement:
             raise SafetyStop(
                 f"this loop stopped earlier: {self.state['stopped']} (--restart_stopped continues it)"
             )
-        if self.state["env_steps"] >= self.cfg.max_env_steps:
-            self._stop(f"env-step limit reached ({self.state['env_steps']} >= {self.cfg.max_env_steps})")
         minutes = (self.state.get("seconds", 0.0) + time.monotonic() - self.started) / 60
-        if minutes >= self.cfg.max_minutes:
-            self._stop(f"time limit reached ({minutes:.1f} >= {self.cfg.max_minutes} minutes)")
+        reason = decide.limit_reached(self.state["env_steps"], minutes, self.cfg)
+        if reason is not None:
+            self._stop(reason)
 
     def _stop(self, reason: str) -> None:
         self.state["stopped"] = reason
@@ -804,9 +550,13 @@ __all__ = [
     "CycleReport",
     "SafetyStop",
     "SelfImprovement",
+    "check_same_config",
+    "config_differences",
+    "config_key",
     "make_sampler",
     "propose",
     "same_shapes",
     "search_space",
     "train_candidate",
+    "work",
 ]

@@ -4,14 +4,12 @@ and the README's quick-tour commands, run as written at a tiny budget, train exa
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_cli
 
 from ssm_metarl import cli
 from ssm_metarl.config import scale_budget
@@ -116,16 +114,12 @@ def quick_tour() -> list[str]:
 def test_readme_quick_tour_runs_as_written_and_trains_the_recipes(tmp_path):
     lines = [c for c in quick_tour() if not re.search(r"ssm-metarl (app|demo)\b", c)]
     assert len(lines) >= 9, lines
-    env = {
-        **os.environ,
-        cli.BUDGET_ENV: "0.01",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
     for line in lines:
+        # `ssm-metarl <args>` and `python main.py <args>`, each through its entry point in this process
         args = shlex.split(line.replace(".venv/bin/", ""))
-        argv = ([sys.executable, str(ROOT / "main.py")] + args[2:]) if args[0] == "python" else args
-        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
+        assert args[0] == "ssm-metarl" or args[:2] == ["python", "main.py"], line
+        main_py = args[0] == "python"
+        proc = run_cli(args[2 if main_py else 1 :], tmp_path, env={cli.BUDGET_ENV: "0.01"}, main_py=main_py)
         if "SSM_METARL_BUDGET=0.01" not in proc.stdout:
             assert args[1] == "evaluate", line  # every other command has a budget, and says it was scaled
     runs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/run.json")}

@@ -2,10 +2,10 @@
 or attach to a loop (the daemon's, or any other) by its folder.
 
 :func:`run_improvement` builds an :class:`~ssm_metarl.config.RSIConfig` from ``recipe("maml", family)`` and a
-budget preset, and runs :class:`~ssm_metarl.rsi.SelfImprovement` in a thread, the way the Meta-training tab
-runs its job: one job per session (``AppSession.busy``), the session's stop flag (Stop sets the loop's
-``stop_requested``: the cycle in flight finishes), a folder of its own under the session's folder
-(``<runs_dir>/<session>/rsi-N``). What the page shows, the incumbent's metrics per cycle, the incumbent and
+budget preset, and runs :class:`~ssm_metarl.rsi.SelfImprovement` in a thread with the Meta-training tab's
+job runner (:func:`~ssm_metarl.app.jobs.run_job`): one job per session (``AppSession.busy``), the session's
+stop flag (Stop sets the loop's ``stop_requested``: the cycle in flight finishes), a folder of its own
+under the session's folder (``<runs_dir>/<session>/rsi-N``). What the page shows, the incumbent's metrics per cycle, the incumbent and
 every decision, is read back from that folder (:func:`loop_view`: the manifest and ``decisions.jsonl``), so a
 run of this tab and a daemon attached by :func:`attach` look the same. No decision is made here: the loop
 decides, this module reads what it wrote.
@@ -13,10 +13,8 @@ decides, this module reads what it wrote.
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -24,13 +22,12 @@ from typing import Any, cast
 from matplotlib.figure import Figure
 
 from ssm_metarl.app import plots
+from ssm_metarl.app.jobs import Done, run_job, stop_job
 from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.config import MODEL_KINDS, ModelKind, RSIConfig
 from ssm_metarl.envs.tasks import TASK_FAMILIES, get_family
 from ssm_metarl.errors import InputError
 from ssm_metarl.recipes import recipe
-
-logger = logging.getLogger(__name__)
 
 JOB = "self-improvement"
 """``AppSession.job`` while this tab's loop runs."""
@@ -396,10 +393,31 @@ def loop_folder(session: AppSession) -> Path:
     return session.run_dir / f"rsi-{i}"
 
 
+def _refusal(running: str | None) -> str:
+    doing = "running the self-improvement loop" if running == JOB else "meta-training a model"
+    return f"This session is already {doing}: wait for it or stop it first."
+
+
+def _running_status(req: ImproveRequest, out: Path, last: Any, ready: bool, stopping: bool) -> str:
+    """The status line while the loop runs; ``last``: the latest cycle's report (None before the first)."""
+    asked = " Stopping after the cycle in flight ..." if stopping else ""
+    if not ready:
+        return (
+            f"Initialising `{out}`: training and measuring the starting incumbent and the baseline ...{asked}"
+        )
+    if last is None:
+        return f"Cycle 1/{req.cycles} running in `{out}` ...{asked}"
+    more = f" Cycle {last.cycle + 1}/{req.cycles} running ..." if last.cycle < req.cycles else ""
+    return (
+        f"Cycle {last.cycle}/{req.cycles}: **{last.outcome}** (incumbent score "
+        f"{last.incumbent_score:.3f}).{more}{asked}"
+    )
+
+
 def run_improvement(
     session: AppSession, req: ImproveRequest, poll_seconds: float = 0.5
 ) -> Iterator[ImproveProgress]:
-    """Run ``req.cycles`` cycles of the loop in a background thread; yields a view of its folder whenever the
+    """Run ``req.cycles`` cycles of the loop as the session's job; yields a view of its folder whenever the
     decisions log grows, and a final one (``done``). The session's stop flag (Stop, or the page closing)
     sets the loop's ``stop_requested``: the cycle in flight finishes, then the run ends.
 
@@ -413,83 +431,58 @@ def run_improvement(
         raise UserError(
             f"The self-improvement loop needs Optuna ({e}): pip install 'ssm-metarl[rsi]'."
         ) from None
-    if session.busy:
-        doing = "running the self-improvement loop" if session.job == JOB else "meta-training a model"
-        raise UserError(f"This session is already {doing}: wait for it or stop it first.")
     out = loop_folder(session)
     cfg = rsi_config(req, out)
-    session.busy, session.job = True, JOB
-    session.stop.clear()
-    reports: queue.Queue = queue.Queue()
-    box: list[Any] = []
-    outcome: dict[str, Any] = {}
+    loops: list[SelfImprovement] = []
 
-    def body() -> None:
-        try:
-            loop = SelfImprovement(cfg)
-            loop.stop_requested = session.stop.is_set()
-            box.append(loop)
-            reports.put(("ready", loop.incumbent_metrics.score))
-            outcome["reason"] = loop.run(req.cycles, on_cycle=lambda r: reports.put(("cycle", r)))
-        except Exception as e:  # the page shows a short message; the log keeps the traceback
-            logger.exception("self-improvement job in %s of session %s failed", out, session.id)
-            outcome["error"] = e
+    def body(report: Callable[[tuple[str, Any]], None]) -> str:
+        loop = SelfImprovement(cfg)
+        loop.stop_requested = session.stop.is_set()
+        loops.append(loop)
+        report(("ready", loop.incumbent_metrics.score))
+        return loop.run(req.cycles, on_cycle=lambda r: report(("cycle", r)))
 
-    def status(last: Any, ready: bool) -> str:
-        asked = " Stopping after the cycle in flight ..." if session.stop.is_set() else ""
-        if not ready:
-            return f"Initialising `{out}`: training and measuring the starting incumbent and the baseline ...{asked}"
-        if last is None:
-            return f"Cycle 1/{req.cycles} running in `{out}` ...{asked}"
-        more = f" Cycle {last.cycle + 1}/{req.cycles} running ..." if last.cycle < req.cycles else ""
-        return (
-            f"Cycle {last.cycle}/{req.cycles}: **{last.outcome}** (incumbent score "
-            f"{last.incumbent_score:.3f}).{more}{asked}"
-        )
+    def stop_loop() -> None:
+        for loop in loops:
+            loop.stop_requested = True
 
-    thread = threading.Thread(target=body, name=f"rsi-{session.id}", daemon=True)
+    job = run_job(
+        session,
+        JOB,
+        body,
+        refusal=_refusal,
+        failed="The self-improvement loop failed",
+        on_stop=stop_loop,
+        poll_seconds=poll_seconds,
+    )
     last, ready, seen = None, False, -1
-    try:
-        thread.start()
-        yield ImproveProgress(loop_view(out, status(last, ready)))
-        while thread.is_alive() or not reports.empty():
-            try:
-                event, value = reports.get(timeout=poll_seconds)
+    with closing(job):
+        for event in job:
+            if isinstance(event, Done):
+                view = loop_view(out)
+                how = "Stopped" if session.stop.is_set() else "Done"
+                view.status = (
+                    f"{how}: {event.result}. The loop's folder is `{out}` (continue it with `ssm-metarl rsi "
+                    f"run --out_dir {out}` and the same settings)."
+                )
+                yield ImproveProgress(view, done=True)
+                continue
+            for kind, value in event.updates:  # ("ready", score), then ("cycle", report) per cycle
                 ready = True
-                if event == "cycle":
+                if kind == "cycle":
                     last = value
-            except queue.Empty:
-                pass
             ready = ready or (out / "manifest.json").exists()
-            if session.stop.is_set() and box:
-                box[0].stop_requested = True
             size = (out / "decisions.jsonl").stat().st_size if (out / "decisions.jsonl").exists() else 0
             if size != seen:
                 seen = size
-                yield ImproveProgress(loop_view(out, status(last, ready)))
-        if "error" in outcome:
-            raise UserError(f"The self-improvement loop failed: {outcome['error']}") from outcome["error"]
-        view = loop_view(out)
-        how = "Stopped" if session.stop.is_set() else "Done"
-        view.status = (
-            f"{how}: {outcome['reason']}. The loop's folder is `{out}` (continue it with `ssm-metarl rsi run "
-            f"--out_dir {out}` and the same settings)."
-        )
-        yield ImproveProgress(view, done=True)
-    finally:
-        if thread.is_alive():  # the page went away mid-run: the loop finishes its cycle in flight
-            session.stop.set()
-            for loop in box:
-                loop.stop_requested = True
-            thread.join()
-        session.busy, session.job = False, None
+                status = _running_status(req, out, last, ready, session.stop.is_set())
+                yield ImproveProgress(loop_view(out, status))
 
 
 def request_stop(session: AppSession | None) -> str:
     """The Stop button: the running loop finishes the cycle in flight, then ends."""
-    if session is None or not session.busy or session.job != JOB:
+    if not stop_job(session, JOB):
         return "Nothing to stop: no self-improvement loop is running in this session."
-    session.stop.set()
     return "Stopping after the cycle in flight (a cycle is not cut short: its decisions stay whole) ..."
 
 

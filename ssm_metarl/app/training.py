@@ -1,24 +1,24 @@
 """The "Meta-training" tab: one MAML or RL² run in a background thread, streamed to the page, cancellable.
 
 :func:`run_training` starts ``train_maml`` or ``train_rl2`` from the family's recipe (the same config the CLI
-and the benchmarks start from, with the tab's controls as overrides) in a thread whose per-iteration
-callback hands each metrics row to the page and returns the session's stop flag (so Cancel ends the run
-after the current iteration). When the run ends, finished or cancelled, the policy is measured zero-shot
-on a few held-out tasks and saved as a checkpoint under the session's folder; it then appears in this
-session's model lists.
+and the benchmarks start from, with the tab's controls as overrides) as the session's job
+(:func:`~ssm_metarl.app.jobs.run_job`), whose per-iteration callback hands each metrics row to the page and
+returns the session's stop flag (so Cancel ends the run after the current iteration). When the run ends,
+finished or cancelled, the policy is measured zero-shot on a few held-out tasks and saved as a checkpoint
+under the session's folder; it then appears in this session's model lists.
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from ssm_metarl.adapt import evaluate_adaptation
+from ssm_metarl.app.jobs import Done, run_job, stop_job
 from ssm_metarl.app.session import AppSession, UserError
 from ssm_metarl.checkpoint import save_policy
 from ssm_metarl.config import MODEL_KINDS, MAMLConfig, ModelKind, PPOConfig
@@ -30,8 +30,6 @@ from ssm_metarl.meta.maml import train_maml
 from ssm_metarl.meta.rl2 import evaluate_in_context, train_rl2
 from ssm_metarl.models.heads import ActorCritic
 from ssm_metarl.recipes import recipe
-
-logger = logging.getLogger(__name__)
 
 FAMILIES = sorted(TASK_FAMILIES)
 """Every registered task family can be meta-trained here."""
@@ -166,12 +164,15 @@ def _evaluate(policy: ActorCritic, req: TrainRequest) -> dict[str, Any]:
     return {"tasks": len(tasks), "zero_shot": zero_shot, "random": random}
 
 
-def _train(session: AppSession, req: TrainRequest, label: str, rows: queue.Queue) -> tuple[str, Path, dict]:
-    """The thread's body: train, measure, save, register. Returns (label, checkpoint, metadata)."""
+def _train(
+    session: AppSession, req: TrainRequest, label: str, report: Callable[[dict[str, Any]], None]
+) -> tuple[str, Path, dict]:
+    """The job's body: train (each metrics row to ``report``), measure, save, register. Returns (label,
+    checkpoint, metadata)."""
     out = session.run_dir / label
 
     def callback(row: dict[str, Any]) -> bool:
-        rows.put(row)
+        report(row)
         return session.stop.is_set()
 
     if req.method == "MAML":
@@ -204,55 +205,42 @@ def _train(session: AppSession, req: TrainRequest, label: str, rows: queue.Queue
     return label, path, meta
 
 
-def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0.25) -> Iterator[Progress]:
-    """Meta-train as ``req`` says; yields a Progress after each iteration and a final one (``done``).
+def _refusal(running: str | None) -> str:
+    if running == "self-improvement":
+        return (
+            "This session is running the self-improvement loop: wait for it or press Stop in the "
+            "Self-improvement tab."
+        )
+    return "This session is already meta-training a model: wait for it or press Cancel."
 
-    Raises UserError before starting for a request that cannot run, or when this session already trains.
+
+def run_training(session: AppSession, req: TrainRequest, poll_seconds: float = 0.25) -> Iterator[Progress]:
+    """Meta-train as ``req`` says, as the session's job; yields a Progress after each iteration and a final
+    one (``done``).
+
+    Raises UserError before starting for a request that cannot run, or when this session already runs a job.
     """
     check_request(req)
-    if session.busy:
-        if session.job == "self-improvement":
-            raise UserError(
-                "This session is running the self-improvement loop: wait for it or press Stop in the "
-                "Self-improvement tab."
-            )
-        raise UserError("This session is already meta-training a model: wait for it or press Cancel.")
-    session.busy, session.job = True, JOB
-    session.stop.clear()
     label = session.unique_name(req.name)
-    rows: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            outcome["value"] = _train(session, req, label, rows)
-        except Exception as e:  # the page shows a short message; the log keeps the traceback
-            logger.exception("meta-training job %s of session %s failed", label, session.id)
-            outcome["error"] = e
-
-    thread = threading.Thread(target=body, name=f"meta-train-{session.id}", daemon=True)
+    job = run_job(
+        session,
+        JOB,
+        partial(_train, session, req, label),
+        refusal=_refusal,
+        failed="Meta-training failed",
+        poll_seconds=poll_seconds,
+    )
     progress = Progress(req.method)
-    try:
-        thread.start()
-        while thread.is_alive() or not rows.empty():
-            try:
-                progress.rows.append(rows.get(timeout=poll_seconds))
-            except queue.Empty:
-                continue
-            while not rows.empty():
-                progress.rows.append(rows.get_nowait())
-            yield replace(progress, rows=list(progress.rows))  # a snapshot: the page may lag
-        if "error" in outcome:
-            raise UserError(f"Meta-training failed: {outcome['error']}") from outcome["error"]
-        label, path, meta = outcome["value"]
-        progress.done, progress.label = True, label
-        progress.message = final_message(label, path, meta)
-        yield progress
-    finally:
-        if thread.is_alive():  # the page went away mid-run: stop the thread after its current iteration
-            session.stop.set()
-            thread.join()
-        session.busy, session.job = False, None
+    with closing(job):
+        for event in job:
+            if isinstance(event, Done):
+                label, path, meta = event.result
+                progress.done, progress.label = True, label
+                progress.message = final_message(label, path, meta)
+                yield progress
+            elif event.updates:
+                progress.rows.extend(event.updates)
+                yield replace(progress, rows=list(progress.rows))  # a snapshot: the page may lag
 
 
 def status_line(p: Progress, req: TrainRequest) -> str:
@@ -286,9 +274,8 @@ def final_message(label: str, path: Path, meta: dict[str, Any]) -> str:
 
 def request_stop(session: AppSession | None) -> str:
     """The Cancel button: the running job stops after its current iteration."""
-    if session is None or not session.busy or session.job != JOB:
+    if not stop_job(session, JOB):
         return "Nothing to cancel: no meta-training is running in this session."
-    session.stop.set()
     return "Cancelling after the current iteration ..."
 
 

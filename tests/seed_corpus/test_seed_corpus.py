@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 import tomllib
 import torch
 from extract import COMMAND_START, SEEDS, fenced, has_fences, region, seed_text
+from inprocess import run_cli
 
 from ssm_metarl.config import BUDGET_ENV
 from ssm_metarl.migrate import translate_imports
@@ -181,6 +183,12 @@ def run_shell(row: dict[str, Any], tmp_path: Path) -> None:
     if row.get("serves"):
         serves_page(command, tmp_path)
         return
+    entry = in_process_entry(command)
+    if entry is not None and "after" not in row:
+        args, main_py = entry
+        proc = run_cli(args, tmp_path, ok=False, env={BUDGET_ENV: BUDGET}, main_py=main_py)
+        check_shell_output(row, command, proc, tmp_path)
+        return
     try:
         proc = subprocess.run(
             ["bash", "-c", command],
@@ -195,6 +203,24 @@ def run_shell(row: dict[str, Any], tmp_path: Path) -> None:
             subprocess.run(
                 ["bash", "-c", row["after"]], cwd=tmp_path, env=shell_env(), timeout=900, check=True
             )
+    check_shell_output(row, command, proc, tmp_path)
+
+
+def in_process_entry(command: str) -> tuple[list[str], bool] | None:
+    """``(args, main_py)`` when ``command`` is one plain ``ssm-metarl ...`` or ``python main.py ...`` call (no
+    shell syntax), which then runs through its entry point in this process; None for anything else."""
+    if re.search(r"[|;&<>$`\\]", command):
+        return None
+    args = shlex.split(command)
+    if args[:1] == ["ssm-metarl"]:
+        return args[1:], False
+    if args[:2] == ["python", "main.py"]:
+        return args[2:], True
+    return None
+
+
+def check_shell_output(row: dict[str, Any], command: str, proc: Any, tmp_path: Path) -> None:
+    """The exit status, the patterns and the files a shell row expects."""
     output = proc.stdout + proc.stderr
     assert proc.returncode == row.get("exit", 0), f"{command} exited {proc.returncode}:\n{output[-3000:]}"
     if row["outcome"] != "refused":

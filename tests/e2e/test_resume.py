@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inprocess import run_cli
 from safetensors.torch import load_file
 
 from ssm_metarl.checkpoint import load_policy, read_tensors
@@ -32,9 +33,9 @@ COMMANDS = {
 UPDATES = {"ppo": 16, "maml": 12, "rl2": 12}
 
 
-def command(name: str, out: Path, *extra: str) -> list[str]:
+def arguments(name: str, out: Path, *extra: str) -> list[str]:
+    """The ``ssm-metarl`` arguments of run ``name`` into ``out``."""
     return [
-        *CLI,
         *COMMANDS[name].split(),
         "--out",
         str(out),
@@ -44,6 +45,11 @@ def command(name: str, out: Path, *extra: str) -> list[str]:
         "1",
         *extra,
     ]
+
+
+def command(name: str, out: Path, *extra: str) -> list[str]:
+    """The same run as a process of its own, for the tests that kill it."""
+    return [*CLI, *arguments(name, out, *extra)]
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -64,7 +70,7 @@ def check_whole(out: Path) -> int:
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_killed_run_resumes_to_the_same_parameters(tmp_path, name):
     ref = tmp_path / "ref"
-    subprocess.run(command(name, ref), check=True, capture_output=True, timeout=600)
+    run_cli(arguments(name, ref))  # the uninterrupted run, in this process
 
     rng = random.Random()
     kill_after = rng.randint(1, UPDATES[name] - 2)  # the update whose checkpoint must exist before the kill
@@ -81,10 +87,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path, name):
     assert not (out / "final").exists(), f"the run finished before the kill (update {kill_after})"
     assert check_whole(out) >= 1
 
-    done = subprocess.run(
-        command(name, out, "--resume", str(out)), capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(arguments(name, out, "--resume", str(out)))  # the killed process's checkpoint, resumed here
     want, got = final_weights(ref), final_weights(out)
     assert want.keys() == got.keys()
     for key in want:
@@ -107,16 +110,10 @@ def test_kills_at_random_instants_never_leave_a_half_written_checkpoint(tmp_path
 
 def test_resume_with_another_config_is_refused(tmp_path):
     out = tmp_path / "run"
-    subprocess.run(command("ppo", out), check=True, capture_output=True, timeout=600)
-    proc = subprocess.run(
-        command("ppo", out, "--lr", "0.5", "--resume", str(out)), capture_output=True, text=True
-    )
+    run_cli(arguments("ppo", out))
+    proc = run_cli(arguments("ppo", out, "--lr", "0.5", "--resume", str(out)), ok=False)
     assert (
         proc.returncode == 2 and "lr: saved 0.001, now 0.5" in proc.stderr and "Traceback" not in proc.stderr
     )
-    proc = subprocess.run(
-        command("ppo", tmp_path / "new", "--resume", str(tmp_path / "nothing")),
-        capture_output=True,
-        text=True,
-    )
+    proc = run_cli(arguments("ppo", tmp_path / "new", "--resume", str(tmp_path / "nothing")), ok=False)
     assert proc.returncode == 2 and "no resumable checkpoint" in proc.stderr

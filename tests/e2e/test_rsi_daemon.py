@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from inprocess import Ran, run_cli
 
-CLI = [sys.executable, "-m", "ssm_metarl.cli"]
 TINY = [
     "--start.meta_iterations", "1", "--start.meta_batch_size", "2", "--start.inner.episodes", "2",
     "--start.model.hidden_dim", "8", "--start.model.num_layers", "1", "--start.outer_epochs", "1",
@@ -23,9 +23,10 @@ TINY = [
 ]  # fmt: skip
 
 
-def rsi(*args: str, ok: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SSM_METARL_BUDGET": ""}
-    proc = subprocess.run([*CLI, "rsi", *args], capture_output=True, text=True, timeout=timeout, env=env)
+def rsi(*args: str, ok: bool = True) -> Ran:
+    """``ssm-metarl rsi <args>`` through the CLI's entry point in this process (the daemon that ``start``
+    launches is a process of its own, as for a user)."""
+    proc = run_cli(["rsi", *args], ok=False, env={"SSM_METARL_BUDGET": ""})
     if ok:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo app lint docs space-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory bench-metaworld clean
+.PHONY: venv test demo app lint docs space-check container-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory bench-metaworld clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,11 +24,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
-# TEST_WORKERS=2 runs the suite in two processes (pytest-xdist), a test file per process at a time, so the
-# module-scoped fixtures (a built wheel, a served app) are made once per file; the default, 0, runs it in one
-TEST_WORKERS ?= 0
+# the suite runs in TEST_WORKERS pytest-xdist processes (2: this machine's cores), each test going to whichever
+# process is free (worksteal: the long learning tests do not queue behind one another); TEST_WORKERS=0 runs it
+# in one process. pytest prints the slowest tests (--durations in pyproject.toml).
+TEST_WORKERS ?= 2
 test: $(STAMP) lint docs
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 demo: $(STAMP)
 	$(BIN)/ssm-metarl demo
@@ -39,6 +40,11 @@ app: $(STAMP)
 # the Hugging Face Space from the committed files in a fresh venv (downloads its requirements; minutes)
 space-check:
 	bash scripts/check_space.sh
+
+# the image built with podman from a local Debian base (no registry needed), its demo run and its app served on
+# loopback (installs podman and debootstrap from apt when missing; minutes)
+container-check:
+	bash scripts/container_check.sh
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"

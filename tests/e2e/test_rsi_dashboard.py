@@ -5,13 +5,11 @@ the manifest records."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import optuna_dashboard
-from test_rsi_daemon import CLI, TINY
+from test_rsi_daemon import TINY, rsi
 
 
 def api(app, path: str) -> dict:
@@ -27,15 +25,7 @@ def api(app, path: str) -> dict:
 def test_the_dashboard_shows_the_loops_study_and_pareto_front(tmp_path: Path) -> None:
     out = tmp_path / "rsi"
     args = [*TINY, "--objectives", "pareto", "--sampler", "nsga2", "--candidates", "2", "--cycles", "2"]
-    env = {**os.environ, "SSM_METARL_BUDGET": ""}
-    proc = subprocess.run(
-        [*CLI, "rsi", "run", "--out_dir", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rsi("run", "--out_dir", str(out), *args)
     manifest = json.loads((out / "manifest.json").read_text())
     app = optuna_dashboard.wsgi(f"sqlite:///{out / 'study.db'}")
     (summary,) = api(app, "/api/studies")["study_summaries"]

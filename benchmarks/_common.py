@@ -1,7 +1,9 @@
 """Shared helpers for benchmark scripts: machine description, provenance, fair timing, result files.
 
 Every benchmark writes ``benchmarks/results/<name>.json`` (the numbers, with machine, command, commit,
-seeds and date) and ``<name>.md`` (the same numbers as a table), through :func:`write_results`.
+seeds and date) and ``<name>.md`` (the same numbers as a table), through :func:`write_results`. Every benchmark
+parses its arguments with :func:`start_run`, which refuses a working tree with uncommitted changes unless it is
+given ``--allow-dirty``.
 """
 
 from __future__ import annotations
@@ -66,28 +68,85 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+RESULTS_PATHSPEC = ":(exclude)benchmarks/results"
+"""What :func:`dirty_files` leaves out: the results files, which benchmarks write (and rewrite) as they run."""
+
+
+def dirty_files() -> list[str] | None:
+    """Tracked files with uncommitted changes (staged or not) outside ``benchmarks/results/``; None outside git.
+
+    Untracked files are not counted (``git status --porcelain --untracked-files=no``): a run writes new
+    results files, and other tools leave scratch files, none of which is the code that ran; a new module the
+    code imports must be committed (``git add``) to count. Changes under ``benchmarks/results/`` are not
+    counted either: they are what a benchmark writes, so that ``make bench`` can run one benchmark after another.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", RESULTS_PATHSPEC],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [line[3:].split(" -> ")[-1] for line in out.splitlines() if line.strip()]
+
+
 def _read_commit() -> str | None:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-    return f"{head}-dirty" if dirty else head
+    return f"{head}-dirty" if dirty_files() else head
 
 
 _COMMIT_AT_START = _read_commit()
+_ALLOW_DIRTY = False
 
 
 def git_commit() -> str | None:
     """HEAD's hash when the benchmark started (the code that ran), with ``-dirty`` when the working tree had
-    uncommitted changes then, or when HEAD moved while it ran; None outside git."""
+    uncommitted changes then (see :func:`dirty_files`), or when HEAD moved or the tree changed while it ran;
+    None outside git. :func:`start_run` reads it again when the run starts."""
     if _COMMIT_AT_START is not None and _read_commit() != _COMMIT_AT_START:
         return _COMMIT_AT_START.removesuffix("-dirty") + "-dirty"
     return _COMMIT_AT_START
+
+
+def start_run(parser: Any, argv: Sequence[str] | None = None) -> Any:
+    """Every benchmark's arguments, parsed, once the tree is known to be committed: the start of every run.
+
+    Adds ``--allow-dirty`` to ``parser`` (an ``argparse.ArgumentParser``), parses ``argv`` (the command line
+    when None), and reads the commit the run starts from. A tree with uncommitted changes (:func:`dirty_files`:
+    tracked files only, results files aside) is refused with a message naming the files, since the results
+    file would name a commit that is not the code that ran; ``--allow-dirty`` runs anyway, and the results file
+    says so (``allow_dirty: true`` in :func:`provenance`, ``--allow-dirty`` in its command, the commit marked
+    ``-dirty``).
+    """
+    global _COMMIT_AT_START, _ALLOW_DIRTY
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run on a working tree with uncommitted changes (the results file records the commit as "
+        "<hash>-dirty and allow_dirty: true); without it such a run is refused",
+    )
+    args = parser.parse_args(argv)
+    _COMMIT_AT_START = _read_commit()
+    _ALLOW_DIRTY = bool(args.allow_dirty)
+    dirty = dirty_files() or []
+    if dirty and not args.allow_dirty:
+        listed = "".join(f"\n  {f}" for f in dirty)
+        raise SystemExit(
+            f"refusing to start a benchmark on a working tree with uncommitted changes in {REPO_ROOT}:{listed}\n"
+            "A results file names the commit its runs came from, and these changes are not in it. Commit them, "
+            "or run from a clean clone (git clone <this repository> <dir> && cd <dir>/benchmarks), or pass "
+            "--allow-dirty to run anyway (the results file then records the commit as <hash>-dirty and "
+            "allow_dirty: true)."
+        )
+    return args
 
 
 def now_iso() -> str:
@@ -176,8 +235,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def provenance() -> dict[str, Any]:
-    """What every results file records of where it came from: machine, command, commit (at the start), date."""
-    return {"machine": machine_info(), "command": command_line(), "commit": git_commit(), "date": now_iso()}
+    """What every results file records of where it came from: machine, command, commit (at the start), date,
+    and whether the run was let start on a tree with uncommitted changes (``allow_dirty``, :func:`start_run`)."""
+    return {
+        "machine": machine_info(),
+        "command": command_line(),
+        "commit": git_commit(),
+        "date": now_iso(),
+        "allow_dirty": _ALLOW_DIRTY,
+    }
 
 
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
@@ -200,8 +266,8 @@ def add_merge_arguments(parser: Any, default_name: str) -> None:
         default=[],
         metavar="JSON",
         help="earlier results files of this benchmark: their runs are summarised together with this "
-        "invocation's (a run with the same key here replaces the earlier one); each file's command, commit "
-        "and date are kept under 'merged_from'",
+        "invocation's (a run with the same key here replaces the earlier one); each file's command, commit, "
+        "machine and date are kept under 'merged_from', and every run keeps its own commit and machine",
     )
 
 
@@ -214,9 +280,10 @@ def merge_runs(
     ``runs`` replaces an earlier one with the same key, a later file an earlier file's. Reads the files
     first, so a benchmark can merge into the file it is about to overwrite; a file's own ``merged_from``
     entries are carried along, so the provenance chain survives repeated merges. Every run is stamped with the
-    commit that produced it (``commit``): this invocation's with :func:`git_commit`, an earlier file's runs that
-    lack one with that file's commit when the file merged nothing itself (otherwise it is unknown: None). Raises
-    ``ValueError`` for a file without a ``runs`` list.
+    commit that produced it (``commit``) and the machine it ran on (``machine``, as :func:`machine_info`), so a
+    merged file can be checked run by run: this invocation's runs with :func:`git_commit` and this machine, an
+    earlier file's runs that lack them with that file's ``commit`` and ``machine`` when the file merged nothing
+    itself (otherwise they are unknown: None). Raises ``ValueError`` for a file without a ``runs`` list.
     """
     merged: dict[Any, dict[str, Any]] = {}
     provenance = []
@@ -224,9 +291,12 @@ def merge_runs(
         data = json.loads(Path(path).read_text())
         if not isinstance(data.get("runs"), list):
             raise ValueError(f"{path} has no 'runs' list: not a results file this benchmark can merge")
-        own = None if data.get("merged_from") else data.get("commit")
+        own = (
+            {} if data.get("merged_from") else data
+        )  # a file that merged others: its runs' origin is unknown
         for run in data["runs"]:
-            run.setdefault("commit", own)
+            run.setdefault("commit", own.get("commit"))
+            run.setdefault("machine", own.get("machine"))
             merged[key(run)] = run
         provenance.extend(data.get("merged_from", []))  # what that file had merged itself
         provenance.append(
@@ -234,13 +304,16 @@ def merge_runs(
                 "file": str(path),
                 "command": data.get("command"),
                 "commit": data.get("commit"),
+                "machine": data.get("machine"),
                 "date": data.get("date"),
                 "runs": len(data["runs"]),
                 "minutes_total": data.get("minutes_total", data.get("headline", {}).get("minutes")),
             }
         )
+    here = machine_info() if runs else None
     for run in runs:
         run.setdefault("commit", git_commit())
+        run.setdefault("machine", here)
         merged[key(run)] = run
     return list(merged.values()), provenance
 

@@ -32,6 +32,7 @@ from _common import (
     machine_info,
     markdown_table,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("--scratch-seeds", type=int, default=2, help="seeds of the PPO-from-scratch row")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="adaptation", help="results/<name>.{json,md,png}")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     from ssm_metarl.results import mean_ci
 

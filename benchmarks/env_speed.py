@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import interleaved_timings, markdown_table, provenance, summarize, write_results
+from _common import interleaved_timings, markdown_table, provenance, start_run, summarize, write_results
 
 FAMILIES = ["halfcheetah-dir", "halfcheetah-vel", "navigation-2d"]
 
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--maml-iterations", type=int, default=2, help="per MAML run; 0 skips part 2")
     parser.add_argument("--maml-rounds", type=int, default=2, help="sync/fast MAML run pairs")
     parser.add_argument("--name", default="env_speed")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     import torch
 

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import markdown_table, provenance, write_results
+from _common import markdown_table, provenance, start_run, write_results
 
 FAMILY = "cartpole-physics"
 MODEL = "cartpole-ssm"
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per adaptation step")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="forgetting")
-    args = parser.parse_args()
+    args = start_run(parser)
     t0 = time.perf_counter()
     ks = [0, *args.steps]
 

@@ -17,7 +17,7 @@ import json
 import time
 from typing import Any
 
-from _common import FROM_MULTITASK_MAML, REPO_ROOT, ci_cell, git_commit, machine_info, now_iso
+from _common import FROM_MULTITASK_MAML, REPO_ROOT, ci_cell, git_commit, machine_info, now_iso, start_run
 
 SPECS: dict[str, dict[str, Any]] = {
     "cartpole-ssm": {
@@ -380,7 +380,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", default=list(SPECS), choices=list(SPECS))
     parser.add_argument("--cards-only", action="store_true", help="rewrite the model cards from results.json")
-    args = parser.parse_args()
+    args = start_run(parser)
     if args.cards_only:
         for name in args.only:
             rewrite_card(name)

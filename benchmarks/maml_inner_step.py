@@ -20,7 +20,7 @@ import argparse
 from typing import Any
 
 import numpy as np
-from _common import markdown_table, provenance, write_results
+from _common import markdown_table, provenance, start_run, write_results
 
 FAMILY = "navigation-2d"
 
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[1.0, 0.3, 0.1, 0.03, 0.01])
     parser.add_argument("--tasks", type=int, default=6, help="validation goals of part 1")
     parser.add_argument("--later-lrs", type=float, nargs="+", default=[0.004, 0.0075, 0.015, 0.03, 0.06])
-    args = parser.parse_args()
+    args = start_run(parser)
     import torch
 
     torch.set_num_threads(1)

@@ -21,7 +21,7 @@ import multiprocessing as mp
 import time
 from typing import Any
 
-from _common import command_line, machine_info, markdown_table, provenance, write_results
+from _common import command_line, machine_info, markdown_table, provenance, start_run, write_results
 
 VARIANTS = [
     {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0},
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--name", default="maml_navigation_variants", help="results/<name>.{json,md}")
-    args = parser.parse_args()
+    args = start_run(parser)
     jobs = [{"variant": v, "seed": args.seed, "iterations": args.iterations} for v in VARIANTS]
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(args.jobs) as pool:

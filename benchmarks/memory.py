@@ -40,6 +40,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -187,7 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     add_merge_arguments(parser, "popgym")
-    args = parser.parse_args()
+    args = start_run(parser)
     env_ids = [f"popgym-{e}{args.level}-v0" for e in args.envs]
     jobs = [(env, m, s, args.steps) for s in args.seeds for env in env_ids for m in args.models]
     t0 = time.perf_counter()

@@ -37,6 +37,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--eval-runs", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
     add_merge_arguments(parser, "meta_bandits")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.bandits import (

@@ -35,6 +35,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--rl2-steps", type=int, default=300_000)
     parser.add_argument("--jobs", type=int, default=2)
     add_merge_arguments(parser, "meta_cartpole")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     from ssm_metarl.envs.tasks import get_family
     from ssm_metarl.meta.evaluate import baseline_returns

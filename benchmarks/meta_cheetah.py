@@ -29,6 +29,7 @@ from _common import (
     machine_info,
     markdown_table,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -45,7 +46,7 @@ def main() -> None:
         "--baseline", choices=["critic", "linear"], default=None, help="default: the maml recipe's"
     )
     parser.add_argument("--name", default="meta_cheetah")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     import torch
 

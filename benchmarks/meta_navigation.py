@@ -42,6 +42,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 from _common import backbone_of as common_backbone_of
@@ -190,7 +191,7 @@ def main() -> None:
     parser.add_argument("--no-multitask", action="store_true", help="skip the multi-task baseline")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (one torch thread each)")
     add_merge_arguments(parser, "meta_navigation")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     jobs = [
         {"kind": "rl2", "model": m, "seed": s, "steps": args.rl2_steps}

@@ -46,6 +46,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -318,7 +319,7 @@ def main() -> None:
     parser.add_argument("--evaluation-episodes", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     add_merge_arguments(parser, "metaworld_ml1")
-    args = parser.parse_args()
+    args = start_run(parser)
     if 50 % args.meta_batch:
         parser.error("--meta-batch must divide ML1's 50 test goals (Meta-World's vector env asserts it)")
 

@@ -21,6 +21,7 @@ from _common import (
     interleaved_timings,
     markdown_table,
     provenance,
+    start_run,
     summarize,
     write_results,
 )
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15, help="round-robin rounds")
     parser.add_argument("--inner", type=int, default=200, help="calls per round")
     parser.add_argument("--name", default="optimizer_speed")
-    args = parser.parse_args()
+    args = start_run(parser)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = recipe("ppo", "CartPole-v1")

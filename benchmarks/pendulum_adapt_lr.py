@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import ci_cell, command_line, machine_info, markdown_table, provenance, write_results
+from _common import ci_cell, command_line, machine_info, markdown_table, provenance, start_run, write_results
 
 FAMILY = "pendulum-physics"
 
@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 1.0])
     parser.add_argument("--name", default="pendulum_adapt_lr", help="results/<name>.{json,md}")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     import torch
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import command_line, machine_info, markdown_table, provenance, write_results
+from _common import command_line, machine_info, markdown_table, provenance, start_run, write_results
 
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.models import native
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument(
         "--name", default=None, help="results/<name>.{json,md,png} (default: ppo_cartpole[_quick])"
     )
-    args = parser.parse_args()
+    args = start_run(parser)
     torch.set_num_threads(1)
 
     methods = [f"ours-{m}" for m in args.models] + ([] if args.no_sb3 else ["sb3-ppo-mlp"])

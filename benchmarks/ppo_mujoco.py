@@ -35,6 +35,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -233,7 +234,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     add_merge_arguments(parser, "ppo_mujoco")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     if "sb3" in args.models:
         for env_id in args.envs:

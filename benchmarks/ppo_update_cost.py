@@ -27,7 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from _common import interleaved_timings, markdown_table, provenance, summarize, write_results
+from _common import interleaved_timings, markdown_table, provenance, start_run, summarize, write_results
 
 import ssm_metarl.models.ssm as ssm_module
 from ssm_metarl.models import native, policy_from_config
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=20, help="calls per timing")
     parser.add_argument("--compile", action="store_true", help="also torch.compile(policy.evaluate)")
     parser.add_argument("--name", default="ppo_update_cost")
-    args = parser.parse_args()
+    args = start_run(parser)
     torch.set_num_threads(1)
 
     cfg, ssm, ssm_batch = make("ssm")

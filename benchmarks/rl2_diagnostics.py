@@ -67,6 +67,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -531,7 +532,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (one torch thread each)")
     parser.add_argument("--notes", default=None, help="a markdown file appended to the .md (the findings)")
     add_merge_arguments(parser, "rl2_diagnostics")
-    args = parser.parse_args()
+    args = start_run(parser)
 
     jobs = [{"model": m, "seed": s, "steps": args.steps} for s in args.seeds for m in args.models]
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from typing import Any
 
 import optuna
 import torch
-from _common import markdown_table, provenance, write_results
+from _common import markdown_table, provenance, start_run, write_results
 
 from ssm_metarl.checkpoint import load_policy
 from ssm_metarl.config import MAMLConfig, RSIConfig
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=2)
     parser.add_argument("--work", default="runs/bench-rsi", help="where the loops keep their state")
     parser.add_argument("--name", default="rsi")
-    args = parser.parse_args()
+    args = start_run(parser)
     torch.set_num_threads(1)
     runs = []
     for seed in args.seeds:

@@ -42,6 +42,7 @@ try:
         machine_info,
         markdown_table,
         now_iso,
+        start_run,
         summarize,
         write_results,
     )
@@ -53,6 +54,7 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path
         machine_info,
         markdown_table,
         now_iso,
+        start_run,
         summarize,
         write_results,
     )
@@ -438,7 +440,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fast subset (< 60 s), written to *_quick.*")
     parser.add_argument("--no-crossover", action="store_true", help="skip the kernel crossover sweep")
     parser.add_argument("--name", default=None, help="results/<name>.{json,md} (default: scan_speed[_quick])")
-    args = parser.parse_args()
+    args = start_run(parser)
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     machine = machine_info()

@@ -43,6 +43,7 @@ from _common import (
     merge_runs,
     merged_markdown,
     provenance,
+    start_run,
     write_results,
 )
 
@@ -145,7 +146,7 @@ def main() -> None:
     parser.add_argument("--maml-iterations", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
     add_merge_arguments(parser, "ssm_backbone")
-    args = parser.parse_args()
+    args = start_run(parser)
     jobs: list[dict[str, Any]] = []
     if "maml" in args.uses:  # the longest runs first
         jobs += [

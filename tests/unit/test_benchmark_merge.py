@@ -1,9 +1,13 @@
-"""The benchmarks' results merging keeps, for every run, the commit that produced it."""
+"""The benchmarks' results merging keeps, for every run, the commit and the machine that produced it; a benchmark
+refuses to start on a working tree with uncommitted changes unless it is given ``--allow-dirty``."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,6 +49,95 @@ def test_merged_runs_carry_the_commit_that_produced_them(tmp_path: Path) -> None
     by_key = {r["k"]: r["commit"] for r in runs}
     assert by_key == {1: "aaa", 2: common.git_commit(), 3: None, 4: "ccc"}
     assert [m.get("commit") for m in merged_from] == ["aaa", None, "bbb"]  # own, mixed's own merge, mixed
+
+
+def test_merged_runs_carry_the_machine_that_produced_them(tmp_path: Path) -> None:
+    common = _common()
+    intel, amd = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2}, {"cpu": "AMD EPYC", "cores": 2}
+    own = tmp_path / "own.json"  # a file that merged nothing: its runs ran on its machine
+    own.write_text(json.dumps({"commit": "aaa", "machine": intel, "runs": [{"k": 1}, {"k": 2}]}))
+    mixed = tmp_path / "mixed.json"  # a file that merged others: a run without a machine is unknown
+    mixed.write_text(
+        json.dumps(
+            {
+                "commit": "bbb",
+                "machine": amd,
+                "merged_from": [{"file": "x"}],
+                "runs": [{"k": 3}, {"k": 4, "commit": "ccc", "machine": intel}],
+            }
+        )
+    )
+    runs, merged_from = common.merge_runs([{"k": 2}], [own, mixed], key=lambda r: r["k"])
+    by_key = {r["k"]: r["machine"] for r in runs}
+    here = by_key.pop(2)  # this invocation's run: this machine
+    assert here["cpu"] == common.cpu_model() and here["cores"] == common.machine_info()["cores"]
+    assert by_key == {1: intel, 3: None, 4: intel}
+    assert [m.get("machine") for m in merged_from] == [intel, None, amd]  # own, mixed's own merge, mixed
+    again, _ = common.merge_runs([], [mixed], key=lambda r: r["k"])  # a run keeps the machine it has
+    assert {r["k"]: r["machine"] for r in again} == {3: None, 4: intel}
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def _common_in(repo: Path):
+    """``benchmarks/_common.py`` as a copy inside ``repo`` (so its repository is ``repo``), imported afresh."""
+    spec = importlib.util.spec_from_file_location(f"common_{repo.name}", repo / "benchmarks" / "_common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_benchmark_refuses_a_dirty_tree_unless_allowed(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "_common.py", repo / "benchmarks" / "_common.py")
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "benchmarks" / "results" / "old.json").write_text("{}\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "start")
+    head = _git(repo, "rev-parse", "HEAD")
+
+    # what a run writes, and untracked files, leave the tree clean: the run starts and its commit is HEAD
+    (repo / "benchmarks" / "results" / "old.json").write_text('{"runs": []}\n')
+    (repo / "benchmarks" / "results" / "new.json").write_text("{}\n")
+    (repo / "scratch.txt").write_text("notes\n")
+    common = _common_in(repo)
+    assert common.dirty_files() == []
+    args = common.start_run(argparse.ArgumentParser(), [])
+    assert not args.allow_dirty and common.git_commit() == head
+
+    # a change to tracked code is refused, naming the file and the ways on
+    (repo / "code.py").write_text("x = 2\n")
+    with pytest.raises(SystemExit) as refused:
+        common.start_run(argparse.ArgumentParser(), [])
+    message = str(refused.value)
+    assert "code.py" in message and "old.json" not in message and "scratch.txt" not in message
+    assert "Commit them" in message and "clean clone" in message and "--allow-dirty" in message
+
+    # --allow-dirty runs, and the results file says so: the commit marked -dirty, allow_dirty true
+    args = common.start_run(argparse.ArgumentParser(), ["--allow-dirty"])
+    assert args.allow_dirty and common.git_commit() == f"{head}-dirty"
+    record = common.provenance()
+    assert record["allow_dirty"] is True and record["commit"] == f"{head}-dirty"
+
+
+def test_every_benchmark_starts_through_start_run() -> None:
+    """Each script under benchmarks/ that uses ``_common`` parses its arguments with ``start_run``."""
+    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if p.name != "_common.py"]
+    for script in scripts:
+        text = script.read_text()
+        if "_common" in text:
+            assert "start_run(parser)" in text and ".parse_args(" not in text, script.name
 
 
 def test_a_merged_file_keeps_the_dirty_mark_of_its_commit() -> None:

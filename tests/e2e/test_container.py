@@ -29,3 +29,14 @@ def test_dockerfile_runs_the_demo_and_installs_cpu_torch_by_default():
     assert " gcc libc6-dev" in text  # the native scan kernel compiles on first use (models/native.py)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "runs", ".git"} <= set(ignored)
+
+
+def test_dockerfile_takes_its_base_and_a_torch_wheel_as_build_args():
+    # scripts/container_check.sh builds FROM a local Debian base with torch from a wheel (no registry here)
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert code[0] == "ARG BASE=python:3.11-slim" and code[1] == "FROM ${BASE}"
+    assert "ARG TORCH_WHEEL=" in code and "python3 -m venv /opt/venv" in "\n".join(code)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "container-check:\n\tbash scripts/container_check.sh" in makefile
+    assert (ROOT / "scripts" / "container_check.sh").is_file()

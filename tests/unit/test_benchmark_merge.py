@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(script: str):
+def load_script(script: str):
     """A benchmark script as a module (``benchmarks/`` on the path while it imports, for its ``_common``)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
@@ -31,7 +31,7 @@ def _load(script: str):
 
 
 def _common():
-    return _load("_common")
+    return load_script("_common")
 
 
 def test_merged_runs_carry_the_commit_that_produced_them(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_a_merged_file_keeps_the_dirty_mark_of_its_commit() -> None:
 
 
 def test_ppo_mujoco_summarises_each_env_and_model_with_its_headline_keys() -> None:
-    bench = _load("ppo_mujoco")
+    bench = load_script("ppo_mujoco")
     # checkpoints: the last row at or before N; none past the budget; none while no episode has ended
     at = bench._checkpoints([(100_000, None, 1.0), (299_000, 10.0, 2.0), (301_000, 20.0, 3.0)], 400_000)
     assert at == {"300000": {"return_mean20": 10.0, "seconds": 2.0}}
@@ -200,7 +200,7 @@ def test_ppo_mujoco_summarises_each_env_and_model_with_its_headline_keys() -> No
 
 
 def test_ppo_mujoco_refuses_sb3_settings_it_does_not_have() -> None:
-    bench = _load("ppo_mujoco")
+    bench = load_script("ppo_mujoco")
     assert bench.zoo_settings("Humanoid-v5")["batch_size"] == 256
     assert bench.zoo_settings("Ant-v5") == {}  # the zoo's MuJoCo defaults: SB3's own
     with pytest.raises(SystemExit, match="no RL Zoo PPO settings for Walker2d-v5"):

@@ -3,34 +3,14 @@ instrumentation leaves training unchanged."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from test_benchmark_merge import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load() -> Any:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_rl2_diagnostics", ROOT / "benchmarks" / "rl2_diagnostics.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-
-diag_mod = _load()
+diag_mod = load_script("rl2_diagnostics")
 
 
 def _tiny(model: str) -> Any:

@@ -115,8 +115,8 @@ class Evaluator:
 
 def make_optimizer(params: Any, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam, fused where the parameters allow it: on this CPU the fused step is several times faster than the
-    ``foreach`` one (``benchmarks/optimizer_speed.py``, results/optimizer_speed.md); the model layer keeps its
-    version-keyed acting caches correct under fused updates."""
+    ``foreach`` one (``benchmarks/optimizer_speed.py``, results/optimizer_speed.md); the ssm's acting plan compares the parameters it was built from, so
+    it sees fused in-place steps too."""
     params = list(params)
     fused = all(
         p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params

@@ -17,9 +17,9 @@ def _held_out_curve(policy, cfg):
 
 
 def test_maml_adapts_on_navigation_and_beats_multitask_training():
-    # measured here at 20 meta-iterations (held-out goals, before -> after one step): MAML -46.4 -> -19.1 (seed 0),
-    # -45.7 -> -16.2 (seed 1), -46.7 -> -15.7 (seed 2); multi-task before -45.1, -48.0, -47.3 (after one step
-    # -16.4, -17.8, -19.7: most of the one-step gain is the inner step's)
+    # this test's code with run__seed 0, 1, 2 at 20 meta-iterations (held-out goals, before -> after one
+    # step): MAML -46.4 -> -19.1 (seed 0), -45.7 -> -16.2 (seed 1), -46.7 -> -15.7 (seed 2); multi-task before
+    # -45.1, -48.0, -47.3 (after one step -16.4, -17.8, -19.7: most of the one-step gain is the inner step's)
     cfg = recipe("maml", "navigation-2d").replace(
         meta_iterations=20, meta_batch_size=10, inner__episodes=10, run__seed=0, run__progress=False
     )
@@ -30,8 +30,9 @@ def test_maml_adapts_on_navigation_and_beats_multitask_training():
 
 
 def test_maml_ssm_adapts_on_navigation_with_its_recipe():
-    # the ssm's recipe (inner lr 0.03, learned per-tensor step sizes; MAML_SSM). Measured here at 15
-    # meta-iterations (held-out goals, before -> after one step): seed 0 -46.0 -> -20.5, seed 1 -47.5 -> -22.2
+    # the ssm's recipe (inner lr 0.03, learned per-tensor step sizes; MAML_SSM). This test's code with
+    # run__seed 0 and 1 at 15 meta-iterations (held-out goals, before -> after one step): seed 0
+    # -46.0 -> -20.5, seed 1 -47.5 -> -22.2
     cfg = recipe("maml", "navigation-2d", "ssm").replace(
         meta_iterations=15, meta_batch_size=10, inner__episodes=10, run__seed=0, run__progress=False
     )
@@ -41,7 +42,8 @@ def test_maml_ssm_adapts_on_navigation_with_its_recipe():
 
 
 def test_rl2_ssm_earns_more_in_its_second_episode_on_navigation():
-    # the recipe's RL² backbone (the gated ssm, 2 layers). Measured here (held-out goals, episode 1 -> 2):
+    # the recipe's RL² backbone (the gated ssm, 2 layers). This test's code with
+    # run__seed 0 and 1 (held-out goals, episode 1 -> 2):
     # 150k steps, seed 0 -26.0 -> -13.6 with 85% of goals improved, seed 1 -31.8 -> -18.8, 85%.
     cfg = recipe("rl2", "navigation-2d").replace(
         env_id=rl2_env_id("navigation-2d", 2), total_steps=150_000, run__seed=0, run__progress=False

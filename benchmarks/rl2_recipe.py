@@ -1,0 +1,179 @@
+"""Choosing the RL² recipe of the ssm backbones: variants of the model and of PPO, on selection seeds.
+
+    python benchmarks/rl2_recipe.py --variants base mb4 --seeds 100 101 --name rl2_recipe_p1
+    python benchmarks/rl2_recipe.py --variants --merge results/rl2_recipe_p1.json results/rl2_recipe_p2.json
+
+Each variant is the RL² recipe (``recipe("rl2", "navigation-2d", model)``) with a few ``ModelConfig`` and
+``PPOConfig`` fields changed (:data:`VARIANTS`). A run trains on navigation-2d trials of 4 episodes for
+``--steps`` env steps and is scored on the family's ``validation`` goals (never ``test``): the return of
+each episode of a trial, mean over the goals. Seeds are selection seeds (100+), disjoint from the reporting
+seeds 0-4 of ``meta_navigation.py``. A variant is judged by the mean over seeds of episode 2 and by its worst
+seed together (``docs/concepts/evaluation.md``): the table sorts by the worst seed. Writes
+results/<name>.{json,md}; runs of several invocations merge with ``--merge``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+from typing import Any
+
+import meta_navigation
+from _common import (
+    add_merge_arguments,
+    markdown_table,
+    merge_runs,
+    merged_markdown,
+    provenance,
+    start_run,
+    write_results,
+)
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {"model": "gated_ssm"},
+    "mb4": {"model": "gated_ssm", "ppo": {"num_minibatches": 4}},
+    "trial400": {"model": "gated_ssm", "ppo": {"rollout_steps": 400, "num_minibatches": 4}},
+    "gamma995": {"model": "gated_ssm", "ppo": {"gamma": 0.995}},
+    "wide128": {"model": "gated_ssm", "overrides": {"hidden_dim": 128, "state_dim": 128}},
+    "gru": {"model": "gru"},
+    "transformer": {"model": "transformer"},
+}
+"""Each variant: the backbone ``model``, its ``ModelConfig`` ``overrides`` on top of the recipe's and the
+``PPOConfig`` fields ``ppo`` changes. ``mb4``: 4 envs per minibatch instead of 2 (less noisy gradients);
+``trial400``: a rollout of one whole trial (4 x 100 steps), so no trial starts from a state an older
+policy computed; ``gamma995``: a horizon that reaches from episode 1 of a trial to episode 4; ``wide128``:
+width and state 128. gru and transformer are the references."""
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One RL² run of one variant and seed, through ``meta_navigation.run_one`` on validation goals."""
+    v = VARIANTS[job["variant"]]
+    r = meta_navigation.run_one(
+        {
+            "kind": "rl2",
+            "model": v["model"],
+            "seed": job["seed"],
+            "steps": job["steps"],
+            "overrides": v.get("overrides", {}),
+            "ppo": v.get("ppo", {}),
+            "split": "validation",
+        }
+    )
+    return {
+        **job,
+        "spec": v,
+        "returns": r["returns"],
+        "seconds": r["train_seconds"],
+        "backbone": r["backbone"],
+        "curve": r["curve"],
+    }
+
+
+def _run_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return r["variant"], r["seed"], r["steps"]
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: mean and worst seed of episode 2 and of episodes 2-4, seconds per run, seeds."""
+    table: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["variant"] for r in runs):
+        mine = sorted((r for r in runs if r["variant"] == name), key=lambda r: r["seed"])
+        ep2 = [r["returns"][1] for r in mine]
+        later = [statistics.fmean(r["returns"][1:]) for r in mine]
+        table[name] = {
+            "episode_2_mean": statistics.fmean(ep2),
+            "episode_2_worst": min(ep2),
+            "episodes_2_4_mean": statistics.fmean(later),
+            "episodes_2_4_worst": min(later),
+            "episode_1_mean": statistics.fmean(r["returns"][0] for r in mine),
+            "seconds_per_run": statistics.fmean(r["seconds"] for r in mine),
+            "seeds": [r["seed"] for r in mine],
+            "episode_2_per_seed": ep2,
+        }
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="*", default=["base", "mb4"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
+    parser.add_argument("--steps", type=int, default=600_000)
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (one torch thread each)")
+    parser.add_argument("--notes", default=None, help="a markdown file appended to the .md (the findings)")
+    add_merge_arguments(parser, "rl2_recipe")
+    args = start_run(parser)
+    jobs = [{"variant": v, "seed": s, "steps": args.steps} for s in args.seeds for v in args.variants]
+    t0 = time.perf_counter()
+    if jobs and args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(run_job, jobs, chunksize=1)
+    else:
+        runs = [run_job(j) for j in jobs]
+    minutes_total = (time.perf_counter() - t0) / 60
+    runs, merged_from = merge_runs(runs, args.merge, _run_key)
+    table = summarize(runs)
+    specs = {r["variant"]: r["spec"] for r in runs}  # as the runs had them
+    order = sorted(table, key=lambda v: (-table[v]["episode_2_worst"], -table[v]["episode_2_mean"]))
+    rows = [
+        [
+            name,
+            f"{c['episode_2_mean']:.1f}",
+            f"{c['episode_2_worst']:.1f}",
+            f"{c['episodes_2_4_mean']:.1f}",
+            f"{c['episode_1_mean']:.1f}",
+            " / ".join(f"{x:.1f}" for x in c["episode_2_per_seed"]),
+            ", ".join(map(str, c["seeds"])),
+            f"{c['seconds_per_run']:.0f}",
+        ]
+        for name, c in ((n, table[n]) for n in order)
+    ]
+    steps = ", ".join(f"{s:,}" for s in sorted({r["steps"] for r in runs}))
+    md = (
+        f"## Choosing the RL² recipe (navigation-2d, {steps} env steps, validation goals, selection seeds; "
+        "nothing here is a test figure)\n\n"
+        "Episode returns of a 4-episode trial, mean over the validation goals; per variant the mean over "
+        "seeds and the worst seed (sorted by the worst seed of episode 2).\n\n"
+        + markdown_table(
+            [
+                "variant",
+                "ep 2 mean",
+                "ep 2 worst",
+                "ep 2-4 mean",
+                "ep 1 mean",
+                "ep 2 per seed",
+                "seeds",
+                "s/run",
+            ],
+            rows,
+        )
+        + "\n\nVariants (changes to the recipe):\n\n"
+        + "".join(f"- `{n}`: {specs[n]}\n" for n in order)
+        + f"\nCommand: `{provenance()['command']}`; {minutes_total:.0f} minutes for this invocation's runs."
+        + merged_markdown(merged_from)
+        + "\n"
+    )
+    if args.notes:
+        with open(args.notes) as f:
+            md += "\n" + f.read()
+    headline = {
+        "best_by_worst_seed": order[0] if order else None,
+        **{f"{n}_episode_2_mean": c["episode_2_mean"] for n, c in table.items()},
+        **{f"{n}_episode_2_worst": c["episode_2_worst"] for n, c in table.items()},
+    }
+    payload = {
+        "headline": headline,
+        **provenance(),
+        "minutes_total": minutes_total,
+        "merged_from": merged_from,
+        "args": vars(args),
+        "table": table,
+        "runs": runs,
+    }
+    write_results(args.name, payload, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

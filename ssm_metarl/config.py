@@ -316,7 +316,15 @@ class PPOConfig(Checked):
     vf_coef: Coef = 0.5
     """value loss coefficient"""
     max_grad_norm: Annotated[float, Range(gt=0.0, le=1e9)] = 0.5
-    """global gradient-norm clip"""
+    """gradient-norm clip (see ``clip_grad``)"""
+    clip_grad: Literal["global", "actor_critic"] = "global"
+    """global: one norm clip over every parameter; actor_critic: the critic's parameters (its own backbone and
+    the value head) and the actor's (the rest) each clipped to ``max_grad_norm``, so a large value-loss
+    gradient does not shrink the policy's step"""
+    recurrence_lr_scale: Annotated[float, Range(ge=0.0, le=1000.0)] = 1.0
+    """factor on ``lr`` for the recurrences' own parameters (the ssm's nu/theta/gamma, the gated ssm's
+    lambda; ``models.base.is_recurrence_parameter``), which the S5 and LRU code train at their own rate; 0
+    freezes them"""
     target_kl: Annotated[float, Range(gt=0.0, le=100.0)] | None = None
     """stop the epochs of an update early once approx-KL exceeds this (None: never)"""
     norm_adv: bool = True

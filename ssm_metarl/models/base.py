@@ -51,6 +51,17 @@ def detach_state(state: State) -> State:
     return tuple(s.detach() for s in state)
 
 
+RECURRENCE_PARAMETERS = ("nu_log", "theta_log", "gamma_log", "lam")
+"""Leaf names of the parameters that set a diagonal recurrence's decay, phase and input scale (the LRU's
+nu/theta/gamma, the RG-LRU's lambda)."""
+
+
+def is_recurrence_parameter(name: str) -> bool:
+    """Whether the parameter called ``name`` (dotted, as ``named_parameters`` gives it) is one of a
+    recurrence's :data:`RECURRENCE_PARAMETERS`."""
+    return name.rsplit(".", 1)[-1] in RECURRENCE_PARAMETERS
+
+
 def check_inputs(x: Tensor, reset: Tensor, input_dim: int) -> None:
     """Fail loudly on the shape errors that otherwise broadcast silently."""
     if x.dim() != 3 or x.shape[-1] != input_dim:

@@ -24,7 +24,7 @@ from torch import Tensor
 from ssm_metarl.config import PGConfig, PPOConfig
 from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.models import ActorCritic, policy_from_config
-from ssm_metarl.models.base import index_state
+from ssm_metarl.models.base import index_state, is_recurrence_parameter
 from ssm_metarl.rl.evaluate import check_spaces, evaluate_policy
 from ssm_metarl.rl.gae import gae
 from ssm_metarl.rl.losses import ppo_loss
@@ -66,6 +66,7 @@ def ppo_update(
     advantage, ret = advantage.T, ret.T  # (B, T)
     stats_sum: dict[str, float] = {}
     n = 0
+    clip_sets = clip_groups(policy, cfg)
     for epoch in range(cfg.update_epochs):
         stats_sum, n = {}, 0
         for mb in torch.randperm(B, device=obs.device).split(cfg.envs_per_minibatch):
@@ -88,7 +89,8 @@ def ppo_update(
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            norms = [torch.nn.utils.clip_grad_norm_(ps, cfg.max_grad_norm) for ps in clip_sets]
+            grad_norm = norms[0] if len(norms) == 1 else torch.stack(norms).norm()
             run.guard(f"update {update}, epoch {epoch + 1}", loss=loss, grad_norm=grad_norm)
             optimizer.step()
             stats["grad_norm"] = float(grad_norm)
@@ -99,6 +101,34 @@ def ppo_update(
             break
     run.guard_parameters(policy, f"update {update}")
     return {k: v / max(n, 1) for k, v in stats_sum.items()}
+
+
+def clip_groups(policy: ActorCritic, cfg: PPOConfig) -> list[list[Tensor]]:
+    """The parameter sets whose gradients are norm-clipped apart (``PPOConfig.clip_grad``): all of them
+    together, or the critic's (``critic_backbone``, ``critic``) and the actor's (the rest)."""
+    if cfg.clip_grad == "global":
+        return [list(policy.parameters())]
+    critic: list[Tensor] = [
+        p for n, p in policy.named_parameters() if n.startswith(("critic_backbone.", "critic."))
+    ]
+    ids = {id(p) for p in critic}
+    return [[p for p in policy.parameters() if id(p) not in ids], critic]
+
+
+def optimizer_groups(policy: ActorCritic, cfg: PPOConfig) -> list[dict[str, Any]]:
+    """Adam's parameter groups: the recurrences' own parameters at ``recurrence_lr_scale`` x ``lr`` (see
+    ``models.base.is_recurrence_parameter``), the rest at ``lr``; each group keeps its ``lr_scale`` for the
+    annealing. With the scale at 1, one group."""
+    named = list(policy.named_parameters())
+    scale = cfg.recurrence_lr_scale
+    if scale == 1.0:  # one group, in the parameters' order (as checkpoints from before the option have it)
+        return [{"params": [p for _, p in named], "lr": cfg.lr, "lr_scale": 1.0}]
+    rec = [p for n, p in named if is_recurrence_parameter(n)]
+    rest = [p for n, p in named if not is_recurrence_parameter(n)]
+    return [
+        {"params": rest, "lr": cfg.lr, "lr_scale": 1.0},
+        {"params": rec, "lr": cfg.lr * scale, "lr_scale": scale},
+    ]
 
 
 def build_policy(cfg: PPOConfig | PGConfig, envs: VectorEnv) -> ActorCritic:
@@ -124,7 +154,7 @@ def train_ppo(
     policy = (policy or build_policy(cfg, envs)).to(cfg.run.device)
     check_spaces(policy, envs, cfg.env_id)
     run.guard_parameters(policy, "the start of training")
-    optimizer = make_optimizer(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    optimizer = make_optimizer(optimizer_groups(policy, cfg), lr=cfg.lr, eps=1e-5)
     scaler = RewardScaler(cfg.num_envs, cfg.gamma) if cfg.normalize_reward else None
     collector = RolloutCollector(envs, policy, seed=cfg.run.seed, reward_scaler=scaler)
     resumed = run.resume(policy, optimizer, collector)
@@ -136,7 +166,7 @@ def train_ppo(
     for update in run.updates(cfg.num_updates, cfg.batch_size, evaluator=evaluator, callback=callback):
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - update / cfg.num_updates)
+                group["lr"] = cfg.lr * group["lr_scale"] * (1.0 - update / cfg.num_updates)
         n_done = len(collector.stats.returns)
         policy.eval()
         rollout = collector.collect(policy, cfg.rollout_steps)

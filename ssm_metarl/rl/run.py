@@ -118,8 +118,9 @@ def make_optimizer(params: Any, lr: float, eps: float = 1e-8) -> torch.optim.Ada
     ``foreach`` one (``benchmarks/optimizer_speed.py``, results/optimizer_speed.md); the ssm's acting plan compares the parameters it was built from, so
     it sees fused in-place steps too."""
     params = list(params)
+    tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
     fused = all(
-        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params
+        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in tensors
     )
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=fused or None)
 

@@ -139,3 +139,49 @@ def test_acting_sees_parameter_updates_that_bypass_version_counters(kind):
         )
     torch.testing.assert_close(new_lp, rollout.log_prob.T, rtol=1e-5, atol=1e-5)
     envs.close()
+
+
+@pytest.mark.parametrize("kind", ["gated_ssm", "ssm"])
+def test_recurrence_lr_scale_zero_freezes_the_recurrence_and_only_it(kind):
+    """``recurrence_lr_scale=0`` leaves lambda (gated ssm) / nu, theta, gamma (ssm) where they started and
+    trains everything else; the default keeps one Adam group in the parameters' order (old checkpoints)."""
+    from ssm_metarl.models.base import is_recurrence_parameter
+    from ssm_metarl.rl.ppo import optimizer_groups
+
+    model = ModelConfig(kind=kind, hidden_dim=16, state_dim=16, complex=kind == "ssm", separate_critic=True)
+    start = build_policy(tiny(kind=kind, model=model), make_vec_env("CartPole-v1", 1, seed=0))
+    assert len(optimizer_groups(start, tiny(kind=kind))) == 1
+    before = {n: p.detach().clone() for n, p in start.named_parameters()}
+    trained = train_ppo(tiny(kind=kind, model=model, recurrence_lr_scale=0.0), policy=start).policy
+    rec = {n for n in before if is_recurrence_parameter(n)}
+    assert rec and all(n.startswith(("backbone.", "critic_backbone.")) for n in rec)
+    after = dict(trained.named_parameters())
+    assert all(torch.equal(after[n], before[n]) for n in rec)
+    assert all(not torch.equal(after[n], before[n]) for n in before if n not in rec and "log_std" not in n)
+
+
+def test_actor_critic_clipping_clips_each_side_to_the_bound():
+    """``clip_grad="actor_critic"`` splits the parameters into the critic's (its backbone and value head) and
+    the actor's (the rest), each clipped to ``max_grad_norm`` on its own."""
+    from ssm_metarl.rl.ppo import clip_groups
+
+    cfg = tiny(
+        kind="gated_ssm",
+        model=ModelConfig(kind="gated_ssm", hidden_dim=16, state_dim=16, separate_critic=True),
+        clip_grad="actor_critic",
+        max_grad_norm=0.01,
+    )
+    policy = build_policy(cfg, make_vec_env("CartPole-v1", 1, seed=0))
+    actor, critic = clip_groups(policy, cfg)
+    names = {id(p): n for n, p in policy.named_parameters()}
+    assert {names[id(p)] for p in critic} == {
+        n for n in names.values() if n.startswith(("critic_backbone.", "critic."))
+    }
+    assert len(actor) + len(critic) == len(list(policy.parameters()))
+    for p in policy.parameters():
+        p.grad = torch.ones_like(p)
+    for ps in (actor, critic):
+        torch.nn.utils.clip_grad_norm_(ps, cfg.max_grad_norm)
+        assert torch.stack([p.grad.norm() for p in ps]).norm() == pytest.approx(0.01, rel=1e-4)
+    rows = [r for r in train_ppo(cfg).metrics if "grad_norm" in r]
+    assert rows and all(r["grad_norm"] > 0.0 for r in rows)

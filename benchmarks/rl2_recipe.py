@@ -37,6 +37,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "trial400": {"model": "gated_ssm", "ppo": {"rollout_steps": 400, "num_minibatches": 4}},
     "gamma995": {"model": "gated_ssm", "ppo": {"gamma": 0.995}},
     "wide128": {"model": "gated_ssm", "overrides": {"hidden_dim": 128, "state_dim": 128}},
+    "rec10": {"model": "gated_ssm", "ppo": {"recurrence_lr_scale": 10.0}},
+    "frozen": {"model": "gated_ssm", "ppo": {"recurrence_lr_scale": 0.0}},
+    "acclip": {"model": "gated_ssm", "ppo": {"clip_grad": "actor_critic"}},
     "gru": {"model": "gru"},
     "transformer": {"model": "transformer"},
 }
@@ -44,7 +47,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 ``PPOConfig`` fields ``ppo`` changes. ``mb4``: 4 envs per minibatch instead of 2 (less noisy gradients);
 ``trial400``: a rollout of one whole trial (4 x 100 steps), so no trial starts from a state an older
 policy computed; ``gamma995``: a horizon that reaches from episode 1 of a trial to episode 4; ``wide128``:
-width and state 128. gru and transformer are the references."""
+width and state 128; ``rec10``: lambda at 10x the learning rate (``PPOConfig.recurrence_lr_scale``; the
+diagnostics, ``rl2_diagnostics.md``, find it barely moves); ``frozen``: lambda not trained (the ablation);
+``acclip``: the actor's and the critic's gradients clipped apart (``PPOConfig.clip_grad``; the critic's
+gradient is 3-7x the actor's). gru and transformer are the references."""
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -54,8 +54,11 @@ def test_adaptation_lowers_support_loss_and_meta_training_helps_adaptation():
     after_step = float(maml._loss(maml.adapt_task(sx, sy), sx, sy, model.init_hidden(4), F.mse_loss))
     assert after_step < before_step
     untrained = adapted_query_loss()
+    # 60 meta-updates (was 150): this test's code with seed 0 (generator seed 1): adapted query loss / before
+    # meta-training 0.138 after 60 updates (0.087 after 50, 0.078 after 150); seeds 1 and 2 (generators 2, 3):
+    # 0.361 and 0.236 after 60 (0.364 and 0.261 after 150; the ratio is not monotone: seed 1 has 0.591 at 75)
     g = torch.Generator().manual_seed(1)
-    for _ in range(150):
+    for _ in range(60):
         amps = (torch.rand(4, generator=g) * 4 - 2).tolist()
         maml.meta_update([task(a) for a in amps])
     assert adapted_query_loss() < 0.5 * untrained

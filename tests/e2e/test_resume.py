@@ -22,15 +22,20 @@ from ssm_metarl.rl.run import TRAINER_JSON, checkpoint_folders
 
 CLI = [sys.executable, "-m", "ssm_metarl.cli"]
 
+# Small updates (what is resumed does not depend on their size: the parameters, Adam's state, the annealed
+# lr, the RNG states and the update counter), each still long enough that the killed process cannot finish
+# the 2+ updates after its checkpoint before the kill: PPO and RL² take 2 epochs per update (not 10), RL² 4
+# envs (not 16); a MAML iteration's time goes to its 100-step rollouts, whatever the number of episodes, so
+# it runs 8 iterations (was 12).
 COMMANDS = {
-    "ppo": "train --env CartPole-v1 --total_steps 8192 --num_envs 4 --rollout_steps 128 --model.hidden_dim 16 "
-    "--eval_episodes 1",
-    "maml": "meta-train --method maml --tasks navigation-2d --meta_iterations 12 --meta_batch_size 2 "
+    "ppo": "train --env CartPole-v1 --total_steps 8192 --num_envs 4 --rollout_steps 128 --update_epochs 2 "
+    "--model.hidden_dim 16 --eval_episodes 1",
+    "maml": "meta-train --method maml --tasks navigation-2d --meta_iterations 8 --meta_batch_size 2 "
     "--inner.episodes 4 --model.hidden_dim 16 --eval.num_tasks 1 --eval.steps 0",
-    "rl2": "meta-train --method rl2 --tasks bandit --episodes_per_trial 2 --total_steps 24576 --model.hidden_dim 16 "
-    "--eval.num_tasks 1",
+    "rl2": "meta-train --method rl2 --tasks bandit --episodes_per_trial 2 --total_steps 6144 --num_envs 4 "
+    "--update_epochs 2 --model.hidden_dim 16 --eval.num_tasks 1",
 }
-UPDATES = {"ppo": 16, "maml": 12, "rl2": 12}
+UPDATES = {"ppo": 16, "maml": 8, "rl2": 12}
 
 
 def arguments(name: str, out: Path, *extra: str) -> list[str]:

@@ -273,6 +273,10 @@ class ModelConfig(Checked):
     action_bounds: Literal["tanh", "clip"] = "tanh"
     """how a bounded Box gets its Gaussian sample: tanh-squashed into the bounds, or clipped to them (rllab's
     and the MAML papers' parameterisation)"""
+    ring_min: Annotated[float, Range(ge=0.0, lt=1.0)] | None = None
+    """the smallest decay of the recurrence's ring initialisation: the ssm's |lambda| (its ``r_min``, default
+    0.5), the gated ssm's sigmoid(lambda)^c (its ``a_min``, default 0.9, Griffin's); a smaller value adds fast
+    channels; None: the backbone's default"""
     learned_step_sizes: bool = False
     """give the policy one learned inner step size per parameter tensor, a factor on ``AdaptConfig.lr``
     (initially 1) that MAML's outer loop trains and every adaptation step uses (Meta-SGD, Li et al. 2017, per

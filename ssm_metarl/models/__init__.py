@@ -10,7 +10,7 @@ from torch import nn
 
 from ssm_metarl import checkpoint
 from ssm_metarl.config import ModelConfig, ModelKind
-from ssm_metarl.errors import CheckpointError
+from ssm_metarl.errors import CheckpointError, ConfigError
 from ssm_metarl.models.base import SequenceModel, State
 from ssm_metarl.models.gated_ssm import GatedSSM
 from ssm_metarl.models.heads import ActorCritic, RunningNorm
@@ -94,7 +94,17 @@ def model_kwargs(model: ModelConfig) -> dict[str, Any]:
     """The constructor kwargs of ``model.kind``'s backbone that a ModelConfig sets (beyond the sizes every
     backbone takes)."""
     accepted = inspect.signature(MODELS[model.kind]).parameters
-    candidates = {"state_dim": model.state_dim, "num_layers": model.num_layers, "complex": model.complex}
+    candidates: dict[str, Any] = {
+        "state_dim": model.state_dim,
+        "num_layers": model.num_layers,
+        "complex": model.complex,
+    }
+    if model.ring_min is not None:  # the ssm calls it r_min, the gated ssm a_min
+        if not {"r_min", "a_min"} & set(accepted):
+            raise ConfigError(
+                f"ring_min sets the ring initialisation of ssm and gated_ssm, not of {model.kind}"
+            )
+        candidates |= {"r_min": model.ring_min, "a_min": model.ring_min}
     return {k: v for k, v in candidates.items() if k in accepted}
 
 

@@ -84,10 +84,10 @@ class RGLRULayer(nn.Module):
 class GatedBlock(nn.Module):
     """Pre-norm residual block: x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))."""
 
-    def __init__(self, hidden_dim: int, state_dim: int) -> None:
+    def __init__(self, hidden_dim: int, state_dim: int, a_min: float = 0.9) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_dim)
-        self.rnn = RGLRULayer(hidden_dim, state_dim)
+        self.rnn = RGLRULayer(hidden_dim, state_dim, a_min=a_min)
         self.mix = nn.Linear(hidden_dim, 2 * hidden_dim)
 
     def forward(self, x: Tensor, h0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
@@ -109,15 +109,21 @@ class GatedSSM(nn.Module):
         hidden_dim: H, model width and output width.
         state_dim: N, diagonal state size per layer.
         num_layers: L, number of residual blocks.
+        a_min: the fastest decay of the ring initialisation, sigmoid(lambda)^c uniform in [a_min, 0.999].
     """
 
     def __init__(
-        self, input_dim: int, hidden_dim: int = 64, state_dim: int = 64, num_layers: int = 1
+        self,
+        input_dim: int,
+        hidden_dim: int = 64,
+        state_dim: int = 64,
+        num_layers: int = 1,
+        a_min: float = 0.9,
     ) -> None:
         super().__init__()
         self.input_dim, self.output_dim, self.state_dim = input_dim, hidden_dim, state_dim
         self.encoder = nn.Linear(input_dim, hidden_dim)
-        self.blocks = nn.ModuleList(GatedBlock(hidden_dim, state_dim) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(GatedBlock(hidden_dim, state_dim, a_min) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_dim)
 
     def _blocks(self) -> list[GatedBlock]:

@@ -39,3 +39,26 @@ def test_second_order_gradients_through_the_scan():
         lambda inp: model(inp, model.initial_state(2), reset)[0], (x.requires_grad_(),)
     )
     assert len(params) > 0
+
+
+def test_ring_min_sets_the_fastest_decay_of_the_ring_and_fails_loudly_where_it_means_nothing():
+    """``ModelConfig.ring_min`` reaches the gated ssm's a_min (sigmoid(lambda)^c in [ring_min, 0.999]) and
+    the ssm's r_min; a backbone without a ring refuses it."""
+    import gymnasium as gym
+    import pytest
+
+    from ssm_metarl.config import ModelConfig
+    from ssm_metarl.errors import ConfigError
+    from ssm_metarl.models import model_kwargs, policy_from_config
+    from ssm_metarl.models.gated_ssm import GATE_SCALE
+
+    spaces = gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Discrete(2)
+    torch.manual_seed(0)
+    policy = policy_from_config(ModelConfig(kind="gated_ssm", state_dim=256, ring_min=0.3), *spaces)
+    a_c = torch.sigmoid(policy.backbone.blocks[0].rnn.lam.detach()) ** GATE_SCALE
+    assert 0.3 <= a_c.min() < 0.35 and 0.95 < a_c.max() <= 0.999
+    default = policy_from_config(ModelConfig(kind="gated_ssm", state_dim=256), *spaces)
+    assert torch.sigmoid(default.backbone.blocks[0].rnn.lam.detach()).pow(GATE_SCALE).min() >= 0.9
+    assert model_kwargs(ModelConfig(kind="ssm", ring_min=0.2))["r_min"] == 0.2
+    with pytest.raises(ConfigError, match="ring_min"):
+        model_kwargs(ModelConfig(kind="gru", ring_min=0.2))

@@ -259,6 +259,7 @@ def main() -> None:
         "maml_ssm_minutes": maml_ssm["train_minutes_median"] if maml_ssm else None,
         "rl2_ssm_backbone": backbone_label(ssm["backbone"]) if ssm else None,
         "rl2_ssm_return_episode_2": ssm["returns_mean"][1] if ssm else None,
+        "rl2_ssm_worst_seed_episode_2": min(x[1] for x in ssm["returns_per_seed"]) if ssm else None,
         "rl2_ssm_minus_transformer_episode_2": ssm["returns_mean"][1] - transformer["returns_mean"][1]
         if ssm and transformer
         else None,
@@ -281,6 +282,7 @@ def main() -> None:
             "maml_ssm_return_after_3": PAPER["after_3"],
             "maml_ssm_minutes": 30.0,
             "rl2_ssm_return_episode_2": -2.5,
+            "rl2_ssm_worst_seed_episode_2": -5.0,
             "rl2_ssm_minus_transformer_episode_2": 0.0,
             "rl2_ssm_seconds_over_transformer": 0.3,
             "rl2_ssm_return_episode_4": PAPER["after_3"],

@@ -94,8 +94,11 @@ def env_id(name: str) -> str:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_ppo_learns_in_every_space(name):
+    # 6144 steps (12 updates; was 12288): this test's code with seed 0: 1.000 per step in every case but
+    # Box(2,2)->MultiBinary (0.961; 0.969 after 12288); seeds 1 and 2: at least 0.938 in every case (Box(2,2),
+    # seed 2; 0.945 after 12288), against bounds of 0.70 to 0.80
     chance = CASES[name][3]
-    cfg = recipe("ppo", env_id(name), "mlp").replace(total_steps=12_288, run__seed=0, run__progress=False)
+    cfg = recipe("ppo", env_id(name), "mlp").replace(total_steps=6144, run__seed=0, run__progress=False)
     result = train_ppo(cfg)
     per_step = evaluate_policy(result.policy, cfg.env_id, 8, deterministic=True).mean / HORIZON
     assert per_step > chance + 0.6 * (1 - chance), f"{name}: {per_step:.2f} per step, chance {chance:.2f}"

@@ -102,10 +102,10 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
         alice.locator("#adapt-tasks").get_by_text("out-of-range").click()
         alice.locator("#adapt-mode").get_by_text("hybrid", exact=True).click()
         for elem_id, value in (
-            ("adapt-num-tasks", 2),
+            ("adapt-num-tasks", 1),
             ("adapt-steps", 2),
             ("adapt-seeds", 2),
-            ("adapt-trajectories", 3),
+            ("adapt-trajectories", 2),
         ):
             set_slider(alice, elem_id, value)
         alice.click("#adapt-button")
@@ -121,7 +121,7 @@ def test_two_people_load_adapt_and_train_in_the_browser(app_url, shipped_model, 
             expect(table).to_contain_text(text)
         expect(table).not_to_contain_text("standard")  # only the chosen mode: no standard row, no difference
         assert re.search(r"\d+\.\d ± \d+\.\d", table.inner_text())
-        expect(alice.locator("#adapt-summary")).to_contain_text("cartpole-physics: 2 task(s) x 2 seeds")
+        expect(alice.locator("#adapt-summary")).to_contain_text("cartpole-physics: 1 task(s) x 2 seeds")
         expect(alice.locator("#adapt-summary")).to_contain_text("hybrid replay buffer")
         expect(alice.locator("#adapt-episode img")).to_have_attribute("src", re.compile(r"\.gif"))
         expect(alice.locator("#adapt-render-note")).to_contain_text("of hybrid adaptation")

@@ -42,6 +42,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "acclip": {"model": "gated_ssm", "ppo": {"clip_grad": "actor_critic"}},
     "ring03": {"model": "gated_ssm", "overrides": {"ring_min": 0.3}},
     "ring01": {"model": "gated_ssm", "overrides": {"ring_min": 0.1}},
+    "ring01-rec10": {
+        "model": "gated_ssm",
+        "overrides": {"ring_min": 0.1},
+        "ppo": {"recurrence_lr_scale": 10.0},
+    },
     "gru": {"model": "gru"},
     "transformer": {"model": "transformer"},
 }
@@ -54,7 +59,8 @@ diagnostics, ``rl2_diagnostics.md``, find it barely moves); ``frozen``: lambda n
 ``acclip``: the actor's and the critic's gradients clipped apart (``PPOConfig.clip_grad``; the critic's
 gradient is 3-7x the actor's); ``ring03`` / ``ring01``: the ring initialisation's fastest decay
 sigmoid(lambda)^c at 0.3 / 0.1 instead of 0.9 (``ModelConfig.ring_min``): channels that forget within a few
-steps, as the gru's gates learn to (its update gate reaches 0.002). gru and transformer are the references."""
+steps, as the gru's gates learn to (its update gate reaches 0.002); ``ring01-rec10``: both. gru and
+transformer are the references."""
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -183,8 +183,10 @@ def interleaved_timings(
 
 def backbone_record(model: Any) -> dict[str, Any]:
     """What a results file records of a run's backbone (a :class:`~ssm_metarl.config.ModelConfig`): kind,
-    layers, and for the ssm whether its diagonal is complex."""
-    return {"kind": model.kind, "layers": model.num_layers, "complex": model.complex and model.kind == "ssm"}
+    layers, for the ssm whether its diagonal is complex, and the ring's fastest decay where one is set (runs
+    without it keep their records)."""
+    b = {"kind": model.kind, "layers": model.num_layers, "complex": model.complex and model.kind == "ssm"}
+    return b if model.ring_min is None else {**b, "ring_min": model.ring_min}
 
 
 def backbone_of(r: dict[str, Any]) -> dict[str, Any]:
@@ -194,9 +196,10 @@ def backbone_of(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def backbone_label(b: dict[str, Any]) -> str:
-    """``"ssm, complex"``, ``"gated_ssm, 2 layers"``, ``"gru"``."""
+    """``"ssm, complex"``, ``"gated_ssm, 2 layers, ring_min 0.1"``, ``"gru"``."""
     diagonal = ("complex" if b["complex"] else "real") if b["kind"] == "ssm" else ""
-    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else ""]
+    ring = f"ring_min {b['ring_min']:g}" if b.get("ring_min") is not None else ""
+    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else "", ring]
     return b["kind"] + "".join(f", {e}" for e in extra if e)
 
 

@@ -173,8 +173,11 @@ def main() -> None:
     if args.notes:
         with open(args.notes) as f:
             md += "\n" + f.read()
+    most = max((len(c["seeds"]) for c in table.values()), default=0)
+    full = [n for n in order if len(table[n]["seeds"]) == most]  # the variants on every selection seed
     headline = {
-        "best_by_worst_seed": order[0] if order else None,
+        "best_by_worst_seed": full[0] if full else None,
+        "best_by_mean": max(full, key=lambda n: table[n]["episode_2_mean"]) if full else None,
         **{f"{n}_episode_2_mean": c["episode_2_mean"] for n, c in table.items()},
         **{f"{n}_episode_2_worst": c["episode_2_worst"] for n, c in table.items()},
     }

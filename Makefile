@@ -6,11 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test demo app lint docs space-check container-check pretrained bench bench-scan bench-ppo bench-meta bench-adapt bench-memory bench-metaworld clean
 
-$(STAMP): pyproject.toml
+# Packages go in with uv (about a minute here, against pip's four and a half, with the same versions resolved):
+# --compile-bytecode because importing torch without its bytecode costs seconds in every test process. uv reads
+# no pip configuration, so pip's local wheel folder (PIP_FIND_LINKS or pip's find-links, where torch 2.13.0's
+# CPU build lies on this machine) is passed on; without one torch comes from PyPI, as with pip.
+FIND_LINKS = $(or $(PIP_FIND_LINKS),$(shell $(PY) -m pip config get global.find-links 2>/dev/null))
+INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+	$(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+
+$(BIN)/uv:
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,app,docs,rsi,postgres]"
+	$(BIN)/pip install --quiet uv
+
+$(STAMP): pyproject.toml | $(BIN)/uv
+	$(INSTALL) torch==2.13.0
+	$(INSTALL) -e ".[dev,app,docs,rsi,postgres]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -47,7 +57,7 @@ container-check:
 	bash scripts/container_check.sh
 
 $(VENV)/.bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(INSTALL) -e ".[dev,bench]"
 	touch $(VENV)/.bench
 
 bench-scan: $(STAMP)
@@ -66,7 +76,7 @@ bench-meta: $(STAMP)
 	cd benchmarks && ../$(BIN)/python meta_cartpole.py
 
 $(VENV)/.memory: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,memory]"
+	$(INSTALL) -e ".[dev,memory]"
 	touch $(VENV)/.memory
 
 # POPGym's memory benchmark (issue "The SSM as the best memory backbone"): 8 envs x 6 models x 3 seeds

@@ -77,7 +77,7 @@ def test_two_workers_share_the_cycles_and_every_trial_runs_once(tmp_path, backen
     ]
     try:
         loop = subprocess.run(
-            [*CLI, "run", *args, "--cycles", "3"], env=env, capture_output=True, text=True, timeout=900
+            [*CLI, "run", *args, "--cycles", "2"], env=env, capture_output=True, text=True, timeout=900
         )
         assert loop.returncode == 0, loop.stdout + loop.stderr
     finally:
@@ -88,7 +88,7 @@ def test_two_workers_share_the_cycles_and_every_trial_runs_once(tmp_path, backen
     study = optuna.load_study(study_name="rsi", storage=url)
     trials = [t for t in study.trials if "cycle" in t.user_attrs]
     per_cycle = Counter(t.user_attrs["cycle"] for t in trials if t.state.name in ("COMPLETE", "FAIL"))
-    assert all(per_cycle[c] >= 4 for c in (1, 2, 3)), per_cycle
+    assert all(per_cycle[c] >= 4 for c in (1, 2)), per_cycle
     done = [t for t in trials if t.state.name == "COMPLETE"]
     assert len({t.number for t in done}) == len(done)  # one result per trial
     assert len({t.user_attrs["worker"] for t in done}) >= 2, "the workers trained none of the candidates"

@@ -283,10 +283,11 @@ def merge_runs(
     ``runs`` replaces an earlier one with the same key, a later file an earlier file's. Reads the files
     first, so a benchmark can merge into the file it is about to overwrite; a file's own ``merged_from``
     entries are carried along, so the provenance chain survives repeated merges. Every run is stamped with the
-    commit that produced it (``commit``) and the machine it ran on (``machine``, as :func:`machine_info`), so a
-    merged file can be checked run by run: this invocation's runs with :func:`git_commit` and this machine, an
-    earlier file's runs that lack them with that file's ``commit`` and ``machine`` when the file merged nothing
-    itself (otherwise they are unknown: None). Raises ``ValueError`` for a file without a ``runs`` list.
+    commit that produced it (``commit``), the machine it ran on (``machine``, as :func:`machine_info`) and the
+    invocation it belongs to (``invocation``: a date, so timings are compared within one), so a merged file
+    can be checked run by run: this invocation's runs with :func:`git_commit`, this machine and now, an
+    earlier file's runs that lack them with that file's ``commit``, ``machine`` and ``date`` when the file
+    merged nothing itself (otherwise they are unknown: None). Raises ``ValueError`` for a file without a ``runs`` list.
     """
     merged: dict[Any, dict[str, Any]] = {}
     provenance = []
@@ -300,6 +301,7 @@ def merge_runs(
         for run in data["runs"]:
             run.setdefault("commit", own.get("commit"))
             run.setdefault("machine", own.get("machine"))
+            run.setdefault("invocation", own.get("date"))
             merged[key(run)] = run
         provenance.extend(data.get("merged_from", []))  # what that file had merged itself
         provenance.append(
@@ -313,10 +315,11 @@ def merge_runs(
                 "minutes_total": data.get("minutes_total", data.get("headline", {}).get("minutes")),
             }
         )
-    here = machine_info() if runs else None
+    here, today = (machine_info(), now_iso()) if runs else (None, None)
     for run in runs:
         run.setdefault("commit", git_commit())
         run.setdefault("machine", here)
+        run.setdefault("invocation", today)
         merged[key(run)] = run
     return list(merged.values()), provenance
 

@@ -15,8 +15,9 @@ seed). A row is one (method, model, training budget, MAML recipe); the headline'
 best model under today's maml recipe for it (earlier recipes merged from older files are shown for
 comparison) and, as ``maml_ssm_*``, the ssm's row under its recipe,
 its in-context figures the row of the RL² recipe's SSM backbone (``recipes.RL2_BACKBONES``) with the most env
-steps, its speed ratios (this invocation's runs only) the ratio of training minutes to
-the ssm row with the same env steps. Writes results/<name>.{json,md,png} (``--name``, default
+steps, its speed ratios the ratio of training minutes to the ssm's with the same env steps, taken within each
+invocation that trained both (a grid run in pieces, one per seed, gives one ratio per piece; the headline is
+their median, ``speed_ratios_per_invocation`` lists them). Writes results/<name>.{json,md,png} (``--name``, default
 ``meta_navigation``).
 """
 
@@ -156,6 +157,22 @@ def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return r["kind"], r["model"], r["seed"], r.get("steps"), r.get("iterations"), recipe
 
 
+def speed_ratios(runs: list[dict[str, Any]], is_chosen: Any) -> dict[str, list[float]]:
+    """Per RL² model other than the chosen ssm: its median training minutes over the chosen ssm's at equal env
+    steps, one figure per invocation that trained both (timings are compared within an invocation only; runs
+    whose invocation is unknown are left out)."""
+    ratios: dict[str, list[float]] = {}
+    for inv in sorted({r.get("invocation") for r in runs if r["kind"] == "rl2"} - {None}):
+        rows = summarize([r for r in runs if r["kind"] == "rl2" and r.get("invocation") == inv])
+        for r in rows:
+            for s in rows:
+                if not is_chosen(r) and is_chosen(s) and s["env_steps"] == r["env_steps"]:
+                    ratios.setdefault(r["model"], []).append(
+                        r["train_minutes_median"] / s["train_minutes_median"]
+                    )
+    return ratios
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (method, model, training budget), seeds pooled."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -214,7 +231,6 @@ def main() -> None:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = pool.map(run_one, jobs, chunksize=1)
     minutes_total = (time.perf_counter() - t0) / 60
-    this_invocation = summarize([r for r in runs if r["kind"] == "rl2"])  # speed ratios: one invocation only
     runs, merged_from = merge_runs(runs, args.merge, run_key)
     seeds = sorted({r["seed"] for r in runs})
 
@@ -238,13 +254,8 @@ def main() -> None:
         return is_backbone(r["backbone"], chosen)
 
     ssm = max((r for r in rl2 if is_chosen(r)), key=lambda r: r["env_steps"], default=None)
-    speedups = {  # training minutes of another model / the chosen ssm's, at equal env steps, this invocation
-        r["model"]: r["train_minutes_median"] / s["train_minutes_median"]
-        for r in this_invocation
-        if not is_chosen(r)
-        for s in this_invocation
-        if is_chosen(s) and s["env_steps"] == r["env_steps"]
-    }
+    ratios = speed_ratios(runs, is_chosen)
+    speedups = {m: statistics.median(xs) for m, xs in ratios.items()}
     transformer = next(
         (r for r in rl2 if r["model"] == "transformer" and ssm and r["env_steps"] == ssm["env_steps"]), None
     )
@@ -290,6 +301,7 @@ def main() -> None:
             "rl2_ssm_speedup_vs_lstm": 3.0,
             "minutes": 30.0,
         },
+        "speed_ratios_per_invocation": ratios,  # the headline's speedups are their medians
         "random_policy_return": random_return,
         "rows": rows,
         "runs": runs,

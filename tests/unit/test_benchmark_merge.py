@@ -77,6 +77,27 @@ def test_merged_runs_carry_the_machine_that_produced_them(tmp_path: Path) -> Non
     assert {r["k"]: r["machine"] for r in again} == {3: None, 4: intel}
 
 
+def test_merged_runs_carry_their_invocation_and_speed_ratios_stay_within_one(tmp_path: Path) -> None:
+    common = _common()
+    piece = tmp_path / "piece.json"  # one invocation: its runs are its date's
+    piece.write_text(json.dumps({"date": "d1", "runs": [{"k": 1}], "commit": "aaa"}))
+    runs, _ = common.merge_runs([{"k": 2}], [piece], key=lambda r: r["k"])
+    stamps = {r["k"]: r["invocation"] for r in runs}
+    assert stamps[1] == "d1" and stamps[2] not in (None, "d1")  # this invocation: now
+
+    nav = load_script("meta_navigation")
+
+    def run(model: str, seed: int, minutes: float, inv: str | None) -> dict:
+        return {"kind": "rl2", "model": model, "seed": seed, "steps": 10, "env_steps": 10, "returns": [0.0] * 4,
+                "train_seconds": 60 * minutes, "backbone": {"kind": model, "layers": 1, "complex": False},
+                "invocation": inv}  # fmt: skip
+
+    grid = [run("ssm", 0, 1.0, "a"), run("transformer", 0, 3.0, "a"), run("ssm", 1, 2.0, "b"),
+            run("transformer", 1, 2.0, "b"), run("transformer", 2, 9.0, None), run("ssm", 2, 1.0, "c")]  # fmt: skip
+    ratios = nav.speed_ratios(grid, lambda r: r["model"] == "ssm")
+    assert ratios == {"transformer": [3.0, 1.0]}  # pieces a and b; no pair in c, the unknown one left out
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],

@@ -31,15 +31,21 @@ from _common import (
     write_results,
 )
 
+_SCREEN = {"ring_min": None}  # the recipe as the screen ran it (before c6061db): the ring from 0.9
 VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {"model": "gated_ssm"},
-    "mb4": {"model": "gated_ssm", "ppo": {"num_minibatches": 4}},
-    "trial400": {"model": "gated_ssm", "ppo": {"rollout_steps": 400, "num_minibatches": 4}},
-    "gamma995": {"model": "gated_ssm", "ppo": {"gamma": 0.995}},
-    "wide128": {"model": "gated_ssm", "overrides": {"hidden_dim": 128, "state_dim": 128}},
-    "rec10": {"model": "gated_ssm", "ppo": {"recurrence_lr_scale": 10.0}},
-    "frozen": {"model": "gated_ssm", "ppo": {"recurrence_lr_scale": 0.0}},
-    "acclip": {"model": "gated_ssm", "ppo": {"clip_grad": "actor_critic"}},
+    "recipe": {"model": "gated_ssm"},
+    "base": {"model": "gated_ssm", "overrides": _SCREEN},
+    "mb4": {"model": "gated_ssm", "overrides": _SCREEN, "ppo": {"num_minibatches": 4}},
+    "trial400": {
+        "model": "gated_ssm",
+        "overrides": _SCREEN,
+        "ppo": {"rollout_steps": 400, "num_minibatches": 4},
+    },
+    "gamma995": {"model": "gated_ssm", "overrides": _SCREEN, "ppo": {"gamma": 0.995}},
+    "wide128": {"model": "gated_ssm", "overrides": {**_SCREEN, "hidden_dim": 128, "state_dim": 128}},
+    "rec10": {"model": "gated_ssm", "overrides": _SCREEN, "ppo": {"recurrence_lr_scale": 10.0}},
+    "frozen": {"model": "gated_ssm", "overrides": _SCREEN, "ppo": {"recurrence_lr_scale": 0.0}},
+    "acclip": {"model": "gated_ssm", "overrides": _SCREEN, "ppo": {"clip_grad": "actor_critic"}},
     "ring03": {"model": "gated_ssm", "overrides": {"ring_min": 0.3}},
     "ring01": {"model": "gated_ssm", "overrides": {"ring_min": 0.1}},
     "ring01-rec10": {
@@ -47,6 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "overrides": {"ring_min": 0.1},
         "ppo": {"recurrence_lr_scale": 10.0},
     },
+    "ring01-1layer": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "num_layers": 1}},
     "gru": {"model": "gru"},
     "transformer": {"model": "transformer"},
 }
@@ -59,8 +66,11 @@ diagnostics, ``rl2_diagnostics.md``, find it barely moves); ``frozen``: lambda n
 ``acclip``: the actor's and the critic's gradients clipped apart (``PPOConfig.clip_grad``; the critic's
 gradient is 3-7x the actor's); ``ring03`` / ``ring01``: the ring initialisation's fastest decay
 sigmoid(lambda)^c at 0.3 / 0.1 instead of 0.9 (``ModelConfig.ring_min``): channels that forget within a few
-steps, as the gru's gates learn to (its update gate reaches 0.002); ``ring01-rec10``: both. gru and
-transformer are the references."""
+steps, as the gru's gates learn to (its update gate reaches 0.002); ``ring01-rec10``: both;
+``ring01-1layer``: ring01 with one layer instead of two (about half the backbone's cost, if fast channels
+make the second layer unnecessary). ``recipe`` is the RL² recipe of the day; ``base`` and the screen's other
+variants keep the ring from 0.9 they ran with (``ring_min=None``), so their names mean what their recorded
+runs did after the recipe moved to ring01. gru and transformer are the references."""
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:

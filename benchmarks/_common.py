@@ -68,21 +68,24 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-RESULTS_PATHSPEC = ":(exclude)benchmarks/results"
-"""What :func:`dirty_files` leaves out: the results files, which benchmarks write (and rewrite) as they run."""
+RESULTS_PATHSPECS = (":(exclude)benchmarks/results", ":(exclude)ssm_metarl/pretrained")
+"""What :func:`dirty_files` leaves out: what benchmarks write (and rewrite) as they run, the results files and
+the shipped models (``make_pretrained.py`` writes one after another, each recording the commit it ran from)."""
 
 
 def dirty_files() -> list[str] | None:
-    """Tracked files with uncommitted changes (staged or not) outside ``benchmarks/results/``; None outside git.
+    """Tracked files with uncommitted changes (staged or not) outside ``benchmarks/results/`` and
+    ``ssm_metarl/pretrained/``; None outside git.
 
     Untracked files are not counted (``git status --porcelain --untracked-files=no``): a run writes new
     results files, and other tools leave scratch files, none of which is the code that ran; a new module the
     code imports must be committed (``git add``) to count. Changes under ``benchmarks/results/`` are not
-    counted either: they are what a benchmark writes, so that ``make bench`` can run one benchmark after another.
+    counted either, nor under ``ssm_metarl/pretrained/``: they are what a benchmark writes, so that
+    ``make bench`` can run one benchmark after another and ``make pretrained`` one model after another.
     """
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", RESULTS_PATHSPEC],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULTS_PATHSPECS],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,

@@ -123,13 +123,17 @@ def test_a_benchmark_refuses_a_dirty_tree_unless_allowed(tmp_path: Path) -> None
     shutil.copy(ROOT / "benchmarks" / "_common.py", repo / "benchmarks" / "_common.py")
     (repo / "code.py").write_text("x = 1\n")
     (repo / "benchmarks" / "results" / "old.json").write_text("{}\n")
+    (repo / "ssm_metarl" / "pretrained" / "m").mkdir(parents=True)
+    (repo / "ssm_metarl" / "pretrained" / "m" / "results.json").write_text("{}\n")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "start")
     head = _git(repo, "rev-parse", "HEAD")
 
-    # what a run writes, and untracked files, leave the tree clean: the run starts and its commit is HEAD
+    # what a run writes (results, shipped models), and untracked files, leave the tree clean: the run starts
+    # and its commit is HEAD
     (repo / "benchmarks" / "results" / "old.json").write_text('{"runs": []}\n')
+    (repo / "ssm_metarl" / "pretrained" / "m" / "results.json").write_text('{"new": 1}\n')
     (repo / "benchmarks" / "results" / "new.json").write_text("{}\n")
     (repo / "scratch.txt").write_text("notes\n")
     common = _common_in(repo)

@@ -234,31 +234,38 @@ class RolloutCollector:
         reset_buf = torch.zeros(T, B, dtype=torch.bool, device=dev)
         state0 = self.state
 
-        obs_t = self._prep(policy, self.obs)
-        steps = T
-        for t in range(T):
-            if before_step is not None:
-                before_step(self.obs)
-            obs_buf[t] = obs_t
-            reset_buf[t] = self.reset
-            action, log_prob, value, self.state = policy.act(obs_t, self.state, self.reset, deterministic)
-            act_buf[t], logp_buf[t], val_buf[t] = action, log_prob, value
-            next_obs, reward, terminated, truncated, info = self.envs.step(policy.env_action(action))
-            done = terminated | truncated
-            self._track_episodes(reward, done, info)
-            if truncated.any():  # bootstrap: value of the true final observation, pre-reset state
-                final_val[t] = self._final_values(policy, info, truncated & ~terminated)
-            rew_np[t] = self.reward_scaler(reward, done) if self.reward_scaler else reward
-            term_np[t], trunc_np[t] = terminated, truncated & ~terminated
-            self.reset = torch.as_tensor(done, device=self.device)
-            self.obs = next_obs
-            obs_t = self._prep(policy, next_obs)
-            if stop_after_episodes is not None and len(self.stats.returns) >= stop_after_episodes:
-                steps = t + 1
-                break
+        # acting runs in inference mode (cheaper per op than no_grad: no version counters or view tracking);
+        # the buffers above are ordinary tensors it writes into
+        with torch.inference_mode():
+            obs_t = self._prep(policy, self.obs)
+            steps = T
+            for t in range(T):
+                if before_step is not None:
+                    before_step(self.obs)
+                obs_buf[t] = obs_t
+                reset_buf[t] = self.reset
+                action, log_prob, value, self.state = policy.act(obs_t, self.state, self.reset, deterministic)
+                act_buf[t], logp_buf[t], val_buf[t] = action, log_prob, value
+                next_obs, reward, terminated, truncated, info = self.envs.step(policy.env_action(action))
+                done = terminated | truncated
+                self._track_episodes(reward, done, info)
+                if truncated.any():  # bootstrap: value of the true final observation, pre-reset state
+                    final_val[t] = self._final_values(policy, info, truncated & ~terminated)
+                rew_np[t] = self.reward_scaler(reward, done) if self.reward_scaler else reward
+                term_np[t], trunc_np[t] = terminated, truncated & ~terminated
+                self.reset = torch.as_tensor(done, device=self.device)
+                self.obs = next_obs
+                obs_t = self._prep(policy, next_obs)
+                if stop_after_episodes is not None and len(self.stats.returns) >= stop_after_episodes:
+                    steps = t + 1
+                    break
 
-        # value of the observation after the segment, as the state will see it next segment
-        _, _, last_value, _ = policy.act(obs_t, self.state, self.reset)
+            # value of the observation after the segment, as the state will see it next segment
+            _, _, last_value, _ = policy.act(obs_t, self.state, self.reset)
+        # what outlives the segment leaves inference mode as ordinary tensors: the state and the reset flags
+        # seed the next segment and its state0 the update's forward, which an inference tensor cannot enter
+        self.state = tuple(s.clone() for s in self.state)
+        self.reset, last_value = self.reset.clone(), last_value.clone()
         self.total_steps += steps * B
         return Rollout(
             obs=obs_buf[:steps],

@@ -6,7 +6,8 @@
 
 Each agent (by default the RL² recipe's backbone, ``recipes.RL2_KIND``, and the gru; runs are labelled by
 backbone kind and settings) is trained with PPO (``recipe("rl2", family, model)``) on one-episode trials of N pulls of a
-bandit drawn from U[0, 1]^K, then plays every held-out bandit of the cell's test split ``--eval-runs`` times
+bandit drawn from U[0, 1]^K, then plays every held-out bandit of the cell's test split (``--split
+validation`` to choose a setting, such as ``--ring-min``, on selection seeds) ``--eval-runs`` times
 (evaluation seeds 0, 1000, 2000, ...); the classic algorithms play the same bandits
 (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy for the prior where its dynamic
 program is small enough (N <= 20): the ceiling of what meta-training on this prior can reach on average.
@@ -55,10 +56,11 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     cfg = recipe("rl2", family, job["model"]).replace(
         run__seed=job["seed"], run__progress=False, total_steps=job["steps"]
     )
+    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})))
     t0 = time.perf_counter()
     policy = train_rl2(cfg).policy
     seconds = time.perf_counter() - t0
-    tasks = get_family(family).test
+    tasks = get_family(family).split(job.get("split", "test"))
     played = evaluate_in_context(policy, family, tasks, 1, seeds=[1000 * r for r in range(job["eval_runs"])])
     totals = played.values[:, :, 0, 0]  # (eval runs, tasks): the total reward of each play
     return {
@@ -80,6 +82,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--eval-runs", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--split",
+        choices=["test", "validation"],
+        default="test",
+        help="the bandits played after training: validation to choose a setting (selection seeds 100+), test to report",
+    )
+    parser.add_argument(
+        "--ring-min",
+        default=None,
+        help="the ssm's ring_min instead of the recipe's ('none': the ring from 0.9); a variant to choose from",
+    )
     add_merge_arguments(parser, "meta_bandits")
     args = start_run(parser)
 
@@ -97,8 +110,21 @@ def main() -> None:
     from ssm_metarl.results import mean_ci
 
     args.models = args.models or [RL2_KIND, "gru"]
+    overrides = (
+        {}
+        if args.ring_min is None
+        else {"ring_min": None if args.ring_min == "none" else float(args.ring_min)}
+    )
     jobs = [
-        {"cell": c, "model": m, "seed": s, "steps": args.steps, "eval_runs": args.eval_runs}
+        {
+            "cell": c,
+            "model": m,
+            "seed": s,
+            "steps": args.steps,
+            "eval_runs": args.eval_runs,
+            "split": args.split,
+        }
+        | ({"overrides": overrides} if overrides and m != "gru" else {})
         for c in args.cells
         for m in args.models
         for s in args.seeds
@@ -116,6 +142,10 @@ def main() -> None:
     if len(steps) != 1:
         raise SystemExit(f"the runs to summarise were trained for different step counts {sorted(steps)}")
     (steps_per_agent,) = steps
+    splits = {r.get("split", "test") for r in runs}
+    if len(splits) != 1:
+        raise SystemExit(f"the runs to summarise played different splits {sorted(splits)}")
+    (split,) = splits
     seeds = sorted({r["seed"] for r in runs})
     cell_names = list(dict.fromkeys(r["cell"] for r in runs))
     # one column per backbone (kind and settings: runs from before RL2_BACKBONES were one real ssm layer)
@@ -125,7 +155,7 @@ def main() -> None:
     cells: dict[str, dict[str, Any]] = {}
     for cell in cell_names:
         dist = get_family(f"bandit-{cell}")
-        means, n = task_means(dist.test), dist.n
+        means, n = task_means(dist.split(split)), dist.n
         row: dict[str, Any] = {
             "random": float(random_arms(means, n).mean()),
             "ucb1": float(ucb1(means, n, runs=200, seed=0).mean()),
@@ -158,7 +188,7 @@ def main() -> None:
         "targets": {"ssm_over_thompson_worst": 0.9, "ssm_over_bayes_optimal_n10_worst": 0.95},
         "cells": cells,
         "runs": runs,
-        "config": vars(args) | {"steps": steps_per_agent},
+        "config": vars(args) | {"steps": steps_per_agent, "split": split},
         "minutes_total": minutes,
         "merged_from": merged_from,
         "seeds": seeds,
@@ -188,7 +218,7 @@ def main() -> None:
         for c, r in cells.items()
     ]
     md = (
-        f"## RL² on Bernoulli bandits: mean total reward on held-out bandits ({len(seeds)} seeds, "
+        f"## RL² on Bernoulli bandits: mean total reward on the {split} bandits ({len(seeds)} seeds, "
         f"{steps_per_agent} training steps per agent)\n\n"
         + markdown_table(headers, rows)
         + "\n\nBayes-optimal: the exact finite-horizon Bayes-optimal policy for the U[0, 1] prior (dynamic "

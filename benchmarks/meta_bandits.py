@@ -97,6 +97,7 @@ def main() -> None:
     args = start_run(parser)
 
     from ssm_metarl.envs.tasks import get_family
+    from ssm_metarl.errors import ConfigError
     from ssm_metarl.meta.bandits import (
         BAYES_MAX_PULLS,
         bayes_optimal,
@@ -106,6 +107,7 @@ def main() -> None:
         thompson,
         ucb1,
     )
+    from ssm_metarl.models import model_kwargs
     from ssm_metarl.recipes import RL2_KIND, recipe
     from ssm_metarl.results import mean_ci
 
@@ -115,6 +117,11 @@ def main() -> None:
         if args.ring_min is None
         else {"ring_min": None if args.ring_min == "none" else float(args.ring_min)}
     )
+    for m in args.models:  # a setting a backbone does not have is refused here, not inside a worker
+        try:
+            model_kwargs(recipe("rl2", f"bandit-{args.cells[0]}", m).model.replace(**overrides))
+        except ConfigError as e:
+            raise SystemExit(f"--ring-min with --models {m}: {e}") from None
     jobs = [
         {
             "cell": c,
@@ -124,7 +131,7 @@ def main() -> None:
             "eval_runs": args.eval_runs,
             "split": args.split,
         }
-        | ({"overrides": overrides} if overrides and m != "gru" else {})
+        | ({"overrides": overrides} if overrides else {})
         for c in args.cells
         for m in args.models
         for s in args.seeds

@@ -27,6 +27,7 @@ import argparse
 import multiprocessing as mp
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -157,7 +158,9 @@ def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return r["kind"], r["model"], r["seed"], r.get("steps"), r.get("iterations"), recipe
 
 
-def speed_ratios(runs: list[dict[str, Any]], is_chosen: Any) -> dict[str, list[float]]:
+def speed_ratios(
+    runs: list[dict[str, Any]], is_chosen: Callable[[dict[str, Any]], bool]
+) -> dict[str, list[float]]:
     """Per RL² model other than the chosen ssm: its median training minutes over the chosen ssm's at equal env
     steps, one figure per invocation that trained both (timings are compared within an invocation only; runs
     whose invocation is unknown are left out)."""

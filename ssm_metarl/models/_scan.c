@@ -6,8 +6,24 @@
    Every array is (B, T, N) or (B, N) with arbitrary element strides (a stride may be 0: a broadcast
    coefficient); h0 may be NULL (zeros). Complex arrays are passed as their real views: element n of a row
    is (x[n * sn], x[n * sn + 1]) with strides counted in reals. Compiled on first use by native.py with the
-   system C compiler; the Python kernels of scan.py compute the same values and are the oracle in tests. */
+   system C compiler; the Python kernels of scan.py compute the same values and are the oracle in tests.
+   The gated layer's recurrence with its coefficients (rglru_*, at the end) is fused here too. */
+#include <math.h>
 #include <stdint.h>
+
+/* Vector variants of exp and expm1 (glibc's libmvec, x86-64, glibc >= 2.35 for expm1), so that the gated
+   kernels' loops vectorise with their transcendental functions; native.py compiles with -fopenmp-simd
+   -fno-math-errno (and -mavx2 -mfma where the CPU has them). Elsewhere the loops call the scalar functions. */
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float expm1f(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double expm1(double);
+#endif
 
 /* One row of N elements: o = a * p + b, or o = b where there is no previous row (p NULL, h0 absent). */
 #define REAL_ROW(NAME, REAL)                                                                           \
@@ -173,3 +189,82 @@ REAL_SCAN_BACKWARD(scan_backward_float32, float)
 REAL_SCAN_BACKWARD(scan_backward_float64, double)
 COMPLEX_SCAN_BACKWARD(scan_backward_complex64, float)
 COMPLEX_SCAN_BACKWARD(scan_backward_complex128, double)
+
+/* The gated recurrence of ssm_metarl.models.gated_ssm (Griffin's RG-LRU) with its coefficients, in one pass.
+
+   p holds the layer's projection (B, T, 3N) = [u; r; i] (element stride 1 within a row), d the per-channel
+   decay rate c * softplus(-lambda) (N,), reset a (B, T) bool mask (NULL: none), h0 (B, N) (NULL: zeros):
+
+   a_t = exp(-sigmoid(r_t) * d)                 x_t = sqrt(1 - a_t^2) * sigmoid(i_t) * u_t
+   h_t = a_t * (1 - reset_t) * h_{t-1} + x_t    out (B, T, N) contiguous
+
+   sqrt(1 - a^2) is computed as sqrt(-expm1(2 log a)), exact near a = 1, as the Python reference does.
+   zero holds N zeros (the previous row at a reset, or of a missing h0). The inner loops have no branches,
+   so that the compiler vectorises them (with the functions declared above). */
+#define RGLRU_FORWARD(NAME, REAL, EXP, EXPM1, SQRT)                                                    \
+    void NAME(int64_t B, int64_t T, int64_t N, const REAL *p, int64_t psb, int64_t pst, const REAL *d, \
+              const uint8_t *reset, int64_t rsb, int64_t rst, const REAL *h0, int64_t hsb, REAL *out,    \
+              const REAL *zero) {                                                                      \
+        for (int64_t i = 0; i < B; i++) {                                                              \
+            for (int64_t t = 0; t < T; t++) {                                                          \
+                const REAL *restrict u = p + i * psb + t * pst, *restrict r = u + N, *restrict g = u + 2 * N; \
+                REAL *restrict ot = out + (i * T + t) * N;                                             \
+                const REAL *restrict prev = t > 0 ? ot - N : (h0 ? h0 + i * hsb : zero);              \
+                if (reset && reset[i * rsb + t * rst]) prev = zero;                                    \
+                _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                 \
+                    REAL sr = 1 / (1 + EXP(-r[n])), si = 1 / (1 + EXP(-g[n]));                         \
+                    REAL log_a = -sr * d[n];                                                           \
+                    ot[n] = EXP(log_a) * prev[n] + SQRT(-EXPM1(2 * log_a)) * si * u[n];                \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+/* Its adjoint, recomputing the coefficients from p. With g_t = dL/dh_t (element stride 1 within a row),
+   a_eff_t = a_t (1 - reset_t) and delta_t = g_t + a_eff_{t+1} delta_{t+1}:
+
+   dL/du = delta s si        dL/di = delta s u si (1 - si)        (s = sqrt(1 - a^2))
+   dL/dlog_a = delta (1 - reset_t) h_{t-1} a - delta si u a^2 / s
+   dL/dr = -dL/dlog_a d sr (1 - sr)        dL/dd = sum over (B, T) of -dL/dlog_a sr
+   dL/dh0 = a_eff_0 delta_0
+
+   dp (B, T, 3N) and gh0 (B, N) are contiguous outputs (gh0 NULL: not wanted), dd (N,) is zeroed here, and
+   scratch holds 2N reals (the next step's delta and a_eff). h is the forward's output. */
+#define RGLRU_BACKWARD(NAME, REAL, EXP, EXPM1, SQRT)                                                   \
+    void NAME(int64_t B, int64_t T, int64_t N, const REAL *p, int64_t psb, int64_t pst, const REAL *d, \
+              const uint8_t *reset, int64_t rsb, int64_t rst, const REAL *h0, int64_t hsb, const REAL *h, \
+              const REAL *g, int64_t gsb, int64_t gst, REAL *dp, REAL *dd, REAL *gh0, REAL *scratch,     \
+              const REAL *zero) {                                                                      \
+        REAL *restrict dnext = scratch, *restrict anext = scratch + N, *restrict ddr = dd;             \
+        for (int64_t n = 0; n < N; n++) dd[n] = 0;                                                     \
+        for (int64_t i = 0; i < B; i++) {                                                              \
+            for (int64_t n = 0; n < N; n++) dnext[n] = anext[n] = 0;                                   \
+            for (int64_t t = T - 1; t >= 0; t--) {                                                     \
+                const REAL *restrict u = p + i * psb + t * pst, *restrict r = u + N, *restrict gi = u + 2 * N; \
+                const REAL *restrict gt = g + i * gsb + t * gst;                                       \
+                REAL *restrict du = dp + (i * T + t) * 3 * N, *restrict dr = du + N, *restrict di = du + 2 * N; \
+                REAL keep = (reset && reset[i * rsb + t * rst]) ? 0 : 1;                               \
+                const REAL *restrict prev = t > 0 ? h + (i * T + t - 1) * N : (h0 ? h0 + i * hsb : zero); \
+                _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                 \
+                    REAL sr = 1 / (1 + EXP(-r[n])), si = 1 / (1 + EXP(-gi[n]));                        \
+                    REAL log_a = -sr * d[n], a = EXP(log_a), s = SQRT(-EXPM1(2 * log_a));              \
+                    REAL delta = gt[n] + anext[n] * dnext[n];                                          \
+                    REAL dsu = delta * si * u[n];                                                      \
+                    REAL dlog_a = a * (keep * delta * prev[n] - dsu * a / s);                          \
+                    du[n] = delta * s * si;                                                            \
+                    di[n] = dsu * s * (1 - si);                                                        \
+                    dr[n] = -dlog_a * d[n] * sr * (1 - sr);                                            \
+                    ddr[n] -= dlog_a * sr;                                                             \
+                    dnext[n] = delta;                                                                  \
+                    anext[n] = keep * a;                                                               \
+                }                                                                                      \
+            }                                                                                          \
+            if (gh0)                                                                                   \
+                for (int64_t n = 0; n < N; n++) gh0[i * N + n] = anext[n] * dnext[n];                  \
+        }                                                                                              \
+    }
+
+RGLRU_FORWARD(rglru_float32, float, expf, expm1f, sqrtf)
+RGLRU_FORWARD(rglru_float64, double, exp, expm1, sqrt)
+RGLRU_BACKWARD(rglru_backward_float32, float, expf, expm1f, sqrtf)
+RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)

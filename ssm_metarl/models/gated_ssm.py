@@ -21,19 +21,25 @@ GLU, like the LRU's::
     x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))
 
 ``GatedSSM``: x (B, T, D) -> Linear encoder (B, T, H) -> L blocks -> LayerNorm -> y (B, T, H); its state is a
-tuple of L tensors (B, N). ``step`` computes what ``forward`` computes for T = 1 (tested), with one
-multiply-add of the recurrence per layer.
+tuple of L tensors (B, N). ``step`` computes what ``forward`` computes for T = 1 (tested).
+
+On CPU tensors the gate (a_t, the input's scale and gates) and the scan are one native call (``rglru_scan``,
+the ``rglru_*`` kernels of ``_scan.c``) and their adjoint one more: the gate is a dozen elementwise
+operations, forward and backward, which at RL²'s sizes cost more than the scan itself. ``gate`` +
+``linear_scan`` (``rglru_scan_reference``) is the same computation in torch operations: the path on other
+devices and without a C compiler, the oracle in tests, and the double backward.
 """
 
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssm_metarl.models import native
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
 
@@ -60,25 +66,94 @@ class RGLRULayer(nn.Module):
         nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(H))
         nn.init.zeros_(self.proj.bias)
 
+    def decay(self) -> Tensor:
+        """d = c * softplus(-lambda) (N,), > 0: a_t = exp(-sigmoid(r_t) * d)."""
+        return GATE_SCALE * F.softplus(-self.lam)
+
     def coefficients(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """v (..., H) -> a (..., N) in (0, 1), b (..., N): the recurrence's coefficient and input."""
-        u, r, i = self.proj(v).chunk(3, dim=-1)  # (..., N) each
-        log_a = -GATE_SCALE * torch.sigmoid(r) * F.softplus(-self.lam)  # (..., N), < 0
-        a = torch.exp(log_a)
-        scale = torch.sqrt(-torch.expm1(2.0 * log_a))  # sqrt(1 - a^2), exact near a = 1
-        return a, scale * torch.sigmoid(i) * u
+        return gate(self.proj(v), self.decay())
 
     def forward(self, v: Tensor, h0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
         """v (B, T, H), h0 (B, N), reset (B, T) -> y (B, T, H), h (B, T, N)."""
-        a, b = self.coefficients(v)  # (B, T, N) each
-        h = linear_scan(a, b, h0, reset)  # (B, T, N)
+        h = rglru_scan(self.proj(v), self.decay(), h0, reset)  # (B, T, N)
         return torch.addcmul(self.out(h), v, self.skip), h
 
     def step(self, v: Tensor, h: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
         """v (B, H), h (B, N), reset (B, 1) bool -> y (B, H), h (B, N)."""
-        a, b = self.coefficients(v)  # (B, N)
-        h = torch.addcmul(b, a, h.masked_fill(reset, 0.0))  # (B, N)
+        p, d = self.proj(v), self.decay()  # (B, 3N), (N,)
+        if not torch.is_grad_enabled() and _fused(p, d, h):
+            h = native.rglru(p[:, None], d, reset, h)[:, 0]  # (B, N)
+        else:
+            a, b = gate(p, d)  # (B, N) each
+            h = torch.addcmul(b, a, h.masked_fill(reset, 0.0))  # (B, N)
         return torch.addcmul(self.out(h), v, self.skip), h
+
+
+def gate(p: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    """The projection p (..., 3N) = [u; r; i] and decay rates d (N,) -> a (..., N) in (0, 1), b (..., N)."""
+    u, r, i = p.chunk(3, dim=-1)  # (..., N) each
+    log_a = -torch.sigmoid(r) * d  # (..., N), < 0
+    a = torch.exp(log_a)
+    scale = torch.sqrt(-torch.expm1(2.0 * log_a))  # sqrt(1 - a^2), exact near a = 1
+    return a, scale * torch.sigmoid(i) * u
+
+
+def rglru_scan_reference(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) -> Tensor:
+    """The gated recurrence from its projection, with autograd ops: :func:`gate`, then ``linear_scan``.
+    p (B, T, 3N), d (N,), h0 (B, N) or None, reset (B, T) bool or None -> h (B, T, N)."""
+    a, b = gate(p, d)  # (B, T, N) each
+    return linear_scan(a, b, h0, reset)
+
+
+def rglru_scan(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) -> Tensor:
+    """:func:`rglru_scan_reference`'s values from one native call forward and one backward (``rglru_*`` in
+    ``_scan.c``; tested against the reference) where the native kernels run (real CPU tensors of one dtype),
+    the reference elsewhere. At RL²'s sizes the gate's dozen elementwise operations, forward and backward,
+    cost more than the scan itself (``benchmarks/results/backbone_profile.md``). When the backward is itself
+    differentiated (second-order MAML), it is the reference's, so double backward works too."""
+    if not _fused(p, d, h0):
+        return rglru_scan_reference(p, d, h0, reset)
+    if torch.is_grad_enabled() and (
+        p.requires_grad or d.requires_grad or (h0 is not None and h0.requires_grad)
+    ):
+        return cast(Tensor, _RGLRUScan.apply(p, d, h0, reset))
+    return native.rglru(p, d, reset, h0)
+
+
+def _fused(p: Tensor, d: Tensor, h0: Tensor | None) -> bool:
+    return native.supports_rglru(p) and d.dtype == p.dtype and (h0 is None or h0.dtype == p.dtype)
+
+
+class _RGLRUScan(torch.autograd.Function):
+    """h = rglru(p, d, h0, reset) with the native adjoint; the reference's, differentiably, under create_graph."""
+
+    @staticmethod
+    def forward(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) -> Tensor:
+        return native.rglru(p, d, reset, h0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        p, d, h0, reset = inputs
+        ctx.has_h0, ctx.has_reset = h0 is not None, reset is not None
+        ctx.save_for_backward(p, d, h0, reset, output)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        p, d, h0, reset, h = ctx.saved_tensors
+        h0 = h0 if ctx.has_h0 else None
+        reset = reset if ctx.has_reset else None
+        need_p, need_d, need_h0 = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: the reference's adjoint, itself differentiable
+            inputs = [t for t in (p, d, h0) if t is not None and t.requires_grad]
+            with torch.enable_grad():
+                grads = torch.autograd.grad(
+                    rglru_scan_reference(p, d, h0, reset), inputs, g, create_graph=True, allow_unused=True
+                )
+            by_id = {id(t): gr for t, gr in zip(inputs, grads)}
+            return by_id.get(id(p)), by_id.get(id(d)), None if h0 is None else by_id.get(id(h0)), None
+        dp, dd, dh0 = native.rglru_backward(p, d, reset, h0, h, g, need_h0)
+        return dp if need_p else None, dd if need_d else None, dh0 if need_h0 else None, None
 
 
 class GatedBlock(nn.Module):
@@ -155,4 +230,4 @@ class GatedSSM(nn.Module):
         return self.norm(z), tuple(new_state)
 
 
-__all__ = ["GATE_SCALE", "GatedBlock", "GatedSSM", "RGLRULayer"]
+__all__ = ["GATE_SCALE", "GatedBlock", "GatedSSM", "RGLRULayer", "gate", "rglru_scan", "rglru_scan_reference"]

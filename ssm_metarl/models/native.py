@@ -6,10 +6,13 @@ envs, T = 64, N = 64) is a sizeable share of a whole minibatch update. One C loo
 multiply-adds in a single call: ``benchmarks/results/ppo_update_cost.md`` has the update with each kernel
 and with no scan at all, ``benchmarks/results/scan_speed.md`` the scan alone.
 
-How. The C source ships with the package. The first scan on a CPU tensor compiles it (``cc -O3 -shared``,
-once per source version; no torch headers) into a cache directory, ``$SSM_METARL_CACHE`` or
-``~/.cache/ssm_metarl``, under a name holding the source's hash, written atomically, so concurrent
-processes and upgrades are safe. ``SSM_METARL_NATIVE`` controls it:
+The same library holds the gated ssm's fused recurrence (``rglru`` / ``rglru_backward``: the RG-LRU's gate
+and scan in one call, see :mod:`ssm_metarl.models.gated_ssm`).
+
+How. The C source ships with the package. The first scan on a CPU tensor compiles it (``cc -O3 -shared``
+plus :func:`compile_flags`; no torch headers) into a cache directory, ``$SSM_METARL_CACHE`` or
+``~/.cache/ssm_metarl``, under a name holding the hash of the source and the flags, written atomically, so
+concurrent processes and upgrades are safe. ``SSM_METARL_NATIVE`` controls it:
 
 * unset or ``auto``: use the kernel where it builds; where no C compiler is found or the build fails, log
   one warning saying why and use the Python kernels (same values, slower);
@@ -19,7 +22,7 @@ processes and upgrades are safe. ``SSM_METARL_NATIVE`` controls it:
 Tensors on other devices (CUDA) always use the Python kernels. The kernel does the multiply-adds of the
 ``loop`` kernel in the same order (torch's vectorised ``addcmul`` may fuse them, so the last bit can
 differ); ``tests/unit/test_scan.py`` checks it against the reference loop forward, backward and in double
-backward.
+backward; ``tests/unit/test_gated_ssm.py`` checks the fused recurrence against its torch reference.
 """
 
 from __future__ import annotations
@@ -57,6 +60,14 @@ _ARGTYPES += [ctypes.c_int]
 _BACKWARD_ARGTYPES: list[Any] = [ctypes.c_int64] * 3 + ([ctypes.c_void_p] + [ctypes.c_int64] * 3) * 3
 _BACKWARD_ARGTYPES += [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 2
 _BACKWARD_ARGTYPES += [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+_RGLRU = {torch.float32: "rglru_float32", torch.float64: "rglru_float64"}
+_RGLRU_ARGTYPES: list[Any] = (
+    [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_void_p]
+)
+_RGLRU_ARGTYPES += [ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int64]
+_RGLRU_BACKWARD_ARGTYPES = [*_RGLRU_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2
+_RGLRU_BACKWARD_ARGTYPES += [ctypes.c_void_p] * 5
+_RGLRU_ARGTYPES += [ctypes.c_void_p] * 2
 
 
 def _mode() -> str:
@@ -83,12 +94,27 @@ def _compiler() -> str | None:
     return None
 
 
+def compile_flags() -> list[str]:
+    """The compiler flags: -O3; -fopenmp-simd -fno-math-errno so that the gated kernels' loops vectorise with
+    their exp calls (see ``_scan.c``); -mavx2 -mfma where this CPU has them (Linux's /proc/cpuinfo says so)."""
+    flags = ["-O3", "-fopenmp-simd", "-fno-math-errno"]
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        cpu = []
+    if os.uname().machine == "x86_64" and "avx2" in cpu and "fma" in cpu:
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
 def build() -> Path:
-    """Compile ``_scan.c`` into the cache (once per source version and platform); returns the library path.
-    Raises ``RuntimeError`` with the compiler's message when it cannot."""
+    """Compile ``_scan.c`` into the cache (once per source version, platform and flags); returns the library
+    path. Raises ``RuntimeError`` with the compiler's message when it cannot."""
     source = SOURCE.read_bytes()
-    tag = hashlib.sha256(source + sys.platform.encode() + os.uname().machine.encode()).hexdigest()[:16]
-    lib = cache_dir() / f"scan-{tag}.so"
+    flags = compile_flags()
+    key = source + sys.platform.encode() + os.uname().machine.encode() + " ".join(flags).encode()
+    lib = cache_dir() / f"scan-{hashlib.sha256(key).hexdigest()[:16]}.so"
     if lib.exists():
         return lib
     cc = _compiler()
@@ -98,9 +124,8 @@ def build() -> Path:
     fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=lib.stem, suffix=".so.tmp")
     os.close(fd)
     try:
-        done = subprocess.run(
-            [cc, "-O3", "-shared", "-fPIC", "-o", tmp, str(SOURCE)], capture_output=True, text=True
-        )
+        command = [cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {done.stderr.strip()[-2000:]}")
         os.replace(tmp, lib)
@@ -128,6 +153,11 @@ def _library() -> ctypes.CDLL | None:
         backward = getattr(lib, name.replace("scan_", "scan_backward_"))
         backward.argtypes = _BACKWARD_ARGTYPES
         backward.restype = None
+    for name in _RGLRU.values():
+        getattr(lib, name).argtypes = _RGLRU_ARGTYPES
+        getattr(lib, name).restype = None
+        getattr(lib, name.replace("rglru_", "rglru_backward_")).argtypes = _RGLRU_BACKWARD_ARGTYPES
+        getattr(lib, name.replace("rglru_", "rglru_backward_")).restype = None
     return lib
 
 
@@ -225,4 +255,81 @@ def scan_backward(
     return delta, ga, gh0
 
 
-__all__ = ["available", "build", "cache_dir", "scan_backward", "scan_into", "supports"]
+def supports_rglru(p: Tensor) -> bool:
+    """Whether :func:`rglru` and :func:`rglru_backward` can run on a projection like ``p`` (CPU, float32/64)."""
+    return p.device.type == "cpu" and p.dtype in _RGLRU and _library() is not None
+
+
+def _rglru_args(p: Tensor, d: Tensor, reset: Tensor | None, h0: Tensor | None) -> list[Any]:
+    """The arguments the two rglru kernels share; every tensor must stay alive for the call (the caller
+    holds them). p (B, T, 3N) and h0 (B, N) need element stride 1, d (N,) contiguous."""
+    B, T, N3 = p.shape
+    r_args: list[Any] = [None, 0, 0] if reset is None else [reset.data_ptr(), *reset.stride()]
+    h_args: list[Any] = [None, 0] if h0 is None else [h0.data_ptr(), h0.stride(0)]
+    return [B, T, N3 // 3, p.data_ptr(), p.stride(0), p.stride(1), d.data_ptr(), *r_args, *h_args]
+
+
+def _rows(x: Tensor) -> Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def rglru(p: Tensor, d: Tensor, reset: Tensor | None, h0: Tensor | None) -> Tensor:
+    """The gated layer's recurrence with its coefficients in one call (``rglru_*`` in ``_scan.c``): from the
+    projection p (B, T, 3N) = [u; r; i], the decay rates d (N,), reset (B, T) bool or None and h0 (B, N) or
+    None, the states h (B, T, N). Callers check :func:`supports_rglru` first; every tensor of p's dtype."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available")
+    p, d = _rows(p), d.contiguous()
+    h0 = None if h0 is None else _rows(h0)
+    reset = None if reset is None else reset.to(torch.bool)
+    B, T, N3 = p.shape
+    out = torch.empty(B, T, N3 // 3, dtype=p.dtype, device=p.device)
+    zero = torch.zeros(N3 // 3, dtype=p.dtype, device=p.device)
+    getattr(lib, _RGLRU[p.dtype])(*_rglru_args(p, d, reset, h0), out.data_ptr(), zero.data_ptr())
+    return out
+
+
+def rglru_backward(
+    p: Tensor, d: Tensor, reset: Tensor | None, h0: Tensor | None, h: Tensor, g: Tensor, want_h0: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The adjoint of :func:`rglru` in one call: dL/dp (B, T, 3N), dL/dd (N,) and dL/dh0 (B, N) (None unless
+    ``want_h0`` and h0 is given), from the forward's inputs, its output h and g = dL/dh (B, T, N)."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available")
+    p, d, g, h = _rows(p), d.contiguous(), _rows(g.to(p.dtype)), h.contiguous()
+    h0 = None if h0 is None else _rows(h0)
+    reset = None if reset is None else reset.to(torch.bool)
+    B, T, N3 = p.shape
+    dp = torch.empty(B, T, N3, dtype=p.dtype, device=p.device)
+    dd = torch.empty(N3 // 3, dtype=p.dtype, device=p.device)
+    gh0 = torch.empty(B, N3 // 3, dtype=p.dtype, device=p.device) if want_h0 and h0 is not None else None
+    scratch = torch.zeros(3 * (N3 // 3), dtype=p.dtype, device=p.device)  # two rows, then a row of zeros
+    getattr(lib, _RGLRU[p.dtype].replace("rglru_", "rglru_backward_"))(
+        *_rglru_args(p, d, reset, h0),
+        h.data_ptr(),
+        g.data_ptr(),
+        g.stride(0),
+        g.stride(1),
+        dp.data_ptr(),
+        dd.data_ptr(),
+        None if gh0 is None else gh0.data_ptr(),
+        scratch.data_ptr(),
+        scratch[2 * (N3 // 3) :].data_ptr(),
+    )
+    return dp, dd, gh0
+
+
+__all__ = [
+    "available",
+    "build",
+    "cache_dir",
+    "compile_flags",
+    "rglru",
+    "rglru_backward",
+    "scan_backward",
+    "scan_into",
+    "supports",
+    "supports_rglru",
+]

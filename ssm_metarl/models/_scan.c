@@ -10,6 +10,7 @@
    The gated layer's recurrence with its coefficients (rglru_*, at the end) is fused here too. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Vector variants of exp and expm1 (glibc's libmvec, x86-64, glibc >= 2.35 for expm1), so that the gated
    kernels' loops vectorise with their transcendental functions; native.py compiles with -fopenmp-simd
@@ -268,3 +269,86 @@ RGLRU_FORWARD(rglru_float32, float, expf, expm1f, sqrtf)
 RGLRU_FORWARD(rglru_float64, double, exp, expm1, sqrt)
 RGLRU_BACKWARD(rglru_backward_float32, float, expf, expm1f, sqrtf)
 RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
+
+/* One acting step of a whole GatedSSM (gated_ssm.py), for B rows, in one call with no autograd:
+
+   z = W_enc x + b_enc;  for each of the L blocks:  v = LayerNorm(z);  p = W_proj v + b_proj = [u; r; i];
+   h = a (1 - reset) h_prev + sqrt(1 - a^2) sigmoid(i) u,  a = exp(-sigmoid(r) c softplus(-lambda));
+   y = W_out h + b_out + skip * v;  m = W_mix SiLU(y) + b_mix;  z = z + m[:H] * sigmoid(m[H:]);
+   out = LayerNorm(z).
+
+   w holds the parameters as the modules store them (nn.Linear weights (out, in), contiguous), in order:
+   encoder weight, bias; per block norm weight, bias, proj weight, bias, lambda, out weight, bias, skip, mix
+   weight, bias; the final norm's weight and bias. eps holds the L + 1 norms' epsilons. state_in and
+   state_out hold L pointers to (B, N) rows; reset (B,) may be NULL. Returns nonzero when out of memory. */
+#define LINEAR(NAME, REAL)                                                                             \
+    static void NAME(int64_t B, int64_t I, int64_t O, const REAL *x, const REAL *W, const REAL *b,      \
+                     REAL *y) {                                                                        \
+        for (int64_t i = 0; i < B; i++)                                                                \
+            for (int64_t o = 0; o < O; o++) {                                                          \
+                const REAL *wo = W + o * I, *xi = x + i * I;                                           \
+                REAL acc = 0;                                                                          \
+                _Pragma("omp simd reduction(+:acc)") for (int64_t k = 0; k < I; k++) acc += wo[k] * xi[k]; \
+                y[i * O + o] = acc + b[o];                                                             \
+            }                                                                                          \
+    }
+
+#define LAYER_NORM(NAME, REAL, SQRT)                                                                   \
+    static void NAME(int64_t B, int64_t H, const REAL *x, const REAL *w, const REAL *b, REAL eps, REAL *y) { \
+        for (int64_t i = 0; i < B; i++) {                                                              \
+            const REAL *xi = x + i * H;                                                                \
+            REAL mean = 0, var = 0;                                                                    \
+            _Pragma("omp simd reduction(+:mean)") for (int64_t k = 0; k < H; k++) mean += xi[k];      \
+            mean /= H;                                                                                 \
+            _Pragma("omp simd reduction(+:var)") for (int64_t k = 0; k < H; k++) var += (xi[k] - mean) * (xi[k] - mean); \
+            REAL rstd = 1 / SQRT(var / H + eps);                                                       \
+            for (int64_t k = 0; k < H; k++) y[i * H + k] = (xi[k] - mean) * rstd * w[k] + b[k];        \
+        }                                                                                              \
+    }
+
+#define GATED_STEP(NAME, REAL, LINEAR_FN, NORM_FN, EXP, EXPM1, SQRT, LOG1P)                            \
+    int NAME(int64_t B, int64_t D, int64_t H, int64_t N, int64_t L, double c, const REAL *x,            \
+             const uint8_t *reset, const REAL *const *w, const double *eps, const REAL *const *state_in,   \
+             REAL *const *state_out, REAL *out) {                                                      \
+        REAL *buf = malloc(sizeof(REAL) * (B * (5 * H + 3 * N) + N));                                  \
+        if (!buf) return 1;                                                                            \
+        REAL *z = buf, *v = z + B * H, *p = v + B * H, *y = p + B * 3 * N, *m = y + B * H, *d = m + B * 2 * H; \
+        LINEAR_FN(B, D, H, x, w[0], w[1], z);                                                          \
+        for (int64_t l = 0; l < L; l++) {                                                              \
+            const REAL *const *q = w + 2 + 10 * l;                                                     \
+            NORM_FN(B, H, z, q[0], q[1], (REAL)eps[l], v);                                                   \
+            LINEAR_FN(B, H, 3 * N, v, q[2], q[3], p);                                                  \
+            for (int64_t n = 0; n < N; n++) {  /* c softplus(-lambda), torch's threshold 20 */          \
+                REAL x_ = -q[4][n];                                                                    \
+                d[n] = (REAL)c * (x_ > 20 ? x_ : LOG1P(EXP(x_)));                                            \
+            }                                                                                          \
+            for (int64_t i = 0; i < B; i++) {                                                          \
+                const REAL *u = p + i * 3 * N, *r = u + N, *g = u + 2 * N, *hp = state_in[l] + i * N;  \
+                REAL *hn = state_out[l] + i * N, keep = (reset && reset[i]) ? 0 : 1;                   \
+                _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                 \
+                    REAL sr = 1 / (1 + EXP(-r[n])), si = 1 / (1 + EXP(-g[n]));                         \
+                    REAL log_a = -sr * d[n];                                                           \
+                    hn[n] = EXP(log_a) * keep * hp[n] + SQRT(-EXPM1(2 * log_a)) * si * u[n];           \
+                }                                                                                      \
+            }                                                                                          \
+            LINEAR_FN(B, N, H, state_out[l], q[5], q[6], y);                                           \
+            for (int64_t k = 0; k < B * H; k++) {                                                      \
+                REAL t = y[k] + q[7][k % H] * v[k];                                                    \
+                y[k] = t / (1 + EXP(-t));                                                              \
+            }                                                                                          \
+            LINEAR_FN(B, H, 2 * H, y, q[8], q[9], m);                                                  \
+            for (int64_t i = 0; i < B; i++)                                                            \
+                for (int64_t k = 0; k < H; k++)                                                        \
+                    z[i * H + k] += m[i * 2 * H + k] / (1 + EXP(-m[i * 2 * H + H + k]));               \
+        }                                                                                              \
+        NORM_FN(B, H, z, w[2 + 10 * L], w[3 + 10 * L], (REAL)eps[L], out);                                   \
+        free(buf);                                                                                     \
+        return 0;                                                                                      \
+    }
+
+LINEAR(linear_float32, float)
+LINEAR(linear_float64, double)
+LAYER_NORM(layer_norm_float32, float, sqrtf)
+LAYER_NORM(layer_norm_float64, double, sqrt)
+GATED_STEP(gated_step_float32, float, linear_float32, layer_norm_float32, expf, expm1f, sqrtf, log1pf)
+GATED_STEP(gated_step_float64, double, linear_float64, layer_norm_float64, exp, expm1, sqrt, log1p)

@@ -21,7 +21,8 @@ GLU, like the LRU's::
     x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))
 
 ``GatedSSM``: x (B, T, D) -> Linear encoder (B, T, H) -> L blocks -> LayerNorm -> y (B, T, H); its state is a
-tuple of L tensors (B, N). ``step`` computes what ``forward`` computes for T = 1 (tested).
+tuple of L tensors (B, N). ``step`` computes what ``forward`` computes for T = 1 (tested); without grad, on the
+CPU, it is one native call for the whole backbone (``gated_step_*`` in ``_scan.c``).
 
 On CPU tensors the gate (a_t, the input's scale and gates) and the scan are one native call (``rglru_scan``,
 the ``rglru_*`` kernels of ``_scan.c``) and their adjoint one more: the gate is a dozen elementwise
@@ -220,7 +221,15 @@ class GatedSSM(nn.Module):
         return self.norm(z), tuple(new_state)
 
     def step(self, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:
-        """x (B, D), state L x (B, N), reset (B,) bool -> y (B, H), state L x (B, N)."""
+        """x (B, D), state L x (B, N), reset (B,) bool -> y (B, H), state L x (B, N).
+
+        Without grad, on the CPU, the whole step is one native call (``gated_step_*`` in ``_scan.c``, reading
+        the parameters where they are): acting costs one dispatch instead of about 15 per layer, which is
+        most of a step's cost at a few envs. With grad, or elsewhere, the blocks' torch operations."""
+        weights = self._native_weights(x, state) if not torch.is_grad_enabled() else None
+        if weights is not None:
+            eps = [b.norm.eps for b in self._blocks()] + [self.norm.eps]
+            return native.gated_step(x, reset, weights, eps, tuple(state), GATE_SCALE)
         z = self.encoder(x)  # (B, H)
         r = reset.bool().view(-1, 1)  # (B, 1)
         new_state = []
@@ -228,6 +237,19 @@ class GatedSSM(nn.Module):
             z, h = block.step(z, h, r)
             new_state.append(h)
         return self.norm(z), tuple(new_state)
+
+    def _native_weights(self, x: Tensor, state: State) -> list[Tensor] | None:
+        """The parameters in the native step's order, or None where it cannot run (device, dtype, layout)."""
+        if not native.supports_rglru(x) or not state:
+            return None
+        weights = [self.encoder.weight, self.encoder.bias]
+        for b in self._blocks():
+            rnn = b.rnn
+            weights += [b.norm.weight, b.norm.bias, rnn.proj.weight, rnn.proj.bias, rnn.lam]
+            weights += [rnn.out.weight, rnn.out.bias, rnn.skip, b.mix.weight, b.mix.bias]
+        weights += [self.norm.weight, self.norm.bias]
+        ok = all(w.dtype == x.dtype and w.is_contiguous() for w in weights)
+        return weights if ok and all(s.dtype == x.dtype for s in state) else None
 
 
 __all__ = ["GATE_SCALE", "GatedBlock", "GatedSSM", "RGLRULayer", "gate", "rglru_scan", "rglru_scan_reference"]

@@ -68,6 +68,8 @@ _RGLRU_ARGTYPES += [ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_void_p, 
 _RGLRU_BACKWARD_ARGTYPES = [*_RGLRU_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2
 _RGLRU_BACKWARD_ARGTYPES += [ctypes.c_void_p] * 5
 _RGLRU_ARGTYPES += [ctypes.c_void_p] * 2
+_GATED_STEP = {torch.float32: "gated_step_float32", torch.float64: "gated_step_float64"}
+_GATED_STEP_ARGTYPES: list[Any] = [ctypes.c_int64] * 5 + [ctypes.c_double] + [ctypes.c_void_p] * 7
 
 
 def _mode() -> str:
@@ -158,6 +160,9 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).restype = None
         getattr(lib, name.replace("rglru_", "rglru_backward_")).argtypes = _RGLRU_BACKWARD_ARGTYPES
         getattr(lib, name.replace("rglru_", "rglru_backward_")).restype = None
+    for name in _GATED_STEP.values():
+        getattr(lib, name).argtypes = _GATED_STEP_ARGTYPES
+        getattr(lib, name).restype = ctypes.c_int
     return lib
 
 
@@ -321,11 +326,44 @@ def rglru_backward(
     return dp, dd, gh0
 
 
+def gated_step(
+    x: Tensor,
+    reset: Tensor | None,
+    weights: list[Tensor],
+    eps: list[float],
+    state: tuple[Tensor, ...],
+    c: float,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One acting step of a whole GatedSSM in one call (``gated_step_*`` in ``_scan.c``): x (B, D), reset (B,)
+    bool or None, the model's parameters in the kernel's order (contiguous, x's dtype), the L + 1 norms'
+    epsilons, L states (B, N), the gate constant c -> y (B, H), L new states (B, N). Callers check
+    :func:`supports_rglru` on x, and the dtypes and contiguity of the rest."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available")
+    L, (B, D), H, N = len(state), x.shape, weights[1].shape[0], state[0].shape[1]
+    x = x.contiguous()
+    state = tuple(s.contiguous() for s in state)
+    reset = None if reset is None else reset.to(torch.bool).contiguous()
+    out = torch.empty(B, H, dtype=x.dtype, device=x.device)
+    new = torch.empty(L, B, N, dtype=x.dtype, device=x.device)
+    ptrs = (ctypes.c_void_p * len(weights))(*(t.data_ptr() for t in weights))
+    eps_arr = (ctypes.c_double * len(eps))(*eps)
+    s_in = (ctypes.c_void_p * L)(*(s.data_ptr() for s in state))
+    s_out = (ctypes.c_void_p * L)(*(new[i].data_ptr() for i in range(L)))
+    fn = getattr(lib, _GATED_STEP[x.dtype])
+    reset_ptr = None if reset is None else reset.data_ptr()
+    if fn(B, D, H, N, L, c, x.data_ptr(), reset_ptr, ptrs, eps_arr, s_in, s_out, out.data_ptr()):
+        raise MemoryError("the native gated step could not allocate its buffers")
+    return out, tuple(new.unbind(0))
+
+
 __all__ = [
     "available",
     "build",
     "cache_dir",
     "compile_flags",
+    "gated_step",
     "rglru",
     "rglru_backward",
     "scan_backward",

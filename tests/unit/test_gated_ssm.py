@@ -132,3 +132,33 @@ def test_fused_and_reference_paths_give_the_same_model():
     torch.testing.assert_close(fused[1], fused[0], rtol=1e-5, atol=1e-5)  # step == forward
     for a, b in zip(fused[2], reference[2]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_native_acting_step_equals_the_blocks_step():
+    """Without grad a GatedSSM's step is one native call; it computes what the blocks' torch step and the
+    sequence forward compute (float64 to 1e-10, float32 to 1e-5), resets and a non-zero state included."""
+    import pytest
+
+    from ssm_metarl.models import native
+
+    if not native.available():
+        pytest.skip("no C compiler: the native step is not built here")
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        torch.manual_seed(0)
+        model = GatedSSM(input_dim=5, hidden_dim=16, state_dim=12, num_layers=2, a_min=0.1).to(dtype)
+        with torch.no_grad():  # away from the initialisation (zero skip, zero biases)
+            for q in model.parameters():
+                q.add_(torch.randn_like(q) * 0.1)
+        x, reset = torch.randn(3, 7, 5, dtype=dtype), torch.rand(3, 7) < 0.3
+        reset[0, 2] = True
+        state0 = tuple(torch.randn(3, 12, dtype=dtype) for _ in range(2))
+        y_seq, s_seq = model(x, state0, reset)
+        with torch.no_grad():
+            assert model._native_weights(x[:, 0], state0) is not None  # the native path runs here
+            state, ys = state0, []
+            for t in range(7):
+                y_t, state = model.step(x[:, t], state, reset[:, t])
+                ys.append(y_t)
+        torch.testing.assert_close(torch.stack(ys, 1), y_seq.detach(), rtol=tol, atol=tol)
+        for a, b in zip(state, s_seq):
+            torch.testing.assert_close(a, b.detach(), rtol=tol, atol=tol)

@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "ppo": {"recurrence_lr_scale": 10.0},
     },
     "ring01-1layer": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "num_layers": 1}},
+    "ring01-shared": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "separate_critic": False}},
+    "ring01-n32": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "state_dim": 32}},
     "gru": {"model": "gru"},
     "transformer": {"model": "transformer"},
 }
@@ -68,7 +70,9 @@ gradient is 3-7x the actor's); ``ring03`` / ``ring01``: the ring initialisation'
 sigmoid(lambda)^c at 0.3 / 0.1 instead of 0.9 (``ModelConfig.ring_min``): channels that forget within a few
 steps, as the gru's gates learn to (its update gate reaches 0.002); ``ring01-rec10``: both;
 ``ring01-1layer``: ring01 with one layer instead of two (about half the backbone's cost, if fast channels
-make the second layer unnecessary). ``recipe`` is the RL² recipe of the day; ``base`` and the screen's other
+make the second layer unnecessary); ``ring01-shared``: ring01 with the critic's value head on the actor's
+backbone instead of a backbone of its own (half the cost of acting and of the update); ``ring01-n32``: ring01
+with 32 state channels per layer instead of 64. ``recipe`` is the RL² recipe of the day; ``base`` and the screen's other
 variants keep the ring from 0.9 they ran with (``ring_min=None``), so their names mean what their recorded
 runs did after the recipe moved to ring01. gru and transformer are the references."""
 

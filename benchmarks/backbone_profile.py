@@ -17,7 +17,11 @@ settings its recipe gives it), one PPO update cycle as ``train_ppo`` runs it, sp
 Timings are this thread's CPU seconds (``time.thread_time``; one torch thread), median over ``--reps``
 cycles, the backbones of a shape interleaved round-robin so that machine noise hits all alike; GAE is left
 out (the same for every backbone). Operation counts are the aten operators dispatched (a
-``TorchDispatchMode`` counter) per acting step and per minibatch update (forward, backward, optimizer).
+``TorchDispatchMode`` counter) per acting step and per minibatch update (forward, backward, optimizer); a
+native call (the scan, the gated ssm's fused recurrence and acting step) counts as none.
+
+The acting latency table (``--latency-batches``, default 1, 8, 64) times ``policy.act`` per backbone at
+each batch size, in the settings of the ``--latency-shape`` recipe (default RL²), at steady state.
 """
 
 from __future__ import annotations
@@ -194,6 +198,44 @@ class Cycle:
         return counts
 
 
+def acting_latency(policy: Any, B: int, calls: int) -> float:
+    """Microseconds of this thread's CPU per ``policy.act`` call for B envs (actor and critic, sampling
+    included), under inference mode as rollouts act, at steady state: the state is carried from call to call
+    after 100 warm-up calls (a transformer's cache window is full by then)."""
+    obs = torch.randn(B, policy.obs_dim)
+    state, reset = policy.initial_state(B), torch.zeros(B, dtype=torch.bool)
+    policy.eval()
+    with torch.inference_mode():
+        for _ in range(100):
+            state = policy.act(obs, state, reset)[3]
+        c0 = time.thread_time()
+        for _ in range(calls):
+            state = policy.act(obs, state, reset)[3]
+        return (time.thread_time() - c0) / calls * 1e6
+
+
+def latency_rows(shape: str, labels: list[str], batches: list[int], reps: int) -> list[dict[str, Any]]:
+    """Acting latency per backbone (its recipe's settings for ``shape``) and batch size, median over reps,
+    the backbones interleaved round-robin."""
+    policies = {}
+    for label in labels:
+        torch.manual_seed(0)
+        cfg = config(shape, label)
+        envs = make_vec_env(cfg.env_id, 1, seed=0)
+        policies[label] = build_policy(cfg, envs)
+        envs.close()
+    per: dict[tuple[str, int], list[float]] = {(label, B): [] for label in labels for B in batches}
+    for _ in range(reps):
+        for B in batches:
+            for label, policy in policies.items():
+                per[(label, B)].append(acting_latency(policy, B, calls=200))
+    return [
+        {"shape": shape, "backbone": label, "batch": B, "act_us": statistics.median(per[(label, B)])}
+        for label in labels
+        for B in batches
+    ]
+
+
 def profile_shape(shape: str, labels: list[str], reps: int) -> list[dict[str, Any]]:
     cycles = {label: Cycle(shape, label) for label in labels}
     for c in cycles.values():  # warm-up: the acting plan, allocator, first-call costs
@@ -236,11 +278,14 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--reps", type=int, default=7, help="update cycles per backbone (median)")
+    parser.add_argument("--latency-batches", type=int, nargs="*", default=[1, 8, 64], help="none: no table")
+    parser.add_argument("--latency-shape", default="rl2", choices=list(SHAPES))
     parser.add_argument("--name", default="backbone_profile")
     args = start_run(parser)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = [r for shape in args.shapes for r in profile_shape(shape, args.backbones, args.reps)]
+    latency = latency_rows(args.latency_shape, args.backbones, args.latency_batches, args.reps)
     minutes = (time.perf_counter() - t0) / 60
 
     by = {(r["shape"], r["backbone"]): r for r in rows}
@@ -256,6 +301,14 @@ def main() -> None:
                 headline[f"{shape}_{label.replace(' ', '_')}_over_{ref['backbone']}"] = (
                     by[(shape, label)]["total_ms"] / ref["total_ms"]
                 )
+        if (shape, "gated ssm") in by and (shape, "lstm") in by:
+            headline[f"{shape}_gated_ssm_over_lstm"] = (
+                by[(shape, "gated ssm")]["total_ms"] / by[(shape, "lstm")]["total_ms"]
+            )
+    lat = {(r["backbone"], r["batch"]): r["act_us"] for r in latency}
+    for B in args.latency_batches:
+        for label in args.backbones:
+            headline[f"act_us_b{B}_{label.replace(' ', '_')}"] = lat[(label, B)]
     md = (
         "## Where a PPO update cycle's time goes, per backbone\n\n"
         "CPU milliseconds per update cycle (median of "
@@ -294,8 +347,26 @@ def main() -> None:
             table,
         )
         md += "\n\n"
+    if latency:
+        md += (
+            f"**Acting latency** (`policy.act`, actor and critic with sampling, under inference mode, the "
+            f"`{SHAPES[args.latency_shape][0]}` recipe's settings for {SHAPES[args.latency_shape][1]}): "
+            f"µs of CPU per call, median of {args.reps} interleaved rounds of 200 calls at steady state\n\n"
+        )
+        md += markdown_table(
+            ["backbone", *(f"B = {B}" for B in args.latency_batches)],
+            [[label, *(f"{lat[(label, B)]:.0f}" for B in args.latency_batches)] for label in args.backbones],
+        )
+        md += "\n\n"
     md += f"Headline: `{headline}`\n\nCommand: `{provenance()['command']}`; {minutes:.1f} minutes.\n"
-    payload = {"headline": headline, **provenance(), "args": vars(args), "minutes": minutes, "rows": rows}
+    payload = {
+        "headline": headline,
+        **provenance(),
+        "args": vars(args),
+        "minutes": minutes,
+        "rows": rows,
+        "latency": latency,
+    }
     write_results(args.name, payload, md)
     print(md)
 

@@ -27,3 +27,11 @@ def test_a_cycle_times_every_phase_and_counts_the_ops_of_each():
     assert all(n > 0 for n in ops.values()), ops
     assert ops["forward"] > ops["act"]  # a sequence of 64 steps and the loss, against one step
     cycle.envs.close()
+
+
+def test_acting_latency_table_has_every_backbone_and_batch():
+    rows = profile.latency_rows("rl2", ["gated ssm", "mlp"], [1, 4], reps=1)
+    assert {(r["backbone"], r["batch"]) for r in rows} == {
+        (b, n) for b in ("gated ssm", "mlp") for n in (1, 4)
+    }
+    assert all(r["act_us"] > 0 for r in rows)

@@ -281,16 +281,41 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
    encoder weight, bias; per block norm weight, bias, proj weight, bias, lambda, out weight, bias, skip, mix
    weight, bias; the final norm's weight and bias. eps holds the L + 1 norms' epsilons. state_in and
    state_out hold L pointers to (B, N) rows; reset (B,) may be NULL. Returns nonzero when out of memory. */
+/* y (B, O) = x (B, I) W^T + b for W (O, I) as nn.Linear stores it (b NULL: none). Blocks of two rows by four
+   outputs share their loads, and the sums over k vectorise (omp simd reduction). */
 #define LINEAR(NAME, REAL)                                                                             \
+    static inline void NAME##_block(int64_t I, int64_t O, int64_t rows, const REAL *x, const REAL *W,  \
+                                    const REAL *b, REAL *y) {                                          \
+        const REAL *x0 = x, *x1 = rows > 1 ? x + I : x;                                                \
+        int64_t o = 0;                                                                                 \
+        for (; o + 4 <= O; o += 4) {                                                                   \
+            const REAL *w0 = W + o * I, *w1 = w0 + I, *w2 = w1 + I, *w3 = w2 + I;                      \
+            REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;                       \
+            _Pragma("omp simd reduction(+:a0,a1,a2,a3,c0,c1,c2,c3)") for (int64_t k = 0; k < I; k++) { \
+                a0 += w0[k] * x0[k];                                                                   \
+                a1 += w1[k] * x0[k];                                                                   \
+                a2 += w2[k] * x0[k];                                                                   \
+                a3 += w3[k] * x0[k];                                                                   \
+                c0 += w0[k] * x1[k];                                                                   \
+                c1 += w1[k] * x1[k];                                                                   \
+                c2 += w2[k] * x1[k];                                                                   \
+                c3 += w3[k] * x1[k];                                                                   \
+            }                                                                                          \
+            REAL b0 = b ? b[o] : 0, b1 = b ? b[o + 1] : 0, b2 = b ? b[o + 2] : 0, b3 = b ? b[o + 3] : 0; \
+            y[o] = a0 + b0, y[o + 1] = a1 + b1, y[o + 2] = a2 + b2, y[o + 3] = a3 + b3;                \
+            if (rows > 1) y[O + o] = c0 + b0, y[O + o + 1] = c1 + b1, y[O + o + 2] = c2 + b2, y[O + o + 3] = c3 + b3; \
+        }                                                                                              \
+        for (; o < O; o++)                                                                             \
+            for (int64_t r = 0; r < rows; r++) {                                                       \
+                const REAL *wo = W + o * I, *xr = x + r * I;                                           \
+                REAL acc = 0;                                                                          \
+                _Pragma("omp simd reduction(+:acc)") for (int64_t k = 0; k < I; k++) acc += wo[k] * xr[k]; \
+                y[r * O + o] = b ? acc + b[o] : acc;                                                   \
+            }                                                                                          \
+    }                                                                                                  \
     static void NAME(int64_t B, int64_t I, int64_t O, const REAL *x, const REAL *W, const REAL *b,      \
                      REAL *y) {                                                                        \
-        for (int64_t i = 0; i < B; i++)                                                                \
-            for (int64_t o = 0; o < O; o++) {                                                          \
-                const REAL *wo = W + o * I, *xi = x + i * I;                                           \
-                REAL acc = 0;                                                                          \
-                _Pragma("omp simd reduction(+:acc)") for (int64_t k = 0; k < I; k++) acc += wo[k] * xi[k]; \
-                y[i * O + o] = acc + b[o];                                                             \
-            }                                                                                          \
+        for (int64_t i = 0; i < B; i += 2) NAME##_block(I, O, B - i > 1 ? 2 : 1, x + i * I, W, b, y + i * O); \
     }
 
 #define LAYER_NORM(NAME, REAL, SQRT)                                                                   \
@@ -346,9 +371,63 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
         return 0;                                                                                      \
     }
 
+/* One acting step of a whole SSM (ssm.py, real or complex), from its acting plan, in one call with no autograd:
+
+   z = W_enc x + b_enc;  for each of the L blocks:  v = LayerNorm(z);  [u; Dv] = W_ind v  (W_ind = [gamma B;
+   diag(D)], complex rows interleaved (re, im), plus a zero row when complex with H odd);
+   h = lambda (1 - reset) h_prev + u  (complex: interleaved);  y = W_out h + Dv  (W_out (H, N2): C, or
+   [C_re, -C_im] interleaved, so y = Re(C h) + D v);  m = W_mix SiLU(y) + b_mix;  z = z + GLU(m) (or m);
+   out = LayerNorm(z).
+
+   w holds, in order: encoder weight, bias; per block norm weight, bias, lambda (N, or N x 2 reals), W_ind,
+   W_out, mix weight, bias; the final norm's weight and bias; all contiguous. States are (B, N) real or
+   (B, N) complex as interleaved reals. Returns nonzero when out of memory. */
+#define LRU_STEP(NAME, REAL, LINEAR_FN, NORM_FN, EXP)                                                  \
+    int NAME(int64_t B, int64_t D, int64_t H, int64_t N, int64_t L, int cplx, int glu, const REAL *x,   \
+             const uint8_t *reset, const REAL *const *w, const double *eps, const REAL *const *state_in, \
+             REAL *const *state_out, REAL *out) {                                                      \
+        int64_t N2 = cplx ? 2 * N : N, R = N2 + H + (cplx && H % 2 ? 1 : 0), O = glu ? 2 * H : H;      \
+        REAL *buf = malloc(sizeof(REAL) * B * (3 * H + R + O));                                        \
+        if (!buf) return 1;                                                                            \
+        REAL *z = buf, *v = z + B * H, *ud = v + B * H, *y = ud + B * R, *m = y + B * H;               \
+        LINEAR_FN(B, D, H, x, w[0], w[1], z);                                                          \
+        for (int64_t l = 0; l < L; l++) {                                                              \
+            const REAL *const *q = w + 2 + 7 * l, *lam = q[2];                                         \
+            NORM_FN(B, H, z, q[0], q[1], (REAL)eps[l], v);                                             \
+            LINEAR_FN(B, H, R, v, q[3], 0, ud);                                                        \
+            for (int64_t i = 0; i < B; i++) {                                                          \
+                const REAL *u = ud + i * R, *hp = state_in[l] + i * N2;                                \
+                REAL *hn = state_out[l] + i * N2, keep = (reset && reset[i]) ? 0 : 1;                  \
+                if (cplx)                                                                              \
+                    for (int64_t n = 0; n < N; n++) {                                                  \
+                        REAL pr = keep * hp[2 * n], pi = keep * hp[2 * n + 1];                         \
+                        hn[2 * n] = lam[2 * n] * pr - lam[2 * n + 1] * pi + u[2 * n];                  \
+                        hn[2 * n + 1] = lam[2 * n] * pi + lam[2 * n + 1] * pr + u[2 * n + 1];          \
+                    }                                                                                  \
+                else                                                                                   \
+                    for (int64_t n = 0; n < N; n++) hn[n] = lam[n] * (keep * hp[n]) + u[n];            \
+            }                                                                                          \
+            LINEAR_FN(B, N2, H, state_out[l], q[4], 0, y);                                             \
+            for (int64_t i = 0; i < B; i++)                                                            \
+                for (int64_t k = 0; k < H; k++) {                                                      \
+                    REAL t = y[i * H + k] + ud[i * R + N2 + k];                                        \
+                    y[i * H + k] = t / (1 + EXP(-t));                                                  \
+                }                                                                                      \
+            LINEAR_FN(B, H, O, y, q[5], q[6], m);                                                      \
+            for (int64_t i = 0; i < B; i++)                                                            \
+                for (int64_t k = 0; k < H; k++)                                                        \
+                    z[i * H + k] += glu ? m[i * O + k] / (1 + EXP(-m[i * O + H + k])) : m[i * O + k];  \
+        }                                                                                              \
+        NORM_FN(B, H, z, w[2 + 7 * L], w[3 + 7 * L], (REAL)eps[L], out);                               \
+        free(buf);                                                                                     \
+        return 0;                                                                                      \
+    }
+
 LINEAR(linear_float32, float)
 LINEAR(linear_float64, double)
 LAYER_NORM(layer_norm_float32, float, sqrtf)
 LAYER_NORM(layer_norm_float64, double, sqrt)
 GATED_STEP(gated_step_float32, float, linear_float32, layer_norm_float32, expf, expm1f, sqrtf, log1pf)
 GATED_STEP(gated_step_float64, double, linear_float64, layer_norm_float64, exp, expm1, sqrt, log1p)
+LRU_STEP(lru_step_float32, float, linear_float32, layer_norm_float32, expf)
+LRU_STEP(lru_step_float64, double, linear_float64, layer_norm_float64, exp)

@@ -68,7 +68,7 @@ _RGLRU_ARGTYPES += [ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_void_p, 
 _RGLRU_BACKWARD_ARGTYPES = [*_RGLRU_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2
 _RGLRU_BACKWARD_ARGTYPES += [ctypes.c_void_p] * 5
 _RGLRU_ARGTYPES += [ctypes.c_void_p] * 2
-_GATED_STEP = {torch.float32: "gated_step_float32", torch.float64: "gated_step_float64"}
+_GATED_STEP = {torch.float32: "gated_step_float32", torch.float64: "gated_step_float64"}  # and lru_step_*
 _GATED_STEP_ARGTYPES: list[Any] = [ctypes.c_int64] * 5 + [ctypes.c_double] + [ctypes.c_void_p] * 7
 
 
@@ -163,6 +163,9 @@ def _library() -> ctypes.CDLL | None:
     for name in _GATED_STEP.values():
         getattr(lib, name).argtypes = _GATED_STEP_ARGTYPES
         getattr(lib, name).restype = ctypes.c_int
+        lru = getattr(lib, name.replace("gated_step_", "lru_step_"))
+        lru.argtypes = [*_GATED_STEP_ARGTYPES[:5], ctypes.c_int, ctypes.c_int, *_GATED_STEP_ARGTYPES[6:]]
+        lru.restype = ctypes.c_int
     return lib
 
 
@@ -338,6 +341,33 @@ def gated_step(
     bool or None, the model's parameters in the kernel's order (contiguous, x's dtype), the L + 1 norms'
     epsilons, L states (B, N), the gate constant c -> y (B, H), L new states (B, N). Callers check
     :func:`supports_rglru` on x, and the dtypes and contiguity of the rest."""
+    return _model_step("gated_step_", [c], x, reset, weights, eps, state)
+
+
+def lru_step(
+    x: Tensor,
+    reset: Tensor | None,
+    weights: list[Tensor],
+    eps: list[float],
+    state: tuple[Tensor, ...],
+    complex: bool,
+    glu: bool,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One acting step of a whole SSM in one call (``lru_step_*`` in ``_scan.c``) from its acting plan's
+    tensors in the kernel's order (contiguous, x's real dtype; complex lambda as (N, 2) reals), the L + 1
+    norms' epsilons and L states (B, N), complex for the complex variant -> y (B, H), L new states."""
+    return _model_step("lru_step_", [int(complex), int(glu)], x, reset, weights, eps, state)
+
+
+def _model_step(  # the two kernels' shared calling convention; extra: each kernel's own scalars
+    prefix: str,
+    extra: list[Any],
+    x: Tensor,
+    reset: Tensor | None,
+    weights: list[Tensor],
+    eps: list[float],
+    state: tuple[Tensor, ...],
+) -> tuple[Tensor, tuple[Tensor, ...]]:
     lib = _library()
     if lib is None:
         raise RuntimeError("the native kernels are not available")
@@ -346,15 +376,15 @@ def gated_step(
     state = tuple(s.contiguous() for s in state)
     reset = None if reset is None else reset.to(torch.bool).contiguous()
     out = torch.empty(B, H, dtype=x.dtype, device=x.device)
-    new = torch.empty(L, B, N, dtype=x.dtype, device=x.device)
+    new = torch.empty(L, B, N, dtype=state[0].dtype, device=x.device)
     ptrs = (ctypes.c_void_p * len(weights))(*(t.data_ptr() for t in weights))
     eps_arr = (ctypes.c_double * len(eps))(*eps)
     s_in = (ctypes.c_void_p * L)(*(s.data_ptr() for s in state))
     s_out = (ctypes.c_void_p * L)(*(new[i].data_ptr() for i in range(L)))
-    fn = getattr(lib, _GATED_STEP[x.dtype])
+    fn = getattr(lib, prefix + _RGLRU[x.dtype].split("_")[-1])
     reset_ptr = None if reset is None else reset.data_ptr()
-    if fn(B, D, H, N, L, c, x.data_ptr(), reset_ptr, ptrs, eps_arr, s_in, s_out, out.data_ptr()):
-        raise MemoryError("the native gated step could not allocate its buffers")
+    if fn(B, D, H, N, L, *extra, x.data_ptr(), reset_ptr, ptrs, eps_arr, s_in, s_out, out.data_ptr()):
+        raise MemoryError(f"the native {prefix.rstrip('_')} could not allocate its buffers")
     return out, tuple(new.unbind(0))
 
 
@@ -364,6 +394,7 @@ __all__ = [
     "cache_dir",
     "compile_flags",
     "gated_step",
+    "lru_step",
     "rglru",
     "rglru_backward",
     "scan_backward",

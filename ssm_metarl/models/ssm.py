@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssm_metarl.models import native
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
 
@@ -193,9 +194,16 @@ class SSM(nn.Module):
 
         Computes what ``forward`` computes for T = 1, from a flat "acting plan" of tensors (see
         :meth:`_acting_plan`), with functional ops only: at B = 1 the cost is per-op overhead, so every
-        module call and attribute lookup counts.
+        module call and attribute lookup counts. Without grad, on the CPU, the step is one native call
+        (``lru_step_*`` in ``_scan.c``) on the plan's tensors; with grad, or elsewhere, torch operations.
         """
         plan = self._acting_plan()
+        if not torch.is_grad_enabled() and native.supports_rglru(x) and state:
+            weights = _native_weights(plan, x.dtype)
+            state_dtype = x.dtype.to_complex() if self.complex else x.dtype
+            if weights is not None and all(s.dtype == state_dtype for s in state):
+                eps = [layer[0][3] for layer in plan.layers] + [plan.final_norm[3]]
+                return native.lru_step(x, reset, weights, eps, tuple(state), self.complex, plan.layers[0][8])
         zero = reset.bool().view(-1, 1)  # (B, 1)
         z = F.linear(x, plan.enc_w, plan.enc_b)  # (B, H)
         new_state = []
@@ -272,6 +280,17 @@ class SSM(nn.Module):
         """Copies and pickles never carry the acting plan: it holds views of this module's parameters."""
         state = super().__getstate__()
         return {**state, "_plan": None}
+
+
+def _native_weights(plan: _Plan, dtype: torch.dtype) -> list[Tensor] | None:
+    """The plan's tensors in the order of the native step (``lru_step_*`` in ``_scan.c``), or None where it
+    cannot take them (another dtype, a non-contiguous tensor). Every block of an SSM has the same ``glu``."""
+    weights = [plan.enc_w, plan.enc_b]
+    for norm, lam, w_in_d, w_out_t, _, cplx, out_w, out_b, _ in plan.layers:
+        lam = torch.view_as_real(lam) if cplx else lam
+        weights += [norm[1], norm[2], lam, w_in_d, w_out_t.t(), out_w, out_b]
+    weights += [plan.final_norm[1], plan.final_norm[2]]
+    return weights if all(w.dtype == dtype and w.is_contiguous() for w in weights) else None
 
 
 def _tensors(entry: tuple[Any, ...]) -> list[Tensor]:

@@ -237,3 +237,35 @@ def test_odd_width_complex_step():
         with torch.set_grad_enabled(grad):
             y_step, _ = run_steps(model, x, model.initial_state(B), reset)
         torch.testing.assert_close(y_step, y_seq)
+
+
+@pytest.mark.parametrize("complex_", [False, True], ids=["real", "complex"])
+@pytest.mark.parametrize("glu", [True, False], ids=["glu", "linear"])
+@pytest.mark.parametrize("hidden", [16, 15], ids=["even", "odd"])
+def test_native_acting_step_equals_the_torch_step_and_forward(complex_, glu, hidden, monkeypatch):
+    """Without grad an SSM's step is one native call (``lru_step_*`` in ``_scan.c``) from its acting plan; it
+    computes what the sequence forward computes (float64 to 1e-10, float32 to 1e-5), from a non-zero state
+    with resets, and what the torch-operations step computes."""
+    from ssm_metarl.models import native
+
+    if not native.available():
+        pytest.skip("no C compiler: the native step is not built here")
+    calls = []
+    real_step = native.lru_step
+    monkeypatch.setattr(native, "lru_step", lambda *a, **k: calls.append(1) or real_step(*a, **k))
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        torch.manual_seed(0)
+        model = SSM(5, hidden, 12, num_layers=2, complex=complex_, glu=glu).to(dtype)
+        x, reset = torch.randn(3, 7, 5, dtype=dtype), torch.rand(3, 7) < 0.3
+        reset[0, 2] = True
+        state0 = tuple(torch.randn_like(s) for s in model.initial_state(3))
+        y_seq, s_seq = model(x, state0, reset)
+        with torch.no_grad():
+            state, ys = state0, []
+            for t in range(7):
+                y_t, state = model.step(x[:, t], state, reset[:, t])
+                ys.append(y_t)
+        torch.testing.assert_close(torch.stack(ys, 1), y_seq.detach(), rtol=tol, atol=tol)
+        for a, b in zip(state, s_seq):
+            torch.testing.assert_close(a, b.detach(), rtol=tol, atol=tol)
+    assert len(calls) == 14  # every step of both dtypes took the native path

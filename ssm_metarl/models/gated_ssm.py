@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from ssm_metarl.models import native
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
+from ssm_metarl.models.ssm import NATIVE_STEP_MAX_BATCH
 
 GATE_SCALE = 8.0
 """c in a_t = sigmoid(lambda) ** (c * r_t) (Griffin's constant)."""
@@ -201,6 +202,10 @@ class GatedSSM(nn.Module):
         self.encoder = nn.Linear(input_dim, hidden_dim)
         self.blocks = nn.ModuleList(GatedBlock(hidden_dim, state_dim, a_min) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_dim)
+        self._native: tuple[list[tuple[int, int]], native.ModelStep] | None = None
+
+    native_step_max_batch: int = NATIVE_STEP_MAX_BATCH
+    """``step`` without grad runs natively up to this many rows (set 0 on a model for its torch operations)."""
 
     def _blocks(self) -> list[GatedBlock]:
         return cast(list[GatedBlock], list(self.blocks))
@@ -226,10 +231,10 @@ class GatedSSM(nn.Module):
         Without grad, on the CPU, the whole step is one native call (``gated_step_*`` in ``_scan.c``, reading
         the parameters where they are): acting costs one dispatch instead of about 15 per layer, which is
         most of a step's cost at a few envs. With grad, or elsewhere, the blocks' torch operations."""
-        weights = self._native_weights(x, state) if not torch.is_grad_enabled() else None
-        if weights is not None:
-            eps = [b.norm.eps for b in self._blocks()] + [self.norm.eps]
-            return native.gated_step(x, reset, weights, eps, tuple(state), GATE_SCALE)
+        if not torch.is_grad_enabled() and x.shape[0] <= self.native_step_max_batch and state:
+            stepper = self._native_step(x, state)
+            if stepper is not None:
+                return stepper(x, reset, tuple(state))
         z = self.encoder(x)  # (B, H)
         r = reset.bool().view(-1, 1)  # (B, 1)
         new_state = []
@@ -238,9 +243,10 @@ class GatedSSM(nn.Module):
             new_state.append(h)
         return self.norm(z), tuple(new_state)
 
-    def _native_weights(self, x: Tensor, state: State) -> list[Tensor] | None:
-        """The parameters in the native step's order, or None where it cannot run (device, dtype, layout)."""
-        if not native.supports_rglru(x) or not state:
+    def _native_step(self, x: Tensor, state: State) -> native.ModelStep | None:
+        """The native step over the parameters as they are now (rebuilt when any was swapped or moved), or
+        None where it cannot run (device, dtype, layout)."""
+        if not native.supports_rglru(x) or any(s.dtype != x.dtype for s in state):
             return None
         weights = [self.encoder.weight, self.encoder.bias]
         for b in self._blocks():
@@ -248,8 +254,20 @@ class GatedSSM(nn.Module):
             weights += [b.norm.weight, b.norm.bias, rnn.proj.weight, rnn.proj.bias, rnn.lam]
             weights += [rnn.out.weight, rnn.out.bias, rnn.skip, b.mix.weight, b.mix.bias]
         weights += [self.norm.weight, self.norm.bias]
-        ok = all(w.dtype == x.dtype and w.is_contiguous() for w in weights)
-        return weights if ok and all(s.dtype == x.dtype for s in state) else None
+        key = [(id(w), w.data_ptr()) for w in weights]
+        cached = getattr(self, "_native", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if not all(w.dtype == x.dtype and w.is_contiguous() for w in weights):
+            return None
+        eps = [b.norm.eps for b in self._blocks()] + [self.norm.eps]
+        stepper = native.ModelStep("gated", weights, eps, [GATE_SCALE])
+        self._native = (key, stepper)
+        return stepper
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles never carry the native step: it holds this module's parameters' addresses."""
+        return {**super().__getstate__(), "_native": None}
 
 
 __all__ = ["GATE_SCALE", "GatedBlock", "GatedSSM", "RGLRULayer", "gate", "rglru_scan", "rglru_scan_reference"]

@@ -329,63 +329,55 @@ def rglru_backward(
     return dp, dd, gh0
 
 
-def gated_step(
-    x: Tensor,
-    reset: Tensor | None,
-    weights: list[Tensor],
-    eps: list[float],
-    state: tuple[Tensor, ...],
-    c: float,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One acting step of a whole GatedSSM in one call (``gated_step_*`` in ``_scan.c``): x (B, D), reset (B,)
-    bool or None, the model's parameters in the kernel's order (contiguous, x's dtype), the L + 1 norms'
-    epsilons, L states (B, N), the gate constant c -> y (B, H), L new states (B, N). Callers check
-    :func:`supports_rglru` on x, and the dtypes and contiguity of the rest."""
-    return _model_step("gated_step_", [c], x, reset, weights, eps, state)
+class ModelStep:
+    """One acting step of a whole backbone as one native call, its weights' addresses prepared once.
 
+    ``kind`` is ``"gated"`` (``gated_step_*`` in ``_scan.c``, a GatedSSM; ``extra`` = [c], the gate constant)
+    or ``"lru"`` (``lru_step_*``, an SSM from its acting plan; ``extra`` = [complex, glu]). ``weights`` are
+    the tensors in the kernel's order (contiguous, one real dtype; complex lambda as (N, 2) reals), ``eps``
+    the L + 1 norms' epsilons. The object holds the tensors, so the addresses it prepared stay valid; the
+    caller builds a new one when the tensors change (another plan, a swapped or moved parameter).
+    Callers check :func:`supports_rglru` on the inputs and the dtypes of the rest."""
 
-def lru_step(
-    x: Tensor,
-    reset: Tensor | None,
-    weights: list[Tensor],
-    eps: list[float],
-    state: tuple[Tensor, ...],
-    complex: bool,
-    glu: bool,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One acting step of a whole SSM in one call (``lru_step_*`` in ``_scan.c``) from its acting plan's
-    tensors in the kernel's order (contiguous, x's real dtype; complex lambda as (N, 2) reals), the L + 1
-    norms' epsilons and L states (B, N), complex for the complex variant -> y (B, H), L new states."""
-    return _model_step("lru_step_", [int(complex), int(glu)], x, reset, weights, eps, state)
+    def __init__(self, kind: str, weights: list[Tensor], eps: list[float], extra: list[Any]) -> None:
+        lib = _library()
+        if lib is None:
+            raise RuntimeError("the native kernels are not available")
+        dtype = weights[0].dtype
+        self.fn = getattr(lib, f"{kind}_step_{_RGLRU[dtype].split('_')[-1]}")
+        self.weights, self.dtype, self.extra, self.H = weights, dtype, extra, weights[1].shape[0]
+        self.ptrs = (ctypes.c_void_p * len(weights))(*(t.data_ptr() for t in weights))
+        self.eps = (ctypes.c_double * len(eps))(*eps)
+        self.L = len(eps) - 1
+        self.s_in = (ctypes.c_void_p * self.L)()
+        self.s_out = (ctypes.c_void_p * self.L)()
 
-
-def _model_step(  # the two kernels' shared calling convention; extra: each kernel's own scalars
-    prefix: str,
-    extra: list[Any],
-    x: Tensor,
-    reset: Tensor | None,
-    weights: list[Tensor],
-    eps: list[float],
-    state: tuple[Tensor, ...],
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    lib = _library()
-    if lib is None:
-        raise RuntimeError("the native kernels are not available")
-    L, (B, D), H, N = len(state), x.shape, weights[1].shape[0], state[0].shape[1]
-    x = x.contiguous()
-    state = tuple(s.contiguous() for s in state)
-    reset = None if reset is None else reset.to(torch.bool).contiguous()
-    out = torch.empty(B, H, dtype=x.dtype, device=x.device)
-    new = torch.empty(L, B, N, dtype=state[0].dtype, device=x.device)
-    ptrs = (ctypes.c_void_p * len(weights))(*(t.data_ptr() for t in weights))
-    eps_arr = (ctypes.c_double * len(eps))(*eps)
-    s_in = (ctypes.c_void_p * L)(*(s.data_ptr() for s in state))
-    s_out = (ctypes.c_void_p * L)(*(new[i].data_ptr() for i in range(L)))
-    fn = getattr(lib, prefix + _RGLRU[x.dtype].split("_")[-1])
-    reset_ptr = None if reset is None else reset.data_ptr()
-    if fn(B, D, H, N, L, *extra, x.data_ptr(), reset_ptr, ptrs, eps_arr, s_in, s_out, out.data_ptr()):
-        raise MemoryError(f"the native {prefix.rstrip('_')} could not allocate its buffers")
-    return out, tuple(new.unbind(0))
+    def __call__(
+        self, x: Tensor, reset: Tensor | None, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """x (B, D), reset (B,) bool or None, L states (B, N) -> y (B, H), L new states (B, N)."""
+        L, (B, D), H, N = self.L, x.shape, self.H, state[0].shape[1]
+        x = x if x.is_contiguous() else x.contiguous()
+        state = tuple(s if s.is_contiguous() else s.contiguous() for s in state)
+        if reset is not None and (reset.dtype != torch.bool or not reset.is_contiguous()):
+            reset = reset.to(torch.bool).contiguous()
+        # one buffer: the L new states, then the output (x's real dtype; a complex state is 2 reals wide)
+        cplx = state[0].is_complex()
+        width = 2 * N if cplx else N
+        buf = torch.empty(L * B * width + B * H, dtype=x.dtype, device=x.device)
+        base, stride = buf.data_ptr(), B * width * buf.element_size()
+        for i in range(L):
+            self.s_in[i], self.s_out[i] = state[i].data_ptr(), base + i * stride
+        reset_ptr = None if reset is None else reset.data_ptr()
+        if self.fn(
+            B, D, H, N, L, *self.extra, x.data_ptr(), reset_ptr, self.ptrs, self.eps, self.s_in, self.s_out,
+            base + L * stride,
+        ):  # fmt: skip
+            raise MemoryError("the native acting step could not allocate its buffers")
+        states = buf[: L * B * width].view(L, B, width)
+        if cplx:
+            states = torch.view_as_complex(states.view(L, B, N, 2))
+        return buf[L * B * width :].view(B, H), tuple(states.unbind(0))
 
 
 __all__ = [
@@ -393,8 +385,7 @@ __all__ = [
     "build",
     "cache_dir",
     "compile_flags",
-    "gated_step",
-    "lru_step",
+    "ModelStep",
     "rglru",
     "rglru_backward",
     "scan_backward",

@@ -44,6 +44,9 @@ from ssm_metarl.models.scan import linear_scan
 # the phase exp(theta_log) is kept below 1e3 radians (larger phases only overflow: cos(inf) is nan)
 NU_LOG_MIN, NU_LOG_MAX = math.log(1e-6), math.log(30.0)
 THETA_LOG_MAX = math.log(1e3)
+# The native acting step (one C call for the whole backbone) runs up to this many rows; above it torch's
+# matmuls win. Read off the acting step table of benchmarks/results/scan_speed_step.md.
+NATIVE_STEP_MAX_BATCH = 1 << 30
 
 
 class LRULayer(nn.Module):
@@ -172,6 +175,10 @@ class SSM(nn.Module):
         )
         self.norm = nn.LayerNorm(hidden_dim)
         self._plan: _Plan | None = None
+        self._native: tuple[_Plan, native.ModelStep] | None = None
+
+    native_step_max_batch: int = NATIVE_STEP_MAX_BATCH
+    """``step`` without grad runs natively up to this many rows (set 0 on a model for its torch operations)."""
 
     def initial_state(self, batch_size: int) -> State:
         """L zero states (B, N); complex for the complex variant; device and dtype follow the parameters."""
@@ -198,12 +205,10 @@ class SSM(nn.Module):
         (``lru_step_*`` in ``_scan.c``) on the plan's tensors; with grad, or elsewhere, torch operations.
         """
         plan = self._acting_plan()
-        if not torch.is_grad_enabled() and native.supports_rglru(x) and state:
-            weights = _native_weights(plan, x.dtype)
-            state_dtype = x.dtype.to_complex() if self.complex else x.dtype
-            if weights is not None and all(s.dtype == state_dtype for s in state):
-                eps = [layer[0][3] for layer in plan.layers] + [plan.final_norm[3]]
-                return native.lru_step(x, reset, weights, eps, tuple(state), self.complex, plan.layers[0][8])
+        if not torch.is_grad_enabled() and x.shape[0] <= self.native_step_max_batch and len(state) > 0:
+            stepper = self._native_step(plan, x, state)
+            if stepper is not None:
+                return stepper(x, reset, tuple(state))
         zero = reset.bool().view(-1, 1)  # (B, 1)
         z = F.linear(x, plan.enc_w, plan.enc_b)  # (B, H)
         new_state = []
@@ -218,6 +223,24 @@ class SSM(nn.Module):
             z = z + (F.glu(m, dim=-1) if glu else m)  # (B, H)
             new_state.append(h)
         return torch.layer_norm(z, *plan.final_norm), tuple(new_state)
+
+    def _native_step(self, plan: _Plan, x: Tensor, state: State) -> native.ModelStep | None:
+        """The native step for this plan (built once per plan; the plan holds what it reads), or None where
+        it cannot run: another device or dtype, a state of another dtype, a non-contiguous tensor."""
+        state_dtype = x.dtype.to_complex() if self.complex else x.dtype
+        if not native.supports_rglru(x) or any(s.dtype != state_dtype for s in state):
+            return None
+        cached = getattr(self, "_native", None)
+        if cached is not None and cached[0] is plan and cached[1].dtype == x.dtype:
+            return cached[1]
+        weights = _native_weights(plan, x.dtype)
+        if weights is None:
+            return None
+        eps = [layer[0][3] for layer in plan.layers] + [plan.final_norm[3]]
+        stepper = native.ModelStep("lru", weights, eps, [int(self.complex), int(plan.layers[0][8])])
+        if plan.slots:  # a cached plan (grad off): keep the step with it
+            self._native = (plan, stepper)
+        return stepper
 
     def _acting_plan(self) -> _Plan:
         """Every tensor ``step`` needs, flat, with lambda and the projections precomputed.
@@ -279,7 +302,7 @@ class SSM(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles never carry the acting plan: it holds views of this module's parameters."""
         state = super().__getstate__()
-        return {**state, "_plan": None}
+        return {**state, "_plan": None, "_native": None}
 
 
 def _native_weights(plan: _Plan, dtype: torch.dtype) -> list[Tensor] | None:

@@ -154,7 +154,7 @@ def test_native_acting_step_equals_the_blocks_step():
         state0 = tuple(torch.randn(3, 12, dtype=dtype) for _ in range(2))
         y_seq, s_seq = model(x, state0, reset)
         with torch.no_grad():
-            assert model._native_weights(x[:, 0], state0) is not None  # the native path runs here
+            assert model._native_step(x[:, 0], state0) is not None  # the native path runs here
             state, ys = state0, []
             for t in range(7):
                 y_t, state = model.step(x[:, t], state, reset[:, t])

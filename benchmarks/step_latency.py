@@ -6,13 +6,13 @@
 For each backbone (``SSM`` real and complex, ``GatedSSM``; one and two layers; width 64, state 64, 8 inputs)
 and batch size B, ``model.step`` under inference mode as rollouts act, twice: with the native step
 (``lru_step_*`` / ``gated_step_*`` in ``ssm_metarl/models/_scan.c``) and with it switched off on that model
-(``native_step_max_batch = 0``: the torch operations). ``nn.LSTMCell`` and ``nn.GRUCell`` of the same width
+(``native_step_max_batch = 0``: the torch operations; the native one is forced at every B). ``nn.LSTMCell`` and ``nn.GRUCell`` of the same width
 are the reference. Microseconds of this thread's CPU per call (median over ``--reps`` rounds, every method
 interleaved round-robin within a batch size so that machine noise hits all alike).
 
 The native step wins where per-operation overhead dominates (small B); torch's matmuls win where arithmetic
 does. The headline gives, per backbone, the native / torch ratio at each B and the largest B at which the
-native step is still faster: the choice of ``ssm_metarl.models.ssm.NATIVE_STEP_MAX_BATCH`` reads it.
+native step is still faster: ``NATIVE_STEP_MAX_BATCH`` of ``ssm_metarl.models.ssm`` and ``.gated_ssm`` read it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def methods(B: int) -> dict[str, Callable[[], Any]]:
     for label, build in BACKBONES.items():
         native_model, torch_model = build(), build()
         torch_model.load_state_dict(native_model.state_dict())
+        native_model.native_step_max_batch = 1 << 30  # always native, whatever the models' default
         torch_model.native_step_max_batch = 0
         for path, model in (("native", native_model), ("torch ops", torch_model)):
             state = model.initial_state(B)

@@ -43,10 +43,12 @@ from torch import Tensor, nn
 from ssm_metarl.models import native
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
-from ssm_metarl.models.ssm import NATIVE_STEP_MAX_BATCH
 
 GATE_SCALE = 8.0
 """c in a_t = sigmoid(lambda) ** (c * r_t) (Griffin's constant)."""
+NATIVE_STEP_MAX_BATCH = 64
+"""The native acting step runs up to this many rows, torch ops above: ``benchmarks/results/step_latency.md``
+has native / torch ops at 0.88-0.94 for B = 64 and 1.20-1.23 for B = 128 (one and two layers)."""
 
 
 class RGLRULayer(nn.Module):

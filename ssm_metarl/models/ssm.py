@@ -45,8 +45,9 @@ from ssm_metarl.models.scan import linear_scan
 NU_LOG_MIN, NU_LOG_MAX = math.log(1e-6), math.log(30.0)
 THETA_LOG_MAX = math.log(1e3)
 # The native acting step (one C call for the whole backbone) runs up to this many rows; above it torch's
-# matmuls win. Read off the acting step table of benchmarks/results/scan_speed_step.md.
-NATIVE_STEP_MAX_BATCH = 1 << 30
+# matmuls win: benchmarks/results/step_latency.md has native / torch ops at 0.83-0.91 for B = 32 and
+# 1.06-1.16 for B = 64 (every ssm variant, one and two layers).
+NATIVE_STEP_MAX_BATCH = 32
 
 
 class LRULayer(nn.Module):

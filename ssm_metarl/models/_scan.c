@@ -237,7 +237,7 @@ COMPLEX_SCAN_BACKWARD(scan_backward_complex128, double)
               const REAL *g, int64_t gsb, int64_t gst, REAL *dp, REAL *dd, REAL *gh0, REAL *scratch,     \
               const REAL *zero) {                                                                      \
         REAL *restrict dnext = scratch, *restrict anext = scratch + N, *restrict ddr = dd;             \
-        for (int64_t n = 0; n < N; n++) dd[n] = 0;                                                     \
+        for (int64_t n = 0; n < N; n++) ddr[n] = 0;                                                    \
         for (int64_t i = 0; i < B; i++) {                                                              \
             for (int64_t n = 0; n < N; n++) dnext[n] = anext[n] = 0;                                   \
             for (int64_t t = T - 1; t >= 0; t--) {                                                     \
@@ -245,13 +245,13 @@ COMPLEX_SCAN_BACKWARD(scan_backward_complex128, double)
                 const REAL *restrict gt = g + i * gsb + t * gst;                                       \
                 REAL *restrict du = dp + (i * T + t) * 3 * N, *restrict dr = du + N, *restrict di = du + 2 * N; \
                 REAL keep = (reset && reset[i * rsb + t * rst]) ? 0 : 1;                               \
-                const REAL *restrict prev = t > 0 ? h + (i * T + t - 1) * N : (h0 ? h0 + i * hsb : zero); \
+                const REAL *restrict prev = !keep ? zero : t > 0 ? h + (i * T + t - 1) * N : (h0 ? h0 + i * hsb : zero); \
                 _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                 \
                     REAL sr = 1 / (1 + EXP(-r[n])), si = 1 / (1 + EXP(-gi[n]));                        \
                     REAL log_a = -sr * d[n], a = EXP(log_a), s = SQRT(-EXPM1(2 * log_a));              \
                     REAL delta = gt[n] + anext[n] * dnext[n];                                          \
                     REAL dsu = delta * si * u[n];                                                      \
-                    REAL dlog_a = a * (keep * delta * prev[n] - dsu * a / s);                          \
+                    REAL dlog_a = a * (delta * prev[n] - dsu * a / s);                          \
                     du[n] = delta * s * si;                                                            \
                     di[n] = dsu * s * (1 - si);                                                        \
                     dr[n] = -dlog_a * d[n] * sr * (1 - sr);                                            \
@@ -280,7 +280,8 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
    w holds the parameters as the modules store them (nn.Linear weights (out, in), contiguous), in order:
    encoder weight, bias; per block norm weight, bias, proj weight, bias, lambda, out weight, bias, skip, mix
    weight, bias; the final norm's weight and bias. eps holds the L + 1 norms' epsilons. state_in and
-   state_out hold L pointers to (B, N) rows; reset (B,) may be NULL. Returns nonzero when out of memory. */
+   state_out hold L pointers to (B, N) rows; reset (B,) may be NULL (a reset row reads zeros for its state,
+   as the torch step's masked_fill does). Returns nonzero when out of memory. */
 /* y (B, O) = x (B, I) W^T + b for W (O, I) as nn.Linear stores it (b NULL: none). Blocks of two rows by four
    outputs share their loads, and the sums over k vectorise (omp simd reduction). */
 #define LINEAR(NAME, REAL)                                                                             \
@@ -335,9 +336,10 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
     int NAME(int64_t B, int64_t D, int64_t H, int64_t N, int64_t L, double c, const REAL *x,            \
              const uint8_t *reset, const REAL *const *w, const double *eps, const REAL *const *state_in,   \
              REAL *const *state_out, REAL *out) {                                                      \
-        REAL *buf = malloc(sizeof(REAL) * (B * (5 * H + 3 * N) + N));                                  \
+        REAL *buf = calloc(B * (5 * H + 3 * N) + 2 * N, sizeof(REAL));                                \
         if (!buf) return 1;                                                                            \
         REAL *z = buf, *v = z + B * H, *p = v + B * H, *y = p + B * 3 * N, *m = y + B * H, *d = m + B * 2 * H; \
+        const REAL *zero = d + N; /* a reset reads zeros, whatever the state held (inf or NaN included) */ \
         LINEAR_FN(B, D, H, x, w[0], w[1], z);                                                          \
         for (int64_t l = 0; l < L; l++) {                                                              \
             const REAL *const *q = w + 2 + 10 * l;                                                     \
@@ -348,12 +350,13 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
                 d[n] = (REAL)c * (x_ > 20 ? x_ : LOG1P(EXP(x_)));                                            \
             }                                                                                          \
             for (int64_t i = 0; i < B; i++) {                                                          \
-                const REAL *u = p + i * 3 * N, *r = u + N, *g = u + 2 * N, *hp = state_in[l] + i * N;  \
-                REAL *hn = state_out[l] + i * N, keep = (reset && reset[i]) ? 0 : 1;                   \
+                const REAL *u = p + i * 3 * N, *r = u + N, *g = u + 2 * N;                             \
+                const REAL *hp = (reset && reset[i]) ? zero : state_in[l] + i * N;                     \
+                REAL *hn = state_out[l] + i * N;                                                       \
                 _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                 \
                     REAL sr = 1 / (1 + EXP(-r[n])), si = 1 / (1 + EXP(-g[n]));                         \
                     REAL log_a = -sr * d[n];                                                           \
-                    hn[n] = EXP(log_a) * keep * hp[n] + SQRT(-EXPM1(2 * log_a)) * si * u[n];           \
+                    hn[n] = EXP(log_a) * hp[n] + SQRT(-EXPM1(2 * log_a)) * si * u[n];                  \
                 }                                                                                      \
             }                                                                                          \
             LINEAR_FN(B, N, H, state_out[l], q[5], q[6], y);                                           \
@@ -387,25 +390,26 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
              const uint8_t *reset, const REAL *const *w, const double *eps, const REAL *const *state_in, \
              REAL *const *state_out, REAL *out) {                                                      \
         int64_t N2 = cplx ? 2 * N : N, R = N2 + H + (cplx && H % 2 ? 1 : 0), O = glu ? 2 * H : H;      \
-        REAL *buf = malloc(sizeof(REAL) * B * (3 * H + R + O));                                        \
+        REAL *buf = calloc(B * (3 * H + R + O) + N2, sizeof(REAL));                                    \
         if (!buf) return 1;                                                                            \
         REAL *z = buf, *v = z + B * H, *ud = v + B * H, *y = ud + B * R, *m = y + B * H;               \
+        const REAL *zero = m + B * O; /* a reset reads zeros, whatever the state held */               \
         LINEAR_FN(B, D, H, x, w[0], w[1], z);                                                          \
         for (int64_t l = 0; l < L; l++) {                                                              \
             const REAL *const *q = w + 2 + 7 * l, *lam = q[2];                                         \
             NORM_FN(B, H, z, q[0], q[1], (REAL)eps[l], v);                                             \
             LINEAR_FN(B, H, R, v, q[3], 0, ud);                                                        \
             for (int64_t i = 0; i < B; i++) {                                                          \
-                const REAL *u = ud + i * R, *hp = state_in[l] + i * N2;                                \
-                REAL *hn = state_out[l] + i * N2, keep = (reset && reset[i]) ? 0 : 1;                  \
+                const REAL *u = ud + i * R, *hp = (reset && reset[i]) ? zero : state_in[l] + i * N2;   \
+                REAL *hn = state_out[l] + i * N2;                                                      \
                 if (cplx)                                                                              \
                     for (int64_t n = 0; n < N; n++) {                                                  \
-                        REAL pr = keep * hp[2 * n], pi = keep * hp[2 * n + 1];                         \
+                        REAL pr = hp[2 * n], pi = hp[2 * n + 1];                                       \
                         hn[2 * n] = lam[2 * n] * pr - lam[2 * n + 1] * pi + u[2 * n];                  \
                         hn[2 * n + 1] = lam[2 * n] * pi + lam[2 * n + 1] * pr + u[2 * n + 1];          \
                     }                                                                                  \
                 else                                                                                   \
-                    for (int64_t n = 0; n < N; n++) hn[n] = lam[n] * (keep * hp[n]) + u[n];            \
+                    for (int64_t n = 0; n < N; n++) hn[n] = lam[n] * hp[n] + u[n];                     \
             }                                                                                          \
             LINEAR_FN(B, N2, H, state_out[l], q[4], 0, y);                                             \
             for (int64_t i = 0; i < B; i++)                                                            \

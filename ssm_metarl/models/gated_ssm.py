@@ -86,7 +86,7 @@ class RGLRULayer(nn.Module):
     def step(self, v: Tensor, h: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
         """v (B, H), h (B, N), reset (B, 1) bool -> y (B, H), h (B, N)."""
         p, d = self.proj(v), self.decay()  # (B, 3N), (N,)
-        if not torch.is_grad_enabled() and _fused(p, d, h):
+        if not torch.is_grad_enabled() and _fused(p, d, h, reset):
             h = native.rglru(p[:, None], d, reset, h)[:, 0]  # (B, N)
         else:
             a, b = gate(p, d)  # (B, N) each
@@ -116,8 +116,8 @@ def rglru_scan(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) ->
     the reference elsewhere. At RL²'s sizes the gate's dozen elementwise operations, forward and backward,
     cost more than the scan itself (``benchmarks/results/backbone_profile.md``). When the backward is itself
     differentiated (second-order MAML), it is the reference's, so double backward works too."""
-    if not _fused(p, d, h0):
-        return rglru_scan_reference(p, d, h0, reset)
+    if not _fused(p, d, h0, reset):
+        return rglru_scan_reference(p, d, h0, reset)  # also where shapes are wrong: it says how
     if torch.is_grad_enabled() and (
         p.requires_grad or d.requires_grad or (h0 is not None and h0.requires_grad)
     ):
@@ -125,8 +125,16 @@ def rglru_scan(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) ->
     return native.rglru(p, d, reset, h0)
 
 
-def _fused(p: Tensor, d: Tensor, h0: Tensor | None) -> bool:
-    return native.supports_rglru(p) and d.dtype == p.dtype and (h0 is None or h0.dtype == p.dtype)
+def _fused(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) -> bool:
+    """Whether the native kernels take these: p (B, T, 3N) (or (B, 3N) for a step) on the CPU in float32/64,
+    d (N,), h0 (B, N) and reset (B, T) (or (B, 1)) beside it, of p's dtype."""
+    if not native.supports_rglru(p) or p.shape[-1] % 3 or d.dtype != p.dtype or d.device.type != "cpu":
+        return False
+    B, N = p.shape[0], p.shape[-1] // 3
+    T = p.shape[1] if p.dim() == 3 else 1
+    if d.shape != (N,) or (reset is not None and (reset.shape != (B, T) or reset.device.type != "cpu")):
+        return False
+    return h0 is None or (h0.dtype == p.dtype and h0.shape == (B, N) and h0.device.type == "cpu")
 
 
 class _RGLRUScan(torch.autograd.Function):
@@ -234,8 +242,8 @@ class GatedSSM(nn.Module):
         the parameters where they are): acting costs one dispatch instead of about 15 per layer, which is
         most of a step's cost at a few envs. With grad, or elsewhere, the blocks' torch operations."""
         if not torch.is_grad_enabled() and x.shape[0] <= self.native_step_max_batch and state:
-            stepper = self._native_step(x, state)
-            if stepper is not None:
+            stepper = self._native_step(x)
+            if stepper is not None and stepper.accepts(x, reset, tuple(state)):
                 return stepper(x, reset, tuple(state))
         z = self.encoder(x)  # (B, H)
         r = reset.bool().view(-1, 1)  # (B, 1)
@@ -245,10 +253,12 @@ class GatedSSM(nn.Module):
             new_state.append(h)
         return self.norm(z), tuple(new_state)
 
-    def _native_step(self, x: Tensor, state: State) -> native.ModelStep | None:
+    def _native_step(self, x: Tensor) -> native.ModelStep | None:
         """The native step over the parameters as they are now (rebuilt when any was swapped or moved), or
-        None where it cannot run (device, dtype, layout)."""
-        if not native.supports_rglru(x) or any(s.dtype != x.dtype for s in state):
+        None where it cannot run (device, dtype, layout, a forward hook on a submodule, which it would skip)."""
+        if not native.supports_rglru(x) or any(
+            m._forward_hooks or m._forward_pre_hooks for m in self.modules()
+        ):
             return None
         weights = [self.encoder.weight, self.encoder.bias]
         for b in self._blocks():
@@ -258,12 +268,12 @@ class GatedSSM(nn.Module):
         weights += [self.norm.weight, self.norm.bias]
         key = [(id(w), w.data_ptr()) for w in weights]
         cached = getattr(self, "_native", None)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key and cached[1].dtype == x.dtype:
             return cached[1]
-        if not all(w.dtype == x.dtype and w.is_contiguous() for w in weights):
+        if not all(w.dtype == x.dtype and w.device.type == "cpu" and w.is_contiguous() for w in weights):
             return None
         eps = [b.norm.eps for b in self._blocks()] + [self.norm.eps]
-        stepper = native.ModelStep("gated", weights, eps, [GATE_SCALE])
+        stepper = native.ModelStep("gated", weights, eps, [GATE_SCALE], self.state_dim, x.dtype)
         self._native = (key, stepper)
         return stepper
 

@@ -31,6 +31,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -111,30 +112,33 @@ def compile_flags() -> list[str]:
 
 
 def build() -> Path:
-    """Compile ``_scan.c`` into the cache (once per source version, platform and flags); returns the library
-    path. Raises ``RuntimeError`` with the compiler's message when it cannot."""
+    """Compile ``_scan.c`` into the cache (once per source version, platform, C library and flags); returns
+    the library path. Compiles with :func:`compile_flags`, or with plain ``-O3`` where the compiler refuses
+    those. Raises ``RuntimeError`` with the compiler's message when it cannot compile at all."""
     source = SOURCE.read_bytes()
-    flags = compile_flags()
-    key = source + sys.platform.encode() + os.uname().machine.encode() + " ".join(flags).encode()
-    lib = cache_dir() / f"scan-{hashlib.sha256(key).hexdigest()[:16]}.so"
-    if lib.exists():
-        return lib
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=lib.stem, suffix=".so.tmp")
-    os.close(fd)
-    try:
-        command = [cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {done.stderr.strip()[-2000:]}")
-        os.replace(tmp, lib)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return lib
+    where = sys.platform + os.uname().machine + " ".join(platform.libc_ver())
+    cc, error = _compiler(), ""
+    for flags in (compile_flags(), ["-O3"]):
+        key = source + where.encode() + " ".join(flags).encode()
+        lib = cache_dir() / f"scan-{hashlib.sha256(key).hexdigest()[:16]}.so"
+        if lib.exists():
+            return lib
+        if cc is None:
+            raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=lib.stem, suffix=".so.tmp")
+        os.close(fd)
+        try:
+            command = [cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(tmp, lib)
+                return lib
+            error = f"{cc} failed to compile {SOURCE.name}: {done.stderr.strip()[-2000:]}"
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(error)
 
 
 @lru_cache(maxsize=1)
@@ -334,48 +338,78 @@ class ModelStep:
 
     ``kind`` is ``"gated"`` (``gated_step_*`` in ``_scan.c``, a GatedSSM; ``extra`` = [c], the gate constant)
     or ``"lru"`` (``lru_step_*``, an SSM from its acting plan; ``extra`` = [complex, glu]). ``weights`` are
-    the tensors in the kernel's order (contiguous, one real dtype; complex lambda as (N, 2) reals), ``eps``
-    the L + 1 norms' epsilons. The object holds the tensors, so the addresses it prepared stay valid; the
-    caller builds a new one when the tensors change (another plan, a swapped or moved parameter).
-    Callers check :func:`supports_rglru` on the inputs and the dtypes of the rest."""
+    the tensors in the kernel's order (CPU, contiguous, one real dtype; complex lambda as (N, 2) reals),
+    ``eps`` the L + 1 norms' epsilons, ``state_dim`` N and ``state_dtype`` the states' dtype (complex for the
+    complex SSM). The object holds the tensors, so the addresses it prepared stay valid; the caller builds a
+    new one when the tensors change (another plan, a swapped or moved parameter). Raises ``ValueError`` for
+    weights it cannot take; :meth:`accepts` says whether a call's inputs fit the kernel (the caller takes its
+    torch path where they do not, which raises where they are wrong)."""
 
-    def __init__(self, kind: str, weights: list[Tensor], eps: list[float], extra: list[Any]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        weights: list[Tensor],
+        eps: list[float],
+        extra: list[Any],
+        state_dim: int,
+        state_dtype: torch.dtype,
+    ) -> None:
         lib = _library()
         if lib is None:
             raise RuntimeError("the native kernels are not available")
         dtype = weights[0].dtype
+        if dtype not in _RGLRU or any(
+            w.dtype != dtype or w.device.type != "cpu" or not w.is_contiguous() for w in weights
+        ):
+            raise ValueError("the native step needs contiguous CPU weights of one dtype, float32 or float64")
         self.fn = getattr(lib, f"{kind}_step_{_RGLRU[dtype].split('_')[-1]}")
-        self.weights, self.dtype, self.extra, self.H = weights, dtype, extra, weights[1].shape[0]
+        self.weights, self.dtype, self.extra = weights, dtype, extra
+        self.D, self.H, self.N = weights[0].shape[1], weights[1].shape[0], state_dim
+        self.state_dtype = state_dtype
         self.ptrs = (ctypes.c_void_p * len(weights))(*(t.data_ptr() for t in weights))
         self.eps = (ctypes.c_double * len(eps))(*eps)
         self.L = len(eps) - 1
-        self.s_in = (ctypes.c_void_p * self.L)()
-        self.s_out = (ctypes.c_void_p * self.L)()
+
+    def accepts(self, x: Tensor, reset: Tensor | None, state: tuple[Tensor, ...]) -> bool:
+        """Whether the kernel can take these inputs: x (B, D) of the weights' dtype, L states (B, N) of the
+        state dtype (no lazy conjugate), reset None or B flags, all on the CPU."""
+        if x.dtype != self.dtype or x.device.type != "cpu" or x.dim() != 2 or x.shape[1] != self.D:
+            return False
+        B = x.shape[0]
+        if reset is not None and (reset.device.type != "cpu" or reset.dim() != 1 or reset.shape[0] != B):
+            return False
+        return len(state) == self.L and all(
+            s.dtype == self.state_dtype
+            and s.device.type == "cpu"
+            and s.shape == (B, self.N)
+            and not s.is_conj()
+            for s in state
+        )
 
     def __call__(
         self, x: Tensor, reset: Tensor | None, state: tuple[Tensor, ...]
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """x (B, D), reset (B,) bool or None, L states (B, N) -> y (B, H), L new states (B, N)."""
-        L, (B, D), H, N = self.L, x.shape, self.H, state[0].shape[1]
+        """x (B, D), reset (B,) bool or None, L states (B, N) -> y (B, H), L new states (B, N); the inputs
+        as :meth:`accepts` requires. Reentrant: the states' addresses go in arrays of this call's own."""
+        L, B, H, N = self.L, x.shape[0], self.H, self.N
         x = x if x.is_contiguous() else x.contiguous()
         state = tuple(s if s.is_contiguous() else s.contiguous() for s in state)
         if reset is not None and (reset.dtype != torch.bool or not reset.is_contiguous()):
             reset = reset.to(torch.bool).contiguous()
         # one buffer: the L new states, then the output (x's real dtype; a complex state is 2 reals wide)
-        cplx = state[0].is_complex()
-        width = 2 * N if cplx else N
+        width = 2 * N if self.state_dtype.is_complex else N
         buf = torch.empty(L * B * width + B * H, dtype=x.dtype, device=x.device)
         base, stride = buf.data_ptr(), B * width * buf.element_size()
-        for i in range(L):
-            self.s_in[i], self.s_out[i] = state[i].data_ptr(), base + i * stride
+        s_in = (ctypes.c_void_p * L)(*(s.data_ptr() for s in state))
+        s_out = (ctypes.c_void_p * L)(*(base + i * stride for i in range(L)))
         reset_ptr = None if reset is None else reset.data_ptr()
         if self.fn(
-            B, D, H, N, L, *self.extra, x.data_ptr(), reset_ptr, self.ptrs, self.eps, self.s_in, self.s_out,
+            B, self.D, H, N, L, *self.extra, x.data_ptr(), reset_ptr, self.ptrs, self.eps, s_in, s_out,
             base + L * stride,
         ):  # fmt: skip
             raise MemoryError("the native acting step could not allocate its buffers")
         states = buf[: L * B * width].view(L, B, width)
-        if cplx:
+        if self.state_dtype.is_complex:
             states = torch.view_as_complex(states.view(L, B, N, 2))
         return buf[L * B * width :].view(B, H), tuple(states.unbind(0))
 

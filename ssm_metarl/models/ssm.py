@@ -207,8 +207,8 @@ class SSM(nn.Module):
         """
         plan = self._acting_plan()
         if not torch.is_grad_enabled() and x.shape[0] <= self.native_step_max_batch and len(state) > 0:
-            stepper = self._native_step(plan, x, state)
-            if stepper is not None:
+            stepper = self._native_step(plan, x)
+            if stepper is not None and stepper.accepts(x, reset, tuple(state)):
                 return stepper(x, reset, tuple(state))
         zero = reset.bool().view(-1, 1)  # (B, 1)
         z = F.linear(x, plan.enc_w, plan.enc_b)  # (B, H)
@@ -225,11 +225,10 @@ class SSM(nn.Module):
             new_state.append(h)
         return torch.layer_norm(z, *plan.final_norm), tuple(new_state)
 
-    def _native_step(self, plan: _Plan, x: Tensor, state: State) -> native.ModelStep | None:
+    def _native_step(self, plan: _Plan, x: Tensor) -> native.ModelStep | None:
         """The native step for this plan (built once per plan; the plan holds what it reads), or None where
-        it cannot run: another device or dtype, a state of another dtype, a non-contiguous tensor."""
-        state_dtype = x.dtype.to_complex() if self.complex else x.dtype
-        if not native.supports_rglru(x) or any(s.dtype != state_dtype for s in state):
+        it cannot run: another device or dtype than the plan's, a non-contiguous tensor."""
+        if not native.supports_rglru(x):
             return None
         cached = getattr(self, "_native", None)
         if cached is not None and cached[0] is plan and cached[1].dtype == x.dtype:
@@ -238,7 +237,9 @@ class SSM(nn.Module):
         if weights is None:
             return None
         eps = [layer[0][3] for layer in plan.layers] + [plan.final_norm[3]]
-        stepper = native.ModelStep("lru", weights, eps, [int(self.complex), int(plan.layers[0][8])])
+        state_dtype = x.dtype.to_complex() if self.complex else x.dtype
+        extra = [int(self.complex), int(plan.layers[0][8])]
+        stepper = native.ModelStep("lru", weights, eps, extra, self.state_dim, state_dtype)
         if plan.slots:  # a cached plan (grad off): keep the step with it
             self._native = (plan, stepper)
         return stepper
@@ -314,7 +315,8 @@ def _native_weights(plan: _Plan, dtype: torch.dtype) -> list[Tensor] | None:
         lam = torch.view_as_real(lam) if cplx else lam
         weights += [norm[1], norm[2], lam, w_in_d, w_out_t.t(), out_w, out_b]
     weights += [plan.final_norm[1], plan.final_norm[2]]
-    return weights if all(w.dtype == dtype and w.is_contiguous() for w in weights) else None
+    ok = all(w.dtype == dtype and w.device.type == "cpu" and w.is_contiguous() for w in weights)
+    return weights if ok else None
 
 
 def _tensors(entry: tuple[Any, ...]) -> list[Tensor]:

@@ -154,7 +154,7 @@ def test_native_acting_step_equals_the_blocks_step():
         state0 = tuple(torch.randn(3, 12, dtype=dtype) for _ in range(2))
         y_seq, s_seq = model(x, state0, reset)
         with torch.no_grad():
-            assert model._native_step(x[:, 0], state0) is not None  # the native path runs here
+            assert model._native_step(x[:, 0]) is not None  # the native path runs here
             state, ys = state0, []
             for t in range(7):
                 y_t, state = model.step(x[:, t], state, reset[:, t])
@@ -162,3 +162,49 @@ def test_native_acting_step_equals_the_blocks_step():
         torch.testing.assert_close(torch.stack(ys, 1), y_seq.detach(), rtol=tol, atol=tol)
         for a, b in zip(state, s_seq):
             torch.testing.assert_close(a, b.detach(), rtol=tol, atol=tol)
+
+
+def test_native_paths_refuse_what_the_kernels_cannot_take_and_are_reentrant():
+    """Inputs the native kernels cannot take go to the torch path, which raises where they are wrong; a reset
+    clears even a NaN state; two threads stepping one model at once get what each would get alone."""
+    import threading
+
+    import pytest
+
+    from ssm_metarl.models import native
+    from ssm_metarl.models.gated_ssm import rglru_scan
+    from ssm_metarl.models.ssm import SSM
+
+    if not native.available():
+        pytest.skip("no C compiler: the native paths are not built here")
+    p, d, h0, reset = _rglru_inputs(torch.float64, B=2, T=6, N=3)
+    with pytest.raises(ValueError, match="reset"):
+        rglru_scan(p, d, h0, reset[:, :1])
+    with pytest.raises(ValueError, match="h0"):
+        rglru_scan(p, d, h0[:1], reset)
+    torch.manual_seed(0)
+    for model in (GatedSSM(4, 8, 6, num_layers=2), SSM(4, 8, 6, num_layers=2, complex=True)):
+        with torch.inference_mode():
+            nan_state = tuple(torch.full_like(s, float("nan")) for s in model.initial_state(2))
+            y, _ = model.step(torch.randn(2, 4), nan_state, torch.ones(2, dtype=torch.bool))
+            assert torch.isfinite(y).all()  # a reset reads zeros, as masked_fill does
+            with pytest.raises(RuntimeError):  # float64 inputs to a float32 model: torch's dtype error
+                model.step(
+                    torch.randn(2, 4, dtype=torch.float64), model.initial_state(2), torch.zeros(2).bool()
+                )
+            xs = {B: torch.randn(B, 4) for B in (1, 8)}
+            alone = {B: model.step(xs[B], model.initial_state(B), torch.zeros(B).bool())[0] for B in xs}
+            wrong = []
+
+            def worker(B: int, model=model, xs=xs, alone=alone, wrong=wrong) -> None:
+                with torch.inference_mode():
+                    for _ in range(300):
+                        y_b, _ = model.step(xs[B], model.initial_state(B), torch.zeros(B).bool())
+                        wrong.append(not torch.equal(y_b, alone[B]))
+
+            threads = [threading.Thread(target=worker, args=(B,)) for B in xs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(wrong) == 600 and not any(wrong)

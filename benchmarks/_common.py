@@ -186,10 +186,15 @@ def interleaved_timings(
 
 def backbone_record(model: Any) -> dict[str, Any]:
     """What a results file records of a run's backbone (a :class:`~ssm_metarl.config.ModelConfig`): kind,
-    layers, for the ssm whether its diagonal is complex, and the ring's fastest decay where one is set (runs
-    without it keep their records)."""
+    layers, for the ssm whether its diagonal is complex, the ring's fastest decay where one is set, and width
+    and state size where they are not the default 64 (runs without them keep their records)."""
     b = {"kind": model.kind, "layers": model.num_layers, "complex": model.complex and model.kind == "ssm"}
-    return b if model.ring_min is None else {**b, "ring_min": model.ring_min}
+    if model.ring_min is not None:
+        b["ring_min"] = model.ring_min
+    for field in ("hidden_dim", "state_dim"):
+        if getattr(model, field) != 64:
+            b[field] = getattr(model, field)
+    return b
 
 
 def backbone_of(r: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +204,14 @@ def backbone_of(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def backbone_label(b: dict[str, Any]) -> str:
-    """``"ssm, complex"``, ``"gated_ssm, 2 layers, ring_min 0.1"``, ``"gru"``."""
+    """``"ssm, complex"``, ``"gated_ssm, 2 layers, ring_min 0.1"``, ``"gated_ssm, 2 layers, state 32"``, ``"gru"``."""
     diagonal = ("complex" if b["complex"] else "real") if b["kind"] == "ssm" else ""
     ring = f"ring_min {b['ring_min']:g}" if b.get("ring_min") is not None else ""
-    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else "", ring]
+    dims = [
+        f"width {b['hidden_dim']}" if "hidden_dim" in b else "",
+        f"state {b['state_dim']}" if "state_dim" in b else "",
+    ]
+    extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else "", ring, *dims]
     return b["kind"] + "".join(f", {e}" for e in extra if e)
 
 

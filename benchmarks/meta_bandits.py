@@ -3,11 +3,14 @@
     python benchmarks/meta_bandits.py                                  # K in {5, 10}, N in {10, 100}
     python benchmarks/meta_bandits.py --cells k5-n10 --steps 300000 --seeds 0
     python benchmarks/meta_bandits.py --seeds 1 2 --merge benchmarks/results/meta_bandits.json  # add seeds
+    python benchmarks/meta_bandits.py --models gated_ssm --split validation --seeds 100 101 102 103 104 \
+        --set state_dim=128 --ppo-set gamma=1.0 --name meta_bandits_select_wide  # a variant, on selection seeds
 
 Each agent (by default the RL² recipe's backbone, ``recipes.RL2_KIND``, and the gru; runs are labelled by
 backbone kind and settings) is trained with PPO (``recipe("rl2", family, model)``) on one-episode trials of N pulls of a
 bandit drawn from U[0, 1]^K, then plays every held-out bandit of the cell's test split (``--split
-validation`` to choose a setting, such as ``--ring-min``, on selection seeds) ``--eval-runs`` times
+validation`` to choose a setting, such as ``--ring-min``, ``--set`` of ModelConfig fields or ``--ppo-set`` of
+PPOConfig fields, on selection seeds; a variant's column names what it changed) ``--eval-runs`` times
 (evaluation seeds 0, 1000, 2000, ...); the classic algorithms play the same bandits
 (``ssm_metarl.meta.bandits``), and so does the exact Bayes-optimal policy for the prior where its dynamic
 program is small enough (N <= 20): the ceiling of what meta-training on this prior can reach on average.
@@ -20,6 +23,7 @@ results/<name>.{json,md,png} (``--name``, default ``meta_bandits``).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import time
 from typing import Any
@@ -56,7 +60,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     cfg = recipe("rl2", family, job["model"]).replace(
         run__seed=job["seed"], run__progress=False, total_steps=job["steps"]
     )
-    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})))
+    cfg = cfg.replace(model=cfg.model.replace(**job.get("overrides", {})), **job.get("ppo_overrides", {}))
     t0 = time.perf_counter()
     policy = train_rl2(cfg).policy
     seconds = time.perf_counter() - t0
@@ -70,6 +74,26 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "per_task": totals.mean(0).tolist(),
         "train_seconds": seconds,
     }
+
+
+def run_label(r: dict[str, Any]) -> str:
+    """A run's column: its backbone's label, plus the PPO fields it changed (``--ppo-set``) in brackets."""
+    ppo = r.get("ppo_overrides") or {}
+    return backbone_label(backbone_of(r)) + "".join(f" [{k} {v}]" for k, v in sorted(ppo.items()))
+
+
+def _assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """FIELD=VALUE pairs -> {field: value}, values read as JSON (numbers, true, null) or else as strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise SystemExit(f"{flag} takes FIELD=VALUE pairs, got {item!r}")
+        try:
+            out[field] = json.loads(value)
+        except json.JSONDecodeError:
+            out[field] = value
+    return out
 
 
 def main() -> None:
@@ -92,6 +116,20 @@ def main() -> None:
         "--ring-min",
         default=None,
         help="the ssm's ring_min instead of the recipe's ('none': the ring from 0.9); a variant to choose from",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="ModelConfig fields of the ssm beyond the recipe's (state_dim=128), a variant to choose from",
+    )
+    parser.add_argument(
+        "--ppo-set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="PPOConfig fields beyond the recipe's (gamma=1.0), a variant to choose from",
     )
     add_merge_arguments(parser, "meta_bandits")
     args = start_run(parser)
@@ -117,11 +155,15 @@ def main() -> None:
         if args.ring_min is None
         else {"ring_min": None if args.ring_min == "none" else float(args.ring_min)}
     )
+    overrides |= _assignments(args.set, "--set")
+    ppo_overrides = _assignments(args.ppo_set, "--ppo-set")
     for m in args.models:  # a setting a backbone does not have is refused here, not inside a worker
         try:
-            model_kwargs(recipe("rl2", f"bandit-{args.cells[0]}", m).model.replace(**overrides))
-        except ConfigError as e:
-            raise SystemExit(f"--ring-min with --models {m}: {e}") from None
+            cfg = recipe("rl2", f"bandit-{args.cells[0]}", m)
+            model_kwargs(cfg.model.replace(**overrides))
+            cfg.replace(**ppo_overrides)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise SystemExit(f"--ring-min / --set / --ppo-set with --models {m}: {e}") from None
     jobs = [
         {
             "cell": c,
@@ -132,6 +174,7 @@ def main() -> None:
             "split": args.split,
         }
         | ({"overrides": overrides} if overrides else {})
+        | ({"ppo_overrides": ppo_overrides} if ppo_overrides else {})
         for c in args.cells
         for m in args.models
         for s in args.seeds
@@ -142,9 +185,7 @@ def main() -> None:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             runs = pool.map(run_one, jobs, chunksize=1)
     minutes = (time.perf_counter() - t0) / 60
-    runs, merged_from = merge_runs(
-        runs, args.merge, lambda r: (r["cell"], backbone_label(backbone_of(r)), r["seed"])
-    )
+    runs, merged_from = merge_runs(runs, args.merge, lambda r: (r["cell"], run_label(r), r["seed"]))
     steps = {r["steps"] for r in runs}
     if len(steps) != 1:
         raise SystemExit(f"the runs to summarise were trained for different step counts {sorted(steps)}")
@@ -156,8 +197,11 @@ def main() -> None:
     seeds = sorted({r["seed"] for r in runs})
     cell_names = list(dict.fromkeys(r["cell"] for r in runs))
     # one column per backbone (kind and settings: runs from before RL2_BACKBONES were one real ssm layer)
-    models = list(dict.fromkeys(backbone_label(backbone_of(r)) for r in runs))
+    models = list(dict.fromkeys(run_label(r) for r in runs))
     chosen = backbone_label(backbone_record(recipe("rl2", "bandit-k5-n10").model))
+    variants = [m for m in models if m.split(",")[0] == RL2_KIND]
+    if chosen not in models and len(variants) == 1:  # a variant of the recipe's ssm (--set, --ring-min)
+        chosen = variants[0]
 
     cells: dict[str, dict[str, Any]] = {}
     for cell in cell_names:
@@ -173,7 +217,7 @@ def main() -> None:
             "oracle": float(oracle(means, n).mean()),
         }
         for m in models:
-            mine = [r for r in runs if r["cell"] == cell and backbone_label(backbone_of(r)) == m]
+            mine = [r for r in runs if r["cell"] == cell and run_label(r) == m]
             vals = np.array([r["mean_total"] for r in mine])
             row[m], row[f"{m}_ci95"] = mean_ci(vals)
             row[f"{m}_per_seed"] = vals.tolist()

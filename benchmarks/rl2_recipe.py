@@ -15,6 +15,7 @@ results/<name>.{json,md}; runs of several invocations merge with ``--merge``.
 from __future__ import annotations
 
 import argparse
+import os
 import multiprocessing as mp
 import statistics
 import time
@@ -56,6 +57,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ring01-1layer": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "num_layers": 1}},
     "ring01-shared": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "separate_critic": False}},
     "ring01-n32": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "state_dim": 32}},
+    "recipe-python": {"model": "gated_ssm", "env": {"SSM_METARL_NATIVE": "0"}},
     "gru": {"model": "gru"},
     "transformer": {"model": "transformer"},
 }
@@ -74,12 +76,16 @@ make the second layer unnecessary); ``ring01-shared``: ring01 with the critic's 
 backbone instead of a backbone of its own (half the cost of acting and of the update); ``ring01-n32``: ring01
 with 32 state channels per layer instead of 64. ``recipe`` is the RL² recipe of the day; ``base`` and the screen's other
 variants keep the ring from 0.9 they ran with (``ring_min=None``), so their names mean what their recorded
-runs did after the recipe moved to ring01. gru and transformer are the references."""
+runs did after the recipe moved to ring01. ``recipe-python`` is the recipe with every native kernel off
+(``SSM_METARL_NATIVE=0``: the Python scan, the gate and the acting step in torch operations): the same
+computation with other rounding, to see how much a seed's outcome depends on it. gru and transformer are the
+references. A variant with ``env`` runs in a process of its own, with those environment variables set."""
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One RL² run of one variant and seed, through ``meta_navigation.run_one`` on validation goals."""
     v = VARIANTS[job["variant"]]
+    os.environ.update(v.get("env", {}))  # a fresh process (see main): nothing native was loaded yet
     r = meta_navigation.run_one(
         {
             "kind": "rl2",
@@ -136,8 +142,8 @@ def main() -> None:
     args = start_run(parser)
     jobs = [{"variant": v, "seed": s, "steps": args.steps} for s in args.seeds for v in args.variants]
     t0 = time.perf_counter()
-    if jobs and args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
+    if jobs and (args.jobs > 1 or any("env" in VARIANTS[j["variant"]] for j in jobs)):
+        with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:  # a process per run
             runs = pool.map(run_job, jobs, chunksize=1)
     else:
         runs = [run_job(j) for j in jobs]

@@ -15,8 +15,8 @@ results/<name>.{json,md}; runs of several invocations merge with ``--merge``.
 from __future__ import annotations
 
 import argparse
-import os
 import multiprocessing as mp
+import os
 import statistics
 import time
 from typing import Any

@@ -2,6 +2,7 @@
 is normalised by sqrt(1 - a^2), and second derivatives flow through its scan (second-order MAML)."""
 
 import torch
+from _step_equivalence import assert_steps_match_forward
 
 from ssm_metarl.models.gated_ssm import GatedSSM, RGLRULayer
 
@@ -152,16 +153,9 @@ def test_native_acting_step_equals_the_blocks_step():
         x, reset = torch.randn(3, 7, 5, dtype=dtype), torch.rand(3, 7) < 0.3
         reset[0, 2] = True
         state0 = tuple(torch.randn(3, 12, dtype=dtype) for _ in range(2))
-        y_seq, s_seq = model(x, state0, reset)
         with torch.no_grad():
             assert model._native_step(x[:, 0]) is not None  # the native path runs here
-            state, ys = state0, []
-            for t in range(7):
-                y_t, state = model.step(x[:, t], state, reset[:, t])
-                ys.append(y_t)
-        torch.testing.assert_close(torch.stack(ys, 1), y_seq.detach(), rtol=tol, atol=tol)
-        for a, b in zip(state, s_seq):
-            torch.testing.assert_close(a, b.detach(), rtol=tol, atol=tol)
+        assert_steps_match_forward(model, x, state0, reset, tol)
 
 
 def test_native_paths_refuse_what_the_kernels_cannot_take_and_are_reentrant():

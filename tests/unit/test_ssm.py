@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _step_equivalence import assert_steps_match_forward
 from torch.func import functional_call
 
 from ssm_metarl.models.ssm import SSM, LRULayer
@@ -259,13 +260,5 @@ def test_native_acting_step_equals_the_torch_step_and_forward(complex_, glu, hid
         x, reset = torch.randn(3, 7, 5, dtype=dtype), torch.rand(3, 7) < 0.3
         reset[0, 2] = True
         state0 = tuple(torch.randn_like(s) for s in model.initial_state(3))
-        y_seq, s_seq = model(x, state0, reset)
-        with torch.no_grad():
-            state, ys = state0, []
-            for t in range(7):
-                y_t, state = model.step(x[:, t], state, reset[:, t])
-                ys.append(y_t)
-        torch.testing.assert_close(torch.stack(ys, 1), y_seq.detach(), rtol=tol, atol=tol)
-        for a, b in zip(state, s_seq):
-            torch.testing.assert_close(a, b.detach(), rtol=tol, atol=tol)
+        assert_steps_match_forward(model, x, state0, reset, tol)
     assert len(calls) == 14  # every step of both dtypes took the native path

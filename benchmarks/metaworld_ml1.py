@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from _common import (
     add_merge_arguments,
+    backbone_label,
+    backbone_record,
     ci_cell,
     markdown_table,
     merge_runs,
@@ -195,6 +197,7 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
         "env": env_name,
         "algo": algo,
         "backbone": kind,
+        "model": None if cfg is None else backbone_record(cfg.model),
         "seed": seed,
         "env_steps": env_steps,
         "train_seconds": train_s,
@@ -220,17 +223,44 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
 PRIMARY = ("rl2", "gated_ssm")
 """The configuration the headline names, fixed before any run: RL² with the recipe's backbone."""
 
+_RECORDED = {"4f928a6feff63d5a17b80366ece294a604aae5fd": {"rl2": {"gated_ssm": {"ring_min": 0.1}, "gru": {}}}}
+"""Runs from before rows recorded their ``model`` whose recipe is known from their commit: at 4f928a6 the RL²
+gated ssm had ``ring_min=0.1`` and the gru no settings of its own (``ssm_metarl/recipes.py`` of that commit),
+as today."""
+EARLIER = "earlier recipe"
+
+
+def model_label(r: dict[str, Any]) -> str:
+    """The backbone a run trained, as recorded (``_common.backbone_label``); a run from before the record
+    whose commit is not in :data:`_RECORDED` is ``"<kind>, earlier recipe"``: its settings may differ from
+    today's (the RL² gated ssm had no ``ring_min`` at 645da0f), so it is never pooled with recorded runs."""
+    if r["algo"] == "random":
+        return "none"
+    if r.get("model") is not None:
+        return backbone_label(r["model"])
+    known = _RECORDED.get(r.get("commit") or "", {}).get(r["algo"], {}).get(r["backbone"])
+    if known is None:
+        return f"{r['backbone']}, {EARLIER}"
+    layers = 2 if (r["algo"], r["backbone"]) == PRIMARY else 1
+    return backbone_label({"kind": r["backbone"], "layers": layers, "complex": False, **known})
+
+
+def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two runs the same measurement (``--merge`` keeps the later one)."""
+    return r["env"], r["algo"], model_label(r), r["seed"], r["env_steps"] // 10_000
+
 
 def summarise(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["env"], r["algo"], r["backbone"]), []).append(r)
+        groups.setdefault((r["env"], r["algo"], r["backbone"], model_label(r)), []).append(r)
     rows = []
-    for (env, algo, kind), rs in sorted(groups.items()):
+    for (env, algo, kind, label), rs in sorted(groups.items()):
         row: dict[str, Any] = {
             "env": env,
             "algo": algo,
             "backbone": kind,
+            "model": label,
             "seeds": sorted(r["seed"] for r in rs),
         }
         for key in ("success_before", "success_after", "metaworld_success_after"):
@@ -245,6 +275,9 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
     headline: dict[str, Any] = {"primary": f"{PRIMARY[0]} {PRIMARY[1]}"}
     for r in rows:
         key = r["env"].removesuffix("-v3").replace("-", "_")
+        if r["model"].endswith(EARLIER):  # kept in the table, apart; the headline names today's recipes
+            headline[f"{key}_{r['algo']}_{r['backbone']}_earlier_recipe_success_after"] = r["success_after"]
+            continue
         if (r["algo"], r["backbone"]) == PRIMARY:
             headline[f"{key}_success_after_adaptation"] = r["metaworld_success_after"]
             headline[f"{key}_success_after_adaptation_ci"] = r["metaworld_success_after_ci"]
@@ -273,7 +306,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, minutes: floa
             [
                 r["env"],
                 r["algo"],
-                r["backbone"],
+                r["model"],
                 len(r["seeds"]),
                 ci_cell(r["success_before"], r["success_before_ci"], 2),
                 ci_cell(r["success_after"], r["success_after_ci"], 2),
@@ -297,7 +330,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, minutes: floa
         "`metaworld.evaluation.metalearning_evaluation` returns for the same agent: its `evaluation()` pools "
         "the sub-envs of one task name (all of them in ML1) and stops at the first episodes to end, which "
         "with termination on success are the successful ones, so it reads higher. 95% t-intervals over "
-        "training seeds.\n\n"
+        "training seeds. 'Backbone' is the model a run trained as its row records it; runs from before rows "
+        "recorded it, whose recipe may differ from today's, are the '<kind>, earlier recipe' rows.\n\n"
         f"{table}\n\n"
         f"{minutes:.0f} minutes for this invocation's runs. The published ML1 figures come from millions of env steps per run "
         "(Meta-World+ code: 2M; the original paper's ProMP runs: more); see the README."
@@ -340,7 +374,7 @@ def main() -> None:
     runs, merged_from = merge_runs(
         runs,
         args.merge,
-        key=lambda r: (r["env"], r["algo"], r["backbone"], r["seed"], r["env_steps"] // 10_000),
+        key=run_key,
     )
     rows, headline = summarise(runs)
     headline["minutes"] = minutes + sum(m["minutes_total"] or 0.0 for m in merged_from)

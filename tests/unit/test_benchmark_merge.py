@@ -230,3 +230,36 @@ def test_ppo_mujoco_refuses_sb3_settings_it_does_not_have() -> None:
     assert bench.zoo_settings("Ant-v5") == {}  # the zoo's MuJoCo defaults: SB3's own
     with pytest.raises(SystemExit, match="no RL Zoo PPO settings for Walker2d-v5"):
         bench.zoo_settings("Walker2d-v5")
+
+
+def test_metaworld_keeps_runs_of_an_earlier_rl2_recipe_apart_from_todays() -> None:
+    mw = load_script("metaworld_ml1")
+    today = {"kind": "gated_ssm", "layers": 2, "complex": False, "ring_min": 0.1}
+
+    def run(seed: int, success: float, **extra: object) -> dict:
+        return {
+            "env": "reach-v3",
+            "algo": "rl2",
+            "backbone": "gated_ssm",
+            "seed": seed,
+            "env_steps": 300_000,
+            "train_seconds": 1.0,
+            "steps_per_second": 1.0,
+            "success_before": 0.0,
+            "success_after": success,
+            "metaworld_success_after": success,
+            **extra,
+        }
+
+    runs = [
+        run(0, 0.9, commit=None),  # 645da0f's file: no record, two layers without ring_min
+        run(0, 0.2, commit="4f928a6feff63d5a17b80366ece294a604aae5fd"),  # no record, today's recipe by commit
+        run(1, 0.4, model=today),
+    ]
+    assert mw.run_key(runs[0]) != mw.run_key(runs[1])  # a merge keeps both seed-0 runs
+    rows, headline = mw.summarise(runs)
+    by_label = {r["model"]: r for r in rows}
+    assert by_label["gated_ssm, earlier recipe"]["seeds"] == [0]
+    assert by_label[mw.backbone_label(today)]["seeds"] == [0, 1]
+    assert headline["reach_success_after_adaptation_every_episode"] == pytest.approx(0.3)
+    assert headline["reach_rl2_gated_ssm_earlier_recipe_success_after"] == pytest.approx(0.9)

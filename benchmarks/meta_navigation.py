@@ -52,6 +52,13 @@ from _common import backbone_of as common_backbone_of
 FAMILY = "navigation-2d"
 EPISODES_PER_TRIAL = 4
 PAPER = {"after_1": -11.68, "after_3": -3.3}
+SAMPLED_GOALS_SEED = 20_261_207
+"""The rng of the goals an RL² selection run is also scored on (``job["sampled_goals"]``): fresh draws from the
+training distribution, never the test split. The 20 validation goals happen to have no coordinate beyond
+0.445 while a fifth of training goals do, and an RL² policy can fail exactly there (``rl2_recipe.md``)."""
+LOST = -20.0
+"""An episode-2 return below this on one goal (a distance of 0.2 on average over 100 steps) is a goal the
+policy did not find: a good RL² policy scores about -2 there."""
 # MAML runs recorded before the "variant" field (commit 9ba510c) used maml_defaults of their day:
 LEGACY_VARIANT = {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0}
 
@@ -134,8 +141,21 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         result.policy, FAMILY, tasks, EPISODES_PER_TRIAL, seeds=(10_000 + seed,)
     )
     rows = [r for r in result.metrics if "sps" in r]
+    sampled: dict[str, Any] = {}
+    if job.get("sampled_goals"):  # selection only: goals drawn from the training distribution
+        test = set(dist.test)
+        drawn = dist.sample(np.random.default_rng(SAMPLED_GOALS_SEED), job["sampled_goals"])
+        goals = [g for g in drawn if g not in test]
+        ep = evaluate_in_context(result.policy, FAMILY, goals, EPISODES_PER_TRIAL, seeds=(10_000 + seed,))
+        per_goal = ep.values[0, :, :, 0]  # (goals, episodes)
+        sampled = {
+            "returns_sampled": per_goal.mean(axis=0).tolist(),
+            "lost_sampled": float(np.mean(per_goal[:, 1] < LOST)),  # share of goals lost in episode 2
+            "episode_2_per_goal_sampled": per_goal[:, 1].round(3).tolist(),
+        }
     return {
         **job,
+        **sampled,
         "backbone": backbone_record(cfg.model),
         "returns": per_episode.seed_means()[0].tolist(),  # episode 1..4 of a trial, mean over tasks
         "train_seconds": train_s,

@@ -58,6 +58,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ring01-shared": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "separate_critic": False}},
     "ring01-n32": {"model": "gated_ssm", "overrides": {"ring_min": 0.1, "state_dim": 32}},
     "recipe-python": {"model": "gated_ssm", "env": {"SSM_METARL_NATIVE": "0"}},
+    "normrew": {"model": "gated_ssm", "ppo": {"normalize_reward": True}},
+    "grad2": {"model": "gated_ssm", "ppo": {"max_grad_norm": 2.0}},
+    "ent001": {"model": "gated_ssm", "ppo": {"ent_coef": 0.001}},
     "gru": {"model": "gru"},
     "transformer": {"model": "transformer"},
 }
@@ -79,7 +82,11 @@ variants keep the ring from 0.9 they ran with (``ring_min=None``), so their name
 runs did after the recipe moved to ring01. ``recipe-python`` is the recipe with every native kernel off
 (``SSM_METARL_NATIVE=0``: the Python scan, the gate and the acting step in torch operations): the same
 computation with other rounding, to see how much a seed's outcome depends on it. gru and transformer are the
-references. A variant with ``env`` runs in a process of its own, with those environment variables set."""
+references. A variant with ``env`` runs in a process of its own, with those environment variables set.
+``normrew``: rewards scaled by the running std of the discounted return (``PPOConfig.normalize_reward``), so
+the value loss, whose gradient is most of every clipped step (``rl2_diagnostics.md``), shrinks against the
+policy's; ``grad2``: ``max_grad_norm`` 2 instead of 0.5 (every minibatch of the recipe is clipped);
+``ent001``: an entropy bonus of 0.001, for episode 1's search to keep reaching the edges of the goal square."""
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +102,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             "overrides": v.get("overrides", {}),
             "ppo": v.get("ppo", {}),
             "split": "validation",
+            "sampled_goals": job.get("sampled_goals", 0),
         }
     )
     return {
@@ -104,6 +112,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "seconds": r["train_seconds"],
         "backbone": r["backbone"],
         "curve": r["curve"],
+        **{k: r[k] for k in ("returns_sampled", "lost_sampled", "episode_2_per_goal_sampled") if k in r},
     }
 
 
@@ -128,7 +137,43 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "seeds": [r["seed"] for r in mine],
             "episode_2_per_seed": ep2,
         }
+        scored = [r for r in mine if "returns_sampled" in r]
+        if len(scored) == len(mine):  # every seed also scored on the sampled training-distribution goals
+            table[name].update(
+                sampled_episode_2_mean=statistics.fmean(r["returns_sampled"][1] for r in mine),
+                sampled_episode_2_worst=min(r["returns_sampled"][1] for r in mine),
+                sampled_lost_mean=statistics.fmean(r["lost_sampled"] for r in mine),
+                sampled_lost_worst=max(r["lost_sampled"] for r in mine),
+                sampled_episode_2_per_seed=[r["returns_sampled"][1] for r in mine],
+            )
     return table
+
+
+def _sampled_table(table: dict[str, dict[str, Any]], order: list[str]) -> str:
+    """The variants whose every run was also scored on the sampled training-distribution goals."""
+    names = [n for n in order if "sampled_episode_2_mean" in table[n]]
+    if not names:
+        return ""
+    rows = [
+        [
+            n,
+            f"{table[n]['sampled_episode_2_mean']:.2f}",
+            f"{table[n]['sampled_episode_2_worst']:.2f}",
+            f"{table[n]['sampled_lost_mean']:.3f}",
+            f"{table[n]['sampled_lost_worst']:.3f}",
+            " / ".join(f"{x:.2f}" for x in table[n]["sampled_episode_2_per_seed"]),
+        ]
+        for n in sorted(names, key=lambda n: -table[n]["sampled_episode_2_worst"])
+    ]
+    return (
+        "\n\nThe same runs on goals drawn fresh from the training distribution "
+        "(`meta_navigation.SAMPLED_GOALS_SEED`, never the test split; the validation goals have no coordinate "
+        f"beyond 0.445): episode 2, mean over goals; 'lost': the share of goals with an episode-2 return below "
+        f"{meta_navigation.LOST:g}, the goals the policy does not find.\n\n"
+        + markdown_table(
+            ["variant", "ep 2 mean", "ep 2 worst", "lost mean", "lost worst", "ep 2 per seed"], rows
+        )
+    )
 
 
 def main() -> None:
@@ -137,10 +182,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     parser.add_argument("--steps", type=int, default=600_000)
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (one torch thread each)")
+    parser.add_argument(
+        "--sampled-goals", type=int, default=200, help="also score on this many training-distribution goals"
+    )
     parser.add_argument("--notes", default=None, help="a markdown file appended to the .md (the findings)")
     add_merge_arguments(parser, "rl2_recipe")
     args = start_run(parser)
-    jobs = [{"variant": v, "seed": s, "steps": args.steps} for s in args.seeds for v in args.variants]
+    jobs = [
+        {"variant": v, "seed": s, "steps": args.steps, "sampled_goals": args.sampled_goals}
+        for s in args.seeds
+        for v in args.variants
+    ]
     t0 = time.perf_counter()
     if jobs and (args.jobs > 1 or any("env" in VARIANTS[j["variant"]] for j in jobs)):
         with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:  # a process per run
@@ -184,6 +236,7 @@ def main() -> None:
             ],
             rows,
         )
+        + _sampled_table(table, order)
         + "\n\nVariants (changes to the recipe):\n\n"
         + "".join(f"- `{n}`: {specs[n]}\n" for n in order)
         + f"\nCommand: `{provenance()['command']}`; {minutes_total:.0f} minutes for this invocation's runs."
@@ -200,6 +253,16 @@ def main() -> None:
         "best_by_mean": max(full, key=lambda n: table[n]["episode_2_mean"]) if full else None,
         **{f"{n}_episode_2_mean": c["episode_2_mean"] for n, c in table.items()},
         **{f"{n}_episode_2_worst": c["episode_2_worst"] for n, c in table.items()},
+        **{
+            f"{n}_sampled_episode_2_mean": c["sampled_episode_2_mean"]
+            for n, c in table.items()
+            if "sampled_episode_2_mean" in c
+        },
+        **{
+            f"{n}_sampled_lost_worst": c["sampled_lost_worst"]
+            for n, c in table.items()
+            if "sampled_lost_worst" in c
+        },
     }
     payload = {
         "headline": headline,

@@ -158,6 +158,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         **sampled,
         "backbone": backbone_record(cfg.model),
         "returns": per_episode.seed_means()[0].tolist(),  # episode 1..4 of a trial, mean over tasks
+        "episode_2_per_goal": per_episode.values[0, :, 1, 0].round(3).tolist(),  # where a seed loses goals
         "train_seconds": train_s,
         "env_steps": cfg.total_steps,
         "sps": rows[-1]["sps"] if rows else None,
@@ -216,6 +217,11 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "returns_per_seed": [r["returns"] for r in rs],
                 "train_minutes_median": statistics.median(r["train_seconds"] for r in rs) / 60,
                 "env_steps": statistics.median(r["env_steps"] for r in rs),
+                "lost_per_seed": (  # goals not found in episode 2, per seed (runs since they record it)
+                    [int(np.sum(np.asarray(r["episode_2_per_goal"]) < LOST)) for r in rs]
+                    if all("episode_2_per_goal" in r for r in rs)
+                    else None
+                ),
             }
         )
     return rows
@@ -366,6 +372,7 @@ def main() -> None:
             *cells(r),
             f"{r['env_steps'] / 1e6:.1f}M",
             f"{r['train_minutes_median']:.1f}",
+            "" if r["lost_per_seed"] is None else " / ".join(map(str, r["lost_per_seed"])),
         ]
         for r in rows
         if r["method"] == "rl2"
@@ -379,8 +386,20 @@ def main() -> None:
         )
         + "\n\nIn-context adaptation (return of episode i of a trial, no gradient step):\n\n"
         + markdown_table(
-            ["method", "episode 1", "episode 2", "episode 3", "episode 4", "env steps", "train min"], rl2_rows
+            [
+                "method",
+                "episode 1",
+                "episode 2",
+                "episode 3",
+                "episode 4",
+                "env steps",
+                "train min",
+                "goals lost in episode 2, per seed",
+            ],
+            rl2_rows,
         )
+        + f"\n\nA goal is lost when its episode-2 return is below {LOST:g} (a good policy scores about -2); runs "
+        "from before runs recorded per-goal returns leave the column empty."
         + f"\n\nHeadline: `{headline}`\n\nCommand: `{command_line()}`; {args.jobs} parallel processes; "
         f"{machine_info()['cpu']}; {minutes_total:.0f} minutes for this invocation's runs."
         + merged_markdown(merged_from)

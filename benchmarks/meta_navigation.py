@@ -63,6 +63,15 @@ policy did not find: a good RL² policy scores about -2 there."""
 LEGACY_VARIANT = {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0}
 
 
+def sampled_goals(n: int) -> list[Any]:
+    """The ``n`` draws of :data:`SAMPLED_GOALS_SEED` from the training distribution, less any test goal."""
+    from ssm_metarl.envs.tasks import get_family
+
+    dist = get_family(FAMILY)
+    test = set(dist.test)
+    return [g for g in dist.sample(np.random.default_rng(SAMPLED_GOALS_SEED), n) if g not in test]
+
+
 def variant_of(r: dict[str, Any]) -> dict[str, Any] | None:
     """The MAML recipe of a gradient-based run (None for RL² runs)."""
     return None if r["kind"] == "rl2" else r.get("variant", LEGACY_VARIANT)
@@ -143,9 +152,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     rows = [r for r in result.metrics if "sps" in r]
     sampled: dict[str, Any] = {}
     if job.get("sampled_goals"):  # selection only: goals drawn from the training distribution
-        test = set(dist.test)
-        drawn = dist.sample(np.random.default_rng(SAMPLED_GOALS_SEED), job["sampled_goals"])
-        goals = [g for g in drawn if g not in test]
+        goals = sampled_goals(job["sampled_goals"])
         ep = evaluate_in_context(result.policy, FAMILY, goals, EPISODES_PER_TRIAL, seeds=(10_000 + seed,))
         per_goal = ep.values[0, :, :, 0]  # (goals, episodes)
         sampled = {

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import meta_navigation
+import numpy as np
 from _common import (
     add_merge_arguments,
     markdown_table,
@@ -120,6 +121,19 @@ def _run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return r["variant"], r["seed"], r["steps"]
 
 
+EDGE = 0.44
+"""A sampled goal with a coordinate of at least this is an edge goal (the validation goals have none)."""
+
+
+def _goal_reach(n_kept: int) -> np.ndarray:
+    """max(|goal_x|, |goal_y|) of each sampled goal a run scored (runs keep every draw but test goals)."""
+    for n in range(n_kept, n_kept + 50):  # the number drawn: the kept ones plus the test goals it hit
+        goals = meta_navigation.sampled_goals(n)
+        if len(goals) == n_kept:
+            return np.asarray([max(abs(v) for _, v in g.params) for g in goals])
+    raise ValueError(f"no number of sampled goals keeps {n_kept}")
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per variant: mean and worst seed of episode 2 and of episodes 2-4, seconds per run, seeds."""
     table: dict[str, dict[str, Any]] = {}
@@ -139,7 +153,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         }
         scored = [r for r in mine if "returns_sampled" in r]
         if len(scored) == len(mine):  # every seed also scored on the sampled training-distribution goals
+            reach = _goal_reach(len(mine[0]["episode_2_per_goal_sampled"]))
+            lost = [x < meta_navigation.LOST for r in mine for x in r["episode_2_per_goal_sampled"]]
+            at = [reach[i % len(reach)] for i, x in enumerate(lost) if x]
             table[name].update(
+                sampled_lost_nearest_edge=min(at, default=None),  # the lost goal nearest the centre
+                sampled_goals_at_edge=float(np.mean(reach >= EDGE)),
                 sampled_episode_2_mean=statistics.fmean(r["returns_sampled"][1] for r in mine),
                 sampled_episode_2_worst=min(r["returns_sampled"][1] for r in mine),
                 sampled_lost_mean=statistics.fmean(r["lost_sampled"] for r in mine),
@@ -165,11 +184,20 @@ def _sampled_table(table: dict[str, dict[str, Any]], order: list[str]) -> str:
         ]
         for n in sorted(names, key=lambda n: -table[n]["sampled_episode_2_worst"])
     ]
+    nearest = [table[n]["sampled_lost_nearest_edge"] for n in names]
+    nearest = [x for x in nearest if x is not None]
+    edge = table[names[0]]["sampled_goals_at_edge"]
+    where = (
+        f" Every lost goal has a coordinate of at least {min(nearest):.2f}; {edge:.0%} of the sampled goals "
+        f"have one of at least {EDGE:g}."
+        if nearest
+        else ""
+    )
     return (
         "\n\nThe same runs on goals drawn fresh from the training distribution "
         "(`meta_navigation.SAMPLED_GOALS_SEED`, never the test split; the validation goals have no coordinate "
         f"beyond 0.445): episode 2, mean over goals; 'lost': the share of goals with an episode-2 return below "
-        f"{meta_navigation.LOST:g}, the goals the policy does not find.\n\n"
+        f"{meta_navigation.LOST:g}, the goals the policy does not find.{where}\n\n"
         + markdown_table(
             ["variant", "ep 2 mean", "ep 2 worst", "lost mean", "lost worst", "ep 2 per seed"], rows
         )

@@ -245,6 +245,15 @@ def model_label(r: dict[str, Any]) -> str:
     return backbone_label({"kind": r["backbone"], "layers": layers, "complex": False, **known})
 
 
+def primary_label() -> str:
+    """Today's RL² recipe backbone for :data:`PRIMARY` (``recipes.RL2_BACKBONES``), as rows label it."""
+    from ssm_metarl.config import ModelConfig
+    from ssm_metarl.recipes import RL2_BACKBONES
+
+    model = ModelConfig(kind=PRIMARY[1]).replace(**RL2_BACKBONES.get(PRIMARY[1], {}))
+    return backbone_label(backbone_record(model))
+
+
 def run_key(r: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two runs the same measurement (``--merge`` keeps the later one)."""
     return r["env"], r["algo"], model_label(r), r["seed"], r["env_steps"] // 10_000
@@ -272,12 +281,14 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
             float(np.mean([r["steps_per_second"] for r in trained])) if trained else None
         )
         rows.append(row)
-    headline: dict[str, Any] = {"primary": f"{PRIMARY[0]} {PRIMARY[1]}"}
+    headline: dict[str, Any] = {"primary": f"{PRIMARY[0]} {PRIMARY[1]}, {primary_label()}"}
     for r in rows:
         key = r["env"].removesuffix("-v3").replace("-", "_")
         if r["model"].endswith(EARLIER):  # kept in the table, apart; the headline names today's recipes
             headline[f"{key}_{r['algo']}_{r['backbone']}_earlier_recipe_success_after"] = r["success_after"]
             continue
+        if (r["algo"], r["backbone"]) == PRIMARY and r["model"] != primary_label():
+            continue  # a recorded earlier RL² recipe: in the table only
         if (r["algo"], r["backbone"]) == PRIMARY:
             headline[f"{key}_success_after_adaptation"] = r["metaworld_success_after"]
             headline[f"{key}_success_after_adaptation_ci"] = r["metaworld_success_after_ci"]

@@ -234,7 +234,9 @@ def test_ppo_mujoco_refuses_sb3_settings_it_does_not_have() -> None:
 
 def test_metaworld_keeps_runs_of_an_earlier_rl2_recipe_apart_from_todays() -> None:
     mw = load_script("metaworld_ml1")
-    today = {"kind": "gated_ssm", "layers": 2, "complex": False, "ring_min": 0.1}
+    ring = {"kind": "gated_ssm", "layers": 2, "complex": False, "ring_min": 0.1}
+    today = {**ring, "state_dim": 32}  # recipes.RL2_BACKBONES["gated_ssm"]
+    assert mw.primary_label() == mw.backbone_label(today)
 
     def run(seed: int, success: float, **extra: object) -> dict:
         return {
@@ -253,13 +255,16 @@ def test_metaworld_keeps_runs_of_an_earlier_rl2_recipe_apart_from_todays() -> No
 
     runs = [
         run(0, 0.9, commit=None),  # 645da0f's file: no record, two layers without ring_min
-        run(0, 0.2, commit="4f928a6feff63d5a17b80366ece294a604aae5fd"),  # no record, today's recipe by commit
-        run(1, 0.4, model=today),
+        run(0, 0.2, commit="4f928a6feff63d5a17b80366ece294a604aae5fd"),  # no record: ring_min 0.1 by commit
+        run(1, 0.6, model=ring),
+        run(0, 0.3, model=today),
+        run(1, 0.5, model=today),
     ]
-    assert mw.run_key(runs[0]) != mw.run_key(runs[1])  # a merge keeps both seed-0 runs
+    assert len({mw.run_key(r) for r in runs[:2]}) == 2  # a merge keeps both seed-0 runs
     rows, headline = mw.summarise(runs)
     by_label = {r["model"]: r for r in rows}
     assert by_label["gated_ssm, earlier recipe"]["seeds"] == [0]
+    assert by_label[mw.backbone_label(ring)]["seeds"] == [0, 1]  # the 4f928a6 run pools with its recipe
     assert by_label[mw.backbone_label(today)]["seeds"] == [0, 1]
-    assert headline["reach_success_after_adaptation_every_episode"] == pytest.approx(0.3)
+    assert headline["reach_success_after_adaptation_every_episode"] == pytest.approx(0.4)  # today's only
     assert headline["reach_rl2_gated_ssm_earlier_recipe_success_after"] == pytest.approx(0.9)

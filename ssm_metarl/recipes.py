@@ -157,7 +157,7 @@ gated ssm fast channels besides its slow ones: a one-step difference (where the 
 well below the default ring's 0.9. It was chosen by ``rl2_recipe.py`` on five selection seeds, by the mean and
 the worst seed of episode 2 (``benchmarks/results/rl2_recipe.md``). 32 state channels per layer instead of 64
 learn as well on the same seeds, on the validation goals and on 200 goals sampled from the training
-distribution, at about half the cost per run (``benchmarks/results/rl2_recipe_n32.md``,
+distribution, in about 0.85 of the seconds per run (``benchmarks/results/rl2_recipe_n32.md``,
 ``benchmarks/results/rl2_recipe_edge.md``)."""
 
 

@@ -70,13 +70,15 @@ def test_navigation_model_adapts_in_context_as_its_card_says():
     policy = load_pretrained("navigation-ssm")
     info = pretrained_info("navigation-ssm")
     assert info["algo"] == "rl2"
-    k = info["episodes_per_trial"]
-    returns = evaluate_in_context(
-        policy, "navigation-2d", get_family("navigation-2d").train[:10], k, seeds=(0,)
-    )
+    k, card = info["episodes_per_trial"], info["results"]
+    tasks = get_family("navigation-2d").train[: card["eval_tasks_per_split"]]
+    returns = evaluate_in_context(policy, "navigation-2d", tasks, k, seeds=card["eval_seeds"])
     first, second = (iv.mean for iv in returns.summary()[:2])
-    assert first == pytest.approx(info["results"]["zero_shot_train"], abs=6.0)
-    assert second > first + 2.0  # it learns the goal within the trial, with no gradient step
+    assert first == pytest.approx(card["train"]["episodes"][0]["mean"], abs=1e-6)  # the card's own seeds
+    assert second == pytest.approx(card["train"]["episodes"][1]["mean"], abs=1e-6)
+    # it learns the goal within the trial, with no gradient step: episode 2 costs at most half of episode 1
+    # (a policy that finds most goals in episode 1 has little absolute gain left: -2.6 -> -1.0 on the card)
+    assert second > 0.5 * first, (first, second)
 
 
 def test_bandit_model_plays_held_out_bandits_as_its_card_says():

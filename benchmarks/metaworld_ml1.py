@@ -281,7 +281,7 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
             float(np.mean([r["steps_per_second"] for r in trained])) if trained else None
         )
         rows.append(row)
-    headline: dict[str, Any] = {"primary": f"{PRIMARY[0]} {PRIMARY[1]}, {primary_label()}"}
+    headline: dict[str, Any] = {"primary": f"{PRIMARY[0]} {primary_label()}"}
     for r in rows:
         key = r["env"].removesuffix("-v3").replace("-", "_")
         if r["model"].endswith(EARLIER):  # kept in the table, apart; the headline names today's recipes

@@ -63,6 +63,11 @@ policy did not find: a good RL² policy scores about -2 there."""
 LEGACY_VARIANT = {"action_bounds": "tanh", "baseline": "critic", "inner_lr": 1.0}
 
 
+def lost(episode_2_per_goal: Any) -> np.ndarray:
+    """Which goals a policy lost: episode-2 return below :data:`LOST`."""
+    return np.asarray(episode_2_per_goal) < LOST
+
+
 def sampled_goals(n: int) -> list[Any]:
     """The ``n`` draws of :data:`SAMPLED_GOALS_SEED` from the training distribution, less any test goal."""
     from ssm_metarl.envs.tasks import get_family
@@ -157,7 +162,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         per_goal = ep.values[0, :, :, 0]  # (goals, episodes)
         sampled = {
             "returns_sampled": per_goal.mean(axis=0).tolist(),
-            "lost_sampled": float(np.mean(per_goal[:, 1] < LOST)),  # share of goals lost in episode 2
+            "lost_sampled": float(np.mean(lost(per_goal[:, 1]))),  # share of goals lost in episode 2
             "episode_2_per_goal_sampled": per_goal[:, 1].round(3).tolist(),
         }
     return {
@@ -225,7 +230,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "train_minutes_median": statistics.median(r["train_seconds"] for r in rs) / 60,
                 "env_steps": statistics.median(r["env_steps"] for r in rs),
                 "lost_per_seed": (  # goals not found in episode 2, per seed (runs since they record it)
-                    [int(np.sum(np.asarray(r["episode_2_per_goal"]) < LOST)) for r in rs]
+                    [int(np.sum(lost(r["episode_2_per_goal"]))) for r in rs]
                     if all("episode_2_per_goal" in r for r in rs)
                     else None
                 ),

@@ -223,10 +223,17 @@ def run_one(job: tuple[Any, ...]) -> dict[str, Any]:
 PRIMARY = ("rl2", "gated_ssm")
 """The configuration the headline names, fixed before any run: RL² with the recipe's backbone."""
 
-_RECORDED = {"4f928a6feff63d5a17b80366ece294a604aae5fd": {"rl2": {"gated_ssm": {"ring_min": 0.1}, "gru": {}}}}
-"""Runs from before rows recorded their ``model`` whose recipe is known from their commit: at 4f928a6 the RL²
-gated ssm had ``ring_min=0.1`` and the gru no settings of its own (``ssm_metarl/recipes.py`` of that commit),
-as today."""
+_RECORDED = {
+    "4f928a6feff63d5a17b80366ece294a604aae5fd": {
+        "rl2": {
+            "gated_ssm": {"kind": "gated_ssm", "layers": 2, "complex": False, "ring_min": 0.1},
+            "gru": {"kind": "gru", "layers": 1, "complex": False},
+        }
+    }
+}
+"""The ``model`` records of runs from before rows recorded it, where their commit tells it: at 4f928a6 the RL²
+gated ssm had two layers, ``ring_min=0.1`` and 64 state channels, the gru no settings of its own
+(``ssm_metarl/recipes.py`` of that commit)."""
 EARLIER = "earlier recipe"
 
 
@@ -239,10 +246,7 @@ def model_label(r: dict[str, Any]) -> str:
     if r.get("model") is not None:
         return backbone_label(r["model"])
     known = _RECORDED.get(r.get("commit") or "", {}).get(r["algo"], {}).get(r["backbone"])
-    if known is None:
-        return f"{r['backbone']}, {EARLIER}"
-    layers = 2 if (r["algo"], r["backbone"]) == PRIMARY else 1
-    return backbone_label({"kind": r["backbone"], "layers": layers, "complex": False, **known})
+    return f"{r['backbone']}, {EARLIER}" if known is None else backbone_label(known)
 
 
 def primary_label() -> str:

@@ -25,6 +25,7 @@ import meta_navigation
 import numpy as np
 from _common import (
     add_merge_arguments,
+    backbone_label,
     markdown_table,
     merge_runs,
     merged_markdown,
@@ -117,28 +118,42 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _backbone(r: dict[str, Any]) -> str:
+    """The backbone a run trained, as it recorded it (runs from before the record: "unrecorded")."""
+    return backbone_label(r["backbone"]) if "backbone" in r else "unrecorded"
+
+
 def _run_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    return r["variant"], r["seed"], r["steps"]
+    return r["variant"], _backbone(r), r["seed"], r["steps"]
+
+
+def row_names(runs: list[dict[str, Any]]) -> list[str]:
+    """Each run's row: its variant, with the backbone it trained in brackets where runs of one variant name
+    trained different ones (``recipe`` is the recipe of its day: 64 state channels before f86cd31, 32 since),
+    so a merge never pools two recipes in one row."""
+    kinds: dict[str, set[str]] = {}
+    for r in runs:
+        kinds.setdefault(r["variant"], set()).add(_backbone(r))
+    return [
+        r["variant"] if len(kinds[r["variant"]]) == 1 else f"{r['variant']} [{_backbone(r)}]" for r in runs
+    ]
 
 
 EDGE = 0.44
 """A sampled goal with a coordinate of at least this is an edge goal (the validation goals have none)."""
 
 
-def _goal_reach(n_kept: int) -> np.ndarray:
-    """max(|goal_x|, |goal_y|) of each sampled goal a run scored (runs keep every draw but test goals)."""
-    for n in range(n_kept, n_kept + 50):  # the number drawn: the kept ones plus the test goals it hit
-        goals = meta_navigation.sampled_goals(n)
-        if len(goals) == n_kept:
-            return np.asarray([max(abs(v) for _, v in g.params) for g in goals])
-    raise ValueError(f"no number of sampled goals keeps {n_kept}")
+def _goal_reach(drawn: int) -> np.ndarray:
+    """max(|goal_x|, |goal_y|) of each sampled goal a run scored (it drew ``drawn``, less the test goals)."""
+    return np.asarray([max(abs(v) for _, v in g.params) for g in meta_navigation.sampled_goals(drawn)])
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per variant: mean and worst seed of episode 2 and of episodes 2-4, seconds per run, seeds."""
     table: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys(r["variant"] for r in runs):
-        mine = sorted((r for r in runs if r["variant"] == name), key=lambda r: r["seed"])
+    names = row_names(runs)
+    for name in dict.fromkeys(names):
+        mine = sorted((r for r, n in zip(runs, names) if n == name), key=lambda r: r["seed"])
         ep2 = [r["returns"][1] for r in mine]
         later = [statistics.fmean(r["returns"][1:]) for r in mine]
         table[name] = {
@@ -153,9 +168,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         }
         scored = [r for r in mine if "returns_sampled" in r]
         if len(scored) == len(mine):  # every seed also scored on the sampled training-distribution goals
-            reach = _goal_reach(len(mine[0]["episode_2_per_goal_sampled"]))
-            lost = [x < meta_navigation.LOST for r in mine for x in r["episode_2_per_goal_sampled"]]
-            at = [reach[i % len(reach)] for i, x in enumerate(lost) if x]
+            at = [  # how far out each lost goal lies
+                reach
+                for r in mine
+                for reach, lost in zip(
+                    _goal_reach(r["sampled_goals"]), meta_navigation.lost(r["episode_2_per_goal_sampled"])
+                )
+                if lost
+            ]
+            reach = _goal_reach(mine[0]["sampled_goals"])
             table[name].update(
                 sampled_lost_nearest_edge=min(at, default=None),  # the lost goal nearest the centre
                 sampled_goals_at_edge=float(np.mean(reach >= EDGE)),
@@ -230,7 +251,7 @@ def main() -> None:
     minutes_total = (time.perf_counter() - t0) / 60
     runs, merged_from = merge_runs(runs, args.merge, _run_key)
     table = summarize(runs)
-    specs = {r["variant"]: r["spec"] for r in runs}  # as the runs had them
+    specs = dict(zip(row_names(runs), (r["spec"] for r in runs)))  # as the runs had them
     order = sorted(table, key=lambda v: (-table[v]["episode_2_worst"], -table[v]["episode_2_mean"]))
     rows = [
         [

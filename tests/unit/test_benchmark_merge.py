@@ -268,3 +268,26 @@ def test_metaworld_keeps_runs_of_an_earlier_rl2_recipe_apart_from_todays() -> No
     assert by_label[mw.backbone_label(today)]["seeds"] == [0, 1]
     assert headline["reach_success_after_adaptation_every_episode"] == pytest.approx(0.4)  # today's only
     assert headline["reach_rl2_gated_ssm_earlier_recipe_success_after"] == pytest.approx(0.9)
+
+
+def test_rl2_recipe_keeps_a_variant_name_of_two_recipes_in_two_rows() -> None:
+    rr = load_script("rl2_recipe")
+    wide = {"kind": "gated_ssm", "layers": 2, "complex": False, "ring_min": 0.1}
+    narrow = {**wide, "state_dim": 32}
+
+    def run(seed: int, backbone: dict, ep2: float) -> dict:
+        return {
+            "variant": "recipe",
+            "seed": seed,
+            "steps": 600_000,
+            "backbone": backbone,
+            "returns": [-5.0, ep2, -2.0, -2.0],
+            "seconds": 1.0,
+        }
+
+    runs = [run(100, wide, -1.5), run(100, narrow, -2.0), run(101, narrow, -3.0)]
+    assert rr._run_key(runs[0]) != rr._run_key(runs[1])  # a merge keeps both seed-100 runs
+    table = rr.summarize(runs)
+    assert set(table) == {f"recipe [{rr.backbone_label(wide)}]", f"recipe [{rr.backbone_label(narrow)}]"}
+    assert table[f"recipe [{rr.backbone_label(narrow)}]"]["episode_2_per_seed"] == [-2.0, -3.0]
+    assert rr.summarize(runs[1:]).keys() == {"recipe"}  # one recipe: the plain name

@@ -186,14 +186,17 @@ def interleaved_timings(
 
 def backbone_record(model: Any) -> dict[str, Any]:
     """What a results file records of a run's backbone (a :class:`~ssm_metarl.config.ModelConfig`): kind,
-    layers, for the ssm whether its diagonal is complex, the ring's fastest decay where one is set, and width
-    and state size where they are not the default 64 (runs without them keep their records)."""
+    layers, for the ssm whether its diagonal is complex, the ring's fastest decay where one is set, width and
+    state size where they are not the default 64, and the convolution's width where there is one (runs without
+    them keep their records)."""
     b = {"kind": model.kind, "layers": model.num_layers, "complex": model.complex and model.kind == "ssm"}
     if model.ring_min is not None:
         b["ring_min"] = model.ring_min
     for field in ("hidden_dim", "state_dim"):
         if getattr(model, field) != 64:
             b[field] = getattr(model, field)
+    if getattr(model, "conv_width", 0):
+        b["conv_width"] = model.conv_width
     return b
 
 
@@ -210,6 +213,7 @@ def backbone_label(b: dict[str, Any]) -> str:
     dims = [
         f"width {b['hidden_dim']}" if "hidden_dim" in b else "",
         f"state {b['state_dim']}" if "state_dim" in b else "",
+        f"conv {b['conv_width']}" if "conv_width" in b else "",
     ]
     extra = [diagonal, f"{b['layers']} layers" if b["layers"] > 1 else "", ring, *dims]
     return b["kind"] + "".join(f", {e}" for e in extra if e)

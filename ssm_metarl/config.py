@@ -277,6 +277,9 @@ class ModelConfig(Checked):
     """the smallest decay of the recurrence's ring initialisation: the ssm's |lambda| (its ``r_min``, default
     0.5), the gated ssm's sigmoid(lambda)^c (its ``a_min``, default 0.9, Griffin's); a smaller value adds fast
     channels; None: the backbone's default"""
+    conv_width: Annotated[int, Range(ge=0, le=16)] = 0
+    """gated_ssm only: taps of a causal depthwise convolution over time before each recurrence (Griffin's
+    Conv1D; 0: none)"""
     learned_step_sizes: bool = False
     """give the policy one learned inner step size per parameter tensor, a factor on ``AdaptConfig.lr``
     (initially 1) that MAML's outer loop trains and every adaptation step uses (Meta-SGD, Li et al. 2017, per

@@ -105,6 +105,10 @@ def model_kwargs(model: ModelConfig) -> dict[str, Any]:
                 f"ring_min sets the ring initialisation of ssm and gated_ssm, not of {model.kind}"
             )
         candidates |= {"r_min": model.ring_min, "a_min": model.ring_min}
+    if model.conv_width:  # only where set, so checkpoints without it describe the same policy
+        if "conv_width" not in accepted:
+            raise ConfigError(f"conv_width sets the gated ssm's convolution, not {model.kind}'s")
+        candidates["conv_width"] = model.conv_width
     return {k: v for k, v in candidates.items() if k in accepted}
 
 

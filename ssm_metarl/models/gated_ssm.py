@@ -13,6 +13,13 @@ per channel, and keeps it diagonal, so ``linear_scan`` still runs it in one pass
     h_t = a_t * (1 - reset_t) * h_{t-1} + sqrt(1 - a_t^2) * (i_t * u_t)         a reset is a zero coefficient
     y_t = W_y h_t + d * v_t            (H)
 
+With ``conv_width`` K > 1, v_t is first mixed with the K - 1 inputs before it by a causal depthwise
+convolution (Griffin's temporal Conv1D, width 4; Mamba's short convolution): ``v_t <- sum_k w_k * v_{t-k} +
+bias``, per feature, taps before an episode's start reading zero. A one-step difference (where a reward is
+going) is then one set of taps instead of a combination of decays. The convolution starts as the identity (w_0
+= 1, the other taps 0), so a new model computes what it computes without one. The state of a layer then
+carries the last K - 1 inputs beside h: (B, N + (K - 1) H).
+
 With r_t near 0 the channel holds its state (a_t near 1); with r_t near 1 it decays at its fastest rate
 sigmoid(lambda)^c. ``sqrt(1 - a_t^2)`` keeps the state's scale whatever the gate does. lambda is initialised
 so that sigmoid(lambda)^c is uniform in [0.9, 0.999], as in Griffin. Blocks are pre-norm and residual with a
@@ -168,24 +175,79 @@ class _RGLRUScan(torch.autograd.Function):
         return dp if need_p else None, dd if need_d else None, dh0 if need_h0 else None, None
 
 
-class GatedBlock(nn.Module):
-    """Pre-norm residual block: x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))."""
+class CausalConv(nn.Module):
+    """Depthwise causal convolution over time, reset-aware: out_t = sum_k w[:, K-1-k] * v_{t-k} + bias (H
+    features, K taps), where an input from before the episode's start (a reset at or before t, after t - k)
+    reads zero. Its state is the last K - 1 inputs (B, K - 1, H), those before the last reset zeroed."""
 
-    def __init__(self, hidden_dim: int, state_dim: int, a_min: float = 0.9) -> None:
+    def __init__(self, hidden_dim: int, width: int) -> None:
+        super().__init__()
+        if width < 2:
+            raise ValueError(f"a causal convolution needs width >= 2, got {width}")
+        self.width = width
+        weight = torch.zeros(hidden_dim, width)
+        weight[:, -1] = 1.0  # the identity: the current input, nothing from before
+        self.weight = nn.Parameter(weight)  # (H, K), the last column the current input's tap
+        self.bias = nn.Parameter(torch.zeros(hidden_dim))
+
+    def forward(self, v: Tensor, buf: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
+        """v (B, T, H), buf (B, K-1, H), reset (B, T) bool -> out (B, T, H), buf (B, K-1, H)."""
+        B, T, _ = v.shape
+        K = self.width
+        t = torch.arange(T, device=v.device)
+        # the last reset at or before t (-K where none in this segment: the buffer is then all valid)
+        last = torch.where(reset, t, torch.full_like(t, -K)).cummax(dim=1).values  # (B, T)
+        since = t - last  # (B, T) steps since the episode started (>= K: every tap valid)
+        x = torch.cat([buf, v], dim=1)  # (B, K-1+T, H); x[:, m] is time m - (K - 1)
+        lag = torch.arange(K - 1, -1, -1, device=v.device)  # (K,) window slot j reads lag K-1-j
+        valid = (since[..., None] >= lag).to(v.dtype)  # (B, T, K)
+        windows = x.unfold(1, K, 1)  # (B, T, H, K)
+        out = torch.einsum("bthk,btk,hk->bth", windows, valid, self.weight) + self.bias
+        s = torch.arange(T - K + 1, T, device=v.device)  # the times the new buffer holds
+        keep = (s >= last[:, -1:]).to(v.dtype)  # (B, K-1): not before the segment's last reset
+        return out, x[:, T:] * keep[..., None]
+
+    def step(self, v: Tensor, buf: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
+        """v (B, H), buf (B, K-1, H), reset (B, 1) bool -> out (B, H), buf (B, K-1, H)."""
+        x = torch.cat([buf.masked_fill(reset[..., None], 0.0), v[:, None]], dim=1)  # (B, K, H)
+        return torch.einsum("bkh,hk->bh", x, self.weight) + self.bias, x[:, 1:]
+
+
+class GatedBlock(nn.Module):
+    """Pre-norm residual block: x <- x + GLU(SiLU(RG-LRU(Conv(LayerNorm(x))))), the convolution only with
+    ``conv_width`` > 1. Its state is h (B, N), with the convolution's buffer flattened after it."""
+
+    def __init__(self, hidden_dim: int, state_dim: int, a_min: float = 0.9, conv_width: int = 0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_dim)
+        self.conv = CausalConv(hidden_dim, conv_width) if conv_width > 1 else None
         self.rnn = RGLRULayer(hidden_dim, state_dim, a_min=a_min)
         self.mix = nn.Linear(hidden_dim, 2 * hidden_dim)
 
-    def forward(self, x: Tensor, h0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, H), h0 (B, N), reset (B, T) -> x (B, T, H), h (B, T, N)."""
-        y, h = self.rnn(self.norm(x), h0, reset)
-        return x + F.glu(self.mix(F.silu(y)), dim=-1), h
+    def forward(self, x: Tensor, s0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, H), s0 (B, S), reset (B, T) -> x (B, T, H), h (B, T, N), s (B, S) the state after T."""
+        v, N = self.norm(x), self.rnn.state_dim
+        if self.conv is None:
+            y, h = self.rnn(v, s0, reset)
+            return x + F.glu(self.mix(F.silu(y)), dim=-1), h, h[:, -1].clone()
+        v, buf = self.conv(v, s0[:, N:].unflatten(1, (self.conv.width - 1, -1)), reset)
+        y, h = self.rnn(v, s0[:, :N], reset)
+        return x + F.glu(self.mix(F.silu(y)), dim=-1), h, torch.cat([h[:, -1], buf.flatten(1)], dim=1)
 
-    def step(self, x: Tensor, h: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, H), h (B, N), reset (B, 1) -> x (B, H), h (B, N)."""
-        y, h = self.rnn.step(self.norm(x), h, reset)
-        return x + F.glu(self.mix(F.silu(y)), dim=-1), h
+    def step(self, x: Tensor, s: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, H), s (B, S), reset (B, 1) -> x (B, H), s (B, S)."""
+        v, N = self.norm(x), self.rnn.state_dim
+        if self.conv is None:
+            y, h = self.rnn.step(v, s, reset)
+            return x + F.glu(self.mix(F.silu(y)), dim=-1), h
+        v, buf = self.conv.step(v, s[:, N:].unflatten(1, (self.conv.width - 1, -1)), reset)
+        y, h = self.rnn.step(v, s[:, :N], reset)
+        return x + F.glu(self.mix(F.silu(y)), dim=-1), torch.cat([h, buf.flatten(1)], dim=1)
+
+    def state_size(self) -> int:
+        """S: N, plus (K - 1) H with a convolution."""
+        conv = 0 if self.conv is None else (self.conv.width - 1) * self.norm.normalized_shape[0]
+        return self.rnn.state_dim + conv
 
 
 class GatedSSM(nn.Module):
@@ -197,6 +259,7 @@ class GatedSSM(nn.Module):
         state_dim: N, diagonal state size per layer.
         num_layers: L, number of residual blocks.
         a_min: the fastest decay of the ring initialisation, sigmoid(lambda)^c uniform in [a_min, 0.999].
+        conv_width: K, taps of the causal convolution before each recurrence (0 or 1: none).
     """
 
     def __init__(
@@ -206,11 +269,17 @@ class GatedSSM(nn.Module):
         state_dim: int = 64,
         num_layers: int = 1,
         a_min: float = 0.9,
+        conv_width: int = 0,
     ) -> None:
         super().__init__()
+        if conv_width < 0:
+            raise ValueError(f"conv_width must be >= 0, got {conv_width}")
         self.input_dim, self.output_dim, self.state_dim = input_dim, hidden_dim, state_dim
+        self.conv_width = conv_width
         self.encoder = nn.Linear(input_dim, hidden_dim)
-        self.blocks = nn.ModuleList(GatedBlock(hidden_dim, state_dim, a_min) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            GatedBlock(hidden_dim, state_dim, a_min, conv_width) for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(hidden_dim)
         self._native: tuple[list[tuple[int, int]], native.ModelStep] | None = None
 
@@ -221,27 +290,34 @@ class GatedSSM(nn.Module):
         return cast(list[GatedBlock], list(self.blocks))
 
     def initial_state(self, batch_size: int) -> State:
-        """L zero states (B, N); device and dtype follow the parameters."""
+        """L zero states (B, S): S = N, plus (K - 1) H with a convolution; device and dtype follow the
+        parameters."""
         p = param_like(self)
-        return tuple(p.new_zeros(batch_size, self.state_dim) for _ in self.blocks)
+        return tuple(p.new_zeros(batch_size, b.state_size()) for b in self._blocks())
 
     def forward(self, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:
-        """x (B, T, D), state L x (B, N), reset (B, T) bool -> y (B, T, H), state L x (B, N)."""
+        """x (B, T, D), state L x (B, S), reset (B, T) bool -> y (B, T, H), state L x (B, S)."""
         check_inputs(x, reset, self.input_dim)
         z = self.encoder(x)  # (B, T, H)
         new_state = []
-        for block, h0 in zip(self._blocks(), state):
-            z, h = block(z, h0, reset)  # (B, T, H), (B, T, N)
-            new_state.append(h[:, -1].clone())
+        for block, s0 in zip(self._blocks(), state):
+            z, _, s = block(z, s0, reset)  # (B, T, H), (B, T, N), (B, S)
+            new_state.append(s)
         return self.norm(z), tuple(new_state)
 
     def step(self, x: Tensor, state: State, reset: Tensor) -> tuple[Tensor, State]:
-        """x (B, D), state L x (B, N), reset (B,) bool -> y (B, H), state L x (B, N).
+        """x (B, D), state L x (B, S), reset (B,) bool -> y (B, H), state L x (B, S).
 
         Without grad, on the CPU, the whole step is one native call (``gated_step_*`` in ``_scan.c``, reading
         the parameters where they are): acting costs one dispatch instead of about 15 per layer, which is
-        most of a step's cost at a few envs. With grad, or elsewhere, the blocks' torch operations."""
-        if not torch.is_grad_enabled() and x.shape[0] <= self.native_step_max_batch and state:
+        most of a step's cost at a few envs. With grad, elsewhere, or with a convolution (the native step has
+        none), the blocks' torch operations."""
+        if (
+            not torch.is_grad_enabled()
+            and x.shape[0] <= self.native_step_max_batch
+            and state
+            and self.conv_width < 2
+        ):
             stepper = self._native_step(x)
             if stepper is not None and stepper.accepts(x, reset, tuple(state)):
                 return stepper(x, reset, tuple(state))
@@ -282,4 +358,13 @@ class GatedSSM(nn.Module):
         return {**super().__getstate__(), "_native": None}
 
 
-__all__ = ["GATE_SCALE", "GatedBlock", "GatedSSM", "RGLRULayer", "gate", "rglru_scan", "rglru_scan_reference"]
+__all__ = [
+    "GATE_SCALE",
+    "CausalConv",
+    "GatedBlock",
+    "GatedSSM",
+    "RGLRULayer",
+    "gate",
+    "rglru_scan",
+    "rglru_scan_reference",
+]

@@ -272,16 +272,20 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
 
 /* One acting step of a whole GatedSSM (gated_ssm.py), for B rows, in one call with no autograd:
 
-   z = W_enc x + b_enc;  for each of the L blocks:  v = LayerNorm(z);  p = W_proj v + b_proj = [u; r; i];
+   z = W_enc x + b_enc;  for each of the L blocks:  v = LayerNorm(z);  with K > 1 taps v = conv(v): v_k =
+   b_conv[k] + W_conv[k, K-1] v_k + sum_j<K-1 W_conv[k, j] buf[j, k], buf the last K - 1 inputs (zeros after a
+   reset), shifted by one with v appended;  p = W_proj v + b_proj = [u; r; i];
    h = a (1 - reset) h_prev + sqrt(1 - a^2) sigmoid(i) u,  a = exp(-sigmoid(r) c softplus(-lambda));
    y = W_out h + b_out + skip * v;  m = W_mix SiLU(y) + b_mix;  z = z + m[:H] * sigmoid(m[H:]);
    out = LayerNorm(z).
 
    w holds the parameters as the modules store them (nn.Linear weights (out, in), contiguous), in order:
    encoder weight, bias; per block norm weight, bias, proj weight, bias, lambda, out weight, bias, skip, mix
-   weight, bias; the final norm's weight and bias. eps holds the L + 1 norms' epsilons. state_in and
-   state_out hold L pointers to (B, N) rows; reset (B,) may be NULL (a reset row reads zeros for its state,
-   as the torch step's masked_fill does). Returns nonzero when out of memory. */
+   weight, bias, with K > 1 the convolution's weight (H, K) and bias; the final norm's weight and bias. eps
+   holds the L + 1 norms' epsilons. state_in and state_out hold L pointers to (B, S) rows, S = N + (K - 1) H
+   with a convolution (h, then the K - 1 buffered inputs, oldest first), else N; reset (B,) may be NULL (a
+   reset row reads zeros for its state, as the torch step's masked_fill does). Returns nonzero when out of
+   memory. */
 /* y (B, O) = x (B, I) W^T + b for W (O, I) as nn.Linear stores it (b NULL: none). Blocks of two rows by four
    outputs share their loads, and the sums over k vectorise (omp simd reduction). */
 #define LINEAR(NAME, REAL)                                                                             \
@@ -333,17 +337,33 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
     }
 
 #define GATED_STEP(NAME, REAL, LINEAR_FN, NORM_FN, EXP, EXPM1, SQRT, LOG1P)                            \
-    int NAME(int64_t B, int64_t D, int64_t H, int64_t N, int64_t L, double c, const REAL *x,            \
+    int NAME(int64_t B, int64_t D, int64_t H, int64_t N, int64_t L, double c, int64_t K, const REAL *x, \
              const uint8_t *reset, const REAL *const *w, const double *eps, const REAL *const *state_in,   \
              REAL *const *state_out, REAL *out) {                                                      \
-        REAL *buf = calloc(B * (5 * H + 3 * N) + 2 * N, sizeof(REAL));                                \
+        int64_t S = K > 1 ? N + (K - 1) * H : N, P = K > 1 ? 12 : 10;                                  \
+        REAL *buf = calloc(B * (5 * H + 4 * N) + 2 * N, sizeof(REAL));                                \
         if (!buf) return 1;                                                                            \
-        REAL *z = buf, *v = z + B * H, *p = v + B * H, *y = p + B * 3 * N, *m = y + B * H, *d = m + B * 2 * H; \
+        REAL *z = buf, *v = z + B * H, *p = v + B * H, *y = p + B * 3 * N, *m = y + B * H, *hs = m + B * 2 * H; \
+        REAL *d = hs + B * N;                                                                          \
         const REAL *zero = d + N; /* a reset reads zeros, whatever the state held (inf or NaN included) */ \
         LINEAR_FN(B, D, H, x, w[0], w[1], z);                                                          \
         for (int64_t l = 0; l < L; l++) {                                                              \
-            const REAL *const *q = w + 2 + 10 * l;                                                     \
+            const REAL *const *q = w + 2 + P * l;                                                      \
             NORM_FN(B, H, z, q[0], q[1], (REAL)eps[l], v);                                                   \
+            if (K > 1)                                                                                 \
+                for (int64_t i = 0; i < B; i++) { /* the convolution, in place; its buffer shifted */   \
+                    const REAL *old = state_in[l] + i * S + N, *cw = q[10], *cb = q[11];               \
+                    REAL *nb = state_out[l] + i * S + N, *vi = v + i * H;                              \
+                    int r = reset && reset[i];                                                         \
+                    for (int64_t k = 0; k < H; k++) {                                                  \
+                        REAL acc = cb[k] + cw[k * K + K - 1] * vi[k];                                  \
+                        if (!r)                                                                        \
+                            for (int64_t j = 0; j < K - 1; j++) acc += cw[k * K + j] * old[j * H + k]; \
+                        for (int64_t j = 0; j + 2 < K; j++) nb[j * H + k] = r ? 0 : old[(j + 1) * H + k]; \
+                        nb[(K - 2) * H + k] = vi[k];                                                   \
+                        vi[k] = acc;                                                                   \
+                    }                                                                                  \
+                }                                                                                      \
             LINEAR_FN(B, H, 3 * N, v, q[2], q[3], p);                                                  \
             for (int64_t n = 0; n < N; n++) {  /* c softplus(-lambda), torch's threshold 20 */          \
                 REAL x_ = -q[4][n];                                                                    \
@@ -351,15 +371,16 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
             }                                                                                          \
             for (int64_t i = 0; i < B; i++) {                                                          \
                 const REAL *u = p + i * 3 * N, *r = u + N, *g = u + 2 * N;                             \
-                const REAL *hp = (reset && reset[i]) ? zero : state_in[l] + i * N;                     \
-                REAL *hn = state_out[l] + i * N;                                                       \
+                const REAL *hp = (reset && reset[i]) ? zero : state_in[l] + i * S;                     \
+                REAL *hn = hs + i * N, *so = state_out[l] + i * S;                                     \
                 _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                 \
                     REAL sr = 1 / (1 + EXP(-r[n])), si = 1 / (1 + EXP(-g[n]));                         \
                     REAL log_a = -sr * d[n];                                                           \
                     hn[n] = EXP(log_a) * hp[n] + SQRT(-EXPM1(2 * log_a)) * si * u[n];                  \
                 }                                                                                      \
+                for (int64_t n = 0; n < N; n++) so[n] = hn[n];                                         \
             }                                                                                          \
-            LINEAR_FN(B, N, H, state_out[l], q[5], q[6], y);                                           \
+            LINEAR_FN(B, N, H, hs, q[5], q[6], y);                                                     \
             for (int64_t k = 0; k < B * H; k++) {                                                      \
                 REAL t = y[k] + q[7][k % H] * v[k];                                                    \
                 y[k] = t / (1 + EXP(-t));                                                              \
@@ -369,7 +390,7 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
                 for (int64_t k = 0; k < H; k++)                                                        \
                     z[i * H + k] += m[i * 2 * H + k] / (1 + EXP(-m[i * 2 * H + H + k]));               \
         }                                                                                              \
-        NORM_FN(B, H, z, w[2 + 10 * L], w[3 + 10 * L], (REAL)eps[L], out);                                   \
+        NORM_FN(B, H, z, w[2 + P * L], w[3 + P * L], (REAL)eps[L], out);                                   \
         free(buf);                                                                                     \
         return 0;                                                                                      \
     }

@@ -310,14 +310,8 @@ class GatedSSM(nn.Module):
 
         Without grad, on the CPU, the whole step is one native call (``gated_step_*`` in ``_scan.c``, reading
         the parameters where they are): acting costs one dispatch instead of about 15 per layer, which is
-        most of a step's cost at a few envs. With grad, elsewhere, or with a convolution (the native step has
-        none), the blocks' torch operations."""
-        if (
-            not torch.is_grad_enabled()
-            and x.shape[0] <= self.native_step_max_batch
-            and state
-            and self.conv_width < 2
-        ):
+        most of a step's cost at a few envs. With grad, or elsewhere, the blocks' torch operations."""
+        if not torch.is_grad_enabled() and x.shape[0] <= self.native_step_max_batch and state:
             stepper = self._native_step(x)
             if stepper is not None and stepper.accepts(x, reset, tuple(state)):
                 return stepper(x, reset, tuple(state))
@@ -341,6 +335,8 @@ class GatedSSM(nn.Module):
             rnn = b.rnn
             weights += [b.norm.weight, b.norm.bias, rnn.proj.weight, rnn.proj.bias, rnn.lam]
             weights += [rnn.out.weight, rnn.out.bias, rnn.skip, b.mix.weight, b.mix.bias]
+            if b.conv is not None:
+                weights += [b.conv.weight, b.conv.bias]
         weights += [self.norm.weight, self.norm.bias]
         key = [(id(w), w.data_ptr()) for w in weights]
         cached = getattr(self, "_native", None)
@@ -349,7 +345,9 @@ class GatedSSM(nn.Module):
         if not all(w.dtype == x.dtype and w.device.type == "cpu" and w.is_contiguous() for w in weights):
             return None
         eps = [b.norm.eps for b in self._blocks()] + [self.norm.eps]
-        stepper = native.ModelStep("gated", weights, eps, [GATE_SCALE], self.state_dim, x.dtype)
+        K = self.conv_width if self.conv_width > 1 else 0
+        width = self._blocks()[0].state_size() if self.blocks else self.state_dim
+        stepper = native.ModelStep("gated", weights, eps, [GATE_SCALE, K], self.state_dim, x.dtype, width)
         self._native = (key, stepper)
         return stepper
 

@@ -70,7 +70,10 @@ _RGLRU_BACKWARD_ARGTYPES = [*_RGLRU_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p] 
 _RGLRU_BACKWARD_ARGTYPES += [ctypes.c_void_p] * 5
 _RGLRU_ARGTYPES += [ctypes.c_void_p] * 2
 _GATED_STEP = {torch.float32: "gated_step_float32", torch.float64: "gated_step_float64"}  # and lru_step_*
-_GATED_STEP_ARGTYPES: list[Any] = [ctypes.c_int64] * 5 + [ctypes.c_double] + [ctypes.c_void_p] * 7
+_GATED_STEP_ARGTYPES: list[Any] = (
+    [ctypes.c_int64] * 5 + [ctypes.c_double, ctypes.c_int64] + [ctypes.c_void_p] * 7
+)
+_LRU_STEP_ARGTYPES: list[Any] = [ctypes.c_int64] * 5 + [ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 7
 
 
 def _mode() -> str:
@@ -168,7 +171,7 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).argtypes = _GATED_STEP_ARGTYPES
         getattr(lib, name).restype = ctypes.c_int
         lru = getattr(lib, name.replace("gated_step_", "lru_step_"))
-        lru.argtypes = [*_GATED_STEP_ARGTYPES[:5], ctypes.c_int, ctypes.c_int, *_GATED_STEP_ARGTYPES[6:]]
+        lru.argtypes = _LRU_STEP_ARGTYPES
         lru.restype = ctypes.c_int
     return lib
 
@@ -336,11 +339,12 @@ def rglru_backward(
 class ModelStep:
     """One acting step of a whole backbone as one native call, its weights' addresses prepared once.
 
-    ``kind`` is ``"gated"`` (``gated_step_*`` in ``_scan.c``, a GatedSSM; ``extra`` = [c], the gate constant)
-    or ``"lru"`` (``lru_step_*``, an SSM from its acting plan; ``extra`` = [complex, glu]). ``weights`` are
-    the tensors in the kernel's order (CPU, contiguous, one real dtype; complex lambda as (N, 2) reals),
-    ``eps`` the L + 1 norms' epsilons, ``state_dim`` N and ``state_dtype`` the states' dtype (complex for the
-    complex SSM). The object holds the tensors, so the addresses it prepared stay valid; the caller builds a
+    ``kind`` is ``"gated"`` (``gated_step_*`` in ``_scan.c``, a GatedSSM; ``extra`` = [c, K], the gate
+    constant and the convolution's taps, 0 for none) or ``"lru"`` (``lru_step_*``, an SSM from its acting
+    plan; ``extra`` = [complex, glu]). ``weights`` are the tensors in the kernel's order (CPU, contiguous, one
+    real dtype; complex lambda as (N, 2) reals), ``eps`` the L + 1 norms' epsilons, ``state_dim`` N,
+    ``state_width`` a state row's width S (default N; a gated ssm with a convolution carries its last inputs
+    too) and ``state_dtype`` the states' dtype (complex for the complex SSM). The object holds the tensors, so the addresses it prepared stay valid; the caller builds a
     new one when the tensors change (another plan, a swapped or moved parameter). Raises ``ValueError`` for
     weights it cannot take; :meth:`accepts` says whether a call's inputs fit the kernel (the caller takes its
     torch path where they do not, which raises where they are wrong)."""
@@ -353,6 +357,7 @@ class ModelStep:
         extra: list[Any],
         state_dim: int,
         state_dtype: torch.dtype,
+        state_width: int | None = None,
     ) -> None:
         lib = _library()
         if lib is None:
@@ -365,13 +370,14 @@ class ModelStep:
         self.fn = getattr(lib, f"{kind}_step_{_RGLRU[dtype].split('_')[-1]}")
         self.weights, self.dtype, self.extra = weights, dtype, extra
         self.D, self.H, self.N = weights[0].shape[1], weights[1].shape[0], state_dim
+        self.S = state_dim if state_width is None else state_width
         self.state_dtype = state_dtype
         self.ptrs = (ctypes.c_void_p * len(weights))(*(t.data_ptr() for t in weights))
         self.eps = (ctypes.c_double * len(eps))(*eps)
         self.L = len(eps) - 1
 
     def accepts(self, x: Tensor, reset: Tensor | None, state: tuple[Tensor, ...]) -> bool:
-        """Whether the kernel can take these inputs: x (B, D) of the weights' dtype, L states (B, N) of the
+        """Whether the kernel can take these inputs: x (B, D) of the weights' dtype, L states (B, S) of the
         state dtype (no lazy conjugate), reset None or B flags, all on the CPU."""
         if x.dtype != self.dtype or x.device.type != "cpu" or x.dim() != 2 or x.shape[1] != self.D:
             return False
@@ -381,7 +387,7 @@ class ModelStep:
         return len(state) == self.L and all(
             s.dtype == self.state_dtype
             and s.device.type == "cpu"
-            and s.shape == (B, self.N)
+            and s.shape == (B, self.S)
             and not s.is_conj()
             for s in state
         )
@@ -389,7 +395,7 @@ class ModelStep:
     def __call__(
         self, x: Tensor, reset: Tensor | None, state: tuple[Tensor, ...]
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """x (B, D), reset (B,) bool or None, L states (B, N) -> y (B, H), L new states (B, N); the inputs
+        """x (B, D), reset (B,) bool or None, L states (B, S) -> y (B, H), L new states (B, S); the inputs
         as :meth:`accepts` requires. Reentrant: the states' addresses go in arrays of this call's own."""
         L, B, H, N = self.L, x.shape[0], self.H, self.N
         x = x if x.is_contiguous() else x.contiguous()
@@ -397,7 +403,7 @@ class ModelStep:
         if reset is not None and (reset.dtype != torch.bool or not reset.is_contiguous()):
             reset = reset.to(torch.bool).contiguous()
         # one buffer: the L new states, then the output (x's real dtype; a complex state is 2 reals wide)
-        width = 2 * N if self.state_dtype.is_complex else N
+        width = 2 * N if self.state_dtype.is_complex else self.S
         buf = torch.empty(L * B * width + B * H, dtype=x.dtype, device=x.device)
         base, stride = buf.data_ptr(), B * width * buf.element_size()
         s_in = (ctypes.c_void_p * L)(*(s.data_ptr() for s in state))

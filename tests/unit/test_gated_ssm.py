@@ -137,22 +137,26 @@ def test_fused_and_reference_paths_give_the_same_model():
 
 def test_native_acting_step_equals_the_blocks_step():
     """Without grad a GatedSSM's step is one native call; it computes what the blocks' torch step and the
-    sequence forward compute (float64 to 1e-10, float32 to 1e-5), resets and a non-zero state included."""
+    sequence forward compute (float64 to 1e-10, float32 to 1e-5), resets and a non-zero state included, with
+    and without a convolution."""
+    import itertools
+
     import pytest
 
     from ssm_metarl.models import native
 
     if not native.available():
         pytest.skip("no C compiler: the native step is not built here")
-    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+    for (dtype, tol), K in itertools.product(((torch.float64, 1e-10), (torch.float32, 1e-5)), (0, 4)):
         torch.manual_seed(0)
-        model = GatedSSM(input_dim=5, hidden_dim=16, state_dim=12, num_layers=2, a_min=0.1).to(dtype)
-        with torch.no_grad():  # away from the initialisation (zero skip, zero biases)
+        model = GatedSSM(5, 16, 12, num_layers=2, a_min=0.1, conv_width=K).to(dtype)
+        with torch.no_grad():  # away from the initialisation (zero skip, zero biases, identity taps)
             for q in model.parameters():
                 q.add_(torch.randn_like(q) * 0.1)
         x, reset = torch.randn(3, 7, 5, dtype=dtype), torch.rand(3, 7) < 0.3
         reset[0, 2] = True
-        state0 = tuple(torch.randn(3, 12, dtype=dtype) for _ in range(2))
+        S = 12 + max(K - 1, 0) * 16  # with a convolution the state carries the last K - 1 inputs
+        state0 = tuple(torch.randn(3, S, dtype=dtype) for _ in range(2))
         with torch.no_grad():
             assert model._native_step(x[:, 0]) is not None  # the native path runs here
         assert_steps_match_forward(model, x, state0, reset, tol)

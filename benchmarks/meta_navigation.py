@@ -68,6 +68,13 @@ def lost(episode_2_per_goal: Any) -> np.ndarray:
     return np.asarray(episode_2_per_goal) < LOST
 
 
+def found_in_episode_1(lengths: Any) -> np.ndarray:
+    """Which goals episode 1 reached: its length (I,) below the horizon (an episode ends early only there)."""
+    from ssm_metarl.envs.classic import NAV_HORIZON
+
+    return np.asarray(lengths) < NAV_HORIZON
+
+
 def sampled_goals(n: int) -> list[Any]:
     """The ``n`` draws of :data:`SAMPLED_GOALS_SEED` from the training distribution, less any test goal."""
     from ssm_metarl.envs.tasks import get_family
@@ -164,6 +171,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "returns_sampled": per_goal.mean(axis=0).tolist(),
             "lost_sampled": float(np.mean(lost(per_goal[:, 1]))),  # share of goals lost in episode 2
             "episode_2_per_goal_sampled": per_goal[:, 1].round(3).tolist(),
+            # whether episode 1 reached the goal (ended before the horizon): a lost goal never found is a
+            # search failure, one found and then missed a memory failure
+            "episode_1_found_sampled": found_in_episode_1(ep.env_steps[0, :, 0]).tolist(),
         }
     return {
         **job,
@@ -171,6 +181,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "backbone": backbone_record(cfg.model),
         "returns": per_episode.seed_means()[0].tolist(),  # episode 1..4 of a trial, mean over tasks
         "episode_2_per_goal": per_episode.values[0, :, 1, 0].round(3).tolist(),  # where a seed loses goals
+        "episode_1_found": found_in_episode_1(per_episode.env_steps[0, :, 0]).tolist(),
         "train_seconds": train_s,
         "env_steps": cfg.total_steps,
         "sps": rows[-1]["sps"] if rows else None,

@@ -116,7 +116,16 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "seconds": r["train_seconds"],
         "backbone": r["backbone"],
         "curve": r["curve"],
-        **{k: r[k] for k in ("returns_sampled", "lost_sampled", "episode_2_per_goal_sampled") if k in r},
+        **{
+            k: r[k]
+            for k in (
+                "returns_sampled",
+                "lost_sampled",
+                "episode_2_per_goal_sampled",
+                "episode_1_found_sampled",
+            )
+            if k in r
+        },
     }
 
 
@@ -179,6 +188,22 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 if lost
             ]
             reach = _goal_reach(mine[0]["sampled_goals"])
+            if all("episode_1_found_sampled" in r for r in mine):  # runs since they record it
+                lost_found = [
+                    bool(found)
+                    for r in mine
+                    for found, lost in zip(
+                        r["episode_1_found_sampled"], meta_navigation.lost(r["episode_2_per_goal_sampled"])
+                    )
+                    if lost
+                ]
+                table[name].update(
+                    sampled_episode_1_found_mean=statistics.fmean(
+                        float(np.mean(r["episode_1_found_sampled"])) for r in mine
+                    ),
+                    sampled_lost_found_in_episode_1=sum(lost_found),
+                    sampled_lost_count=len(lost_found),
+                )
             table[name].update(
                 sampled_lost_nearest_edge=min(at, default=None),  # the lost goal nearest the centre
                 sampled_goals_at_edge=float(np.mean(reach >= EDGE)),
@@ -207,6 +232,13 @@ def _sampled_table(table: dict[str, dict[str, Any]], order: list[str]) -> str:
         ]
         for n in sorted(names, key=lambda n: -table[n]["sampled_episode_2_worst"])
     ]
+    searched = [n for n in names if "sampled_lost_count" in table[n]]
+    search = "".join(
+        f" `{n}`: episode 1 reached {table[n]['sampled_episode_1_found_mean']:.0%} of the goals, and "
+        f"{table[n]['sampled_lost_found_in_episode_1']} of its {table[n]['sampled_lost_count']} lost goals "
+        "(a lost goal episode 1 never reached is a failed search, one it reached a failed memory)."
+        for n in searched
+    )
     nearest = [table[n]["sampled_lost_nearest_edge"] for n in names]
     nearest = [x for x in nearest if x is not None]
     edge = table[names[0]]["sampled_goals_at_edge"]
@@ -220,7 +252,7 @@ def _sampled_table(table: dict[str, dict[str, Any]], order: list[str]) -> str:
         "\n\nThe same runs on goals drawn fresh from the training distribution "
         "(`meta_navigation.SAMPLED_GOALS_SEED`, never the test split; the validation goals have no coordinate "
         f"beyond 0.445): episode 2, mean over goals; 'lost': the share of goals with an episode-2 return below "
-        f"{meta_navigation.LOST:g}, the goals the policy does not find.{where}\n\n"
+        f"{meta_navigation.LOST:g}, the goals the policy does not find.{where}{search}\n\n"
         + markdown_table(
             ["variant", "ep 2 mean", "ep 2 worst", "lost mean", "lost worst", "ep 2 per seed"], rows
         )

@@ -291,3 +291,30 @@ def test_rl2_recipe_keeps_a_variant_name_of_two_recipes_in_two_rows() -> None:
     assert set(table) == {f"recipe [{rr.backbone_label(wide)}]", f"recipe [{rr.backbone_label(narrow)}]"}
     assert table[f"recipe [{rr.backbone_label(narrow)}]"]["episode_2_per_seed"] == [-2.0, -3.0]
     assert rr.summarize(runs[1:]).keys() == {"recipe"}  # one recipe: the plain name
+
+
+def test_rl2_recipe_splits_lost_goals_into_failed_searches_and_failed_memories() -> None:
+    """A lost sampled goal that episode 1 reached counts as found; the table says how many of them were."""
+    rr = load_script("rl2_recipe")
+    n = len(rr.meta_navigation.sampled_goals(10))
+    ep2 = [-2.0] * n
+    ep2[0] = ep2[1] = -50.0  # two lost goals
+    found = [True] * n
+    found[0] = False  # the first never reached in episode 1
+    r = {
+        "variant": "recipe",
+        "seed": 100,
+        "steps": 600_000,
+        "backbone": {"kind": "gated_ssm", "layers": 2, "complex": False},
+        "returns": [-5.0, -2.0, -2.0, -2.0],
+        "seconds": 1.0,
+        "sampled_goals": 10,
+        "returns_sampled": [-5.0, -6.0, -2.0, -2.0],
+        "lost_sampled": 2 / n,
+        "episode_2_per_goal_sampled": ep2,
+        "episode_1_found_sampled": found,
+    }
+    row = rr.summarize([r])["recipe"]
+    assert (row["sampled_lost_count"], row["sampled_lost_found_in_episode_1"]) == (2, 1)
+    assert row["sampled_episode_1_found_mean"] == (n - 1) / n
+    assert "1 of its 2 lost goals" in rr._sampled_table({"recipe": row}, ["recipe"])

@@ -448,6 +448,70 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
         return 0;                                                                                      \
     }
 
+/* The gated ssm's causal depthwise convolution over time with resets (gated_ssm.CausalConv), B rows of T steps
+   of H features, K taps, wt (K, H) the taps transposed (row K-1 the current input's):
+
+   out[b,t] = bias + sum_{k < K, k <= since[b,t]} wt[K-1-k] * x(b, t-k),  x(b, s) = v[b,s] (s >= 0), buf[b, K-1+s]
+   (s < 0),
+
+   since (B, T) the steps since the row's episode started (K or more where every tap reads the same episode).
+   The new buffer (B, K-1, H) holds x(b, T-K+1+j) for j < K-1, zeros before keep_from[b] (the time of the row's
+   last reset in the segment; below -K where none). The backward accumulates into zeroed dv, dbuf, dwt, dbias
+   from g = dL/dout and gnb = dL/dnewbuf (NULL: none). All tensors contiguous. */
+#define CONV(NAME, REAL)                                                                               \
+    static inline const REAL *NAME##_x(const REAL *v, const REAL *buf, int64_t b, int64_t s, int64_t T, \
+                                       int64_t H, int64_t K) {                                         \
+        return s >= 0 ? v + (b * T + s) * H : buf + (b * (K - 1) + K - 1 + s) * H;                      \
+    }                                                                                                  \
+    void NAME(int64_t B, int64_t T, int64_t H, int64_t K, const REAL *v, const REAL *buf, const REAL *wt, \
+              const REAL *bias, const int64_t *since, const int64_t *keep_from, REAL *out, REAL *newbuf) { \
+        for (int64_t b = 0; b < B; b++) {                                                              \
+            for (int64_t t = 0; t < T; t++) {                                                          \
+                REAL *o = out + (b * T + t) * H;                                                       \
+                const REAL *x = v + (b * T + t) * H, *w = wt + (K - 1) * H;                            \
+                _Pragma("omp simd") for (int64_t h = 0; h < H; h++) o[h] = bias[h] + w[h] * x[h];      \
+                for (int64_t k = 1; k < K && k <= since[b * T + t]; k++) {                             \
+                    x = NAME##_x(v, buf, b, t - k, T, H, K), w = wt + (K - 1 - k) * H;                 \
+                    _Pragma("omp simd") for (int64_t h = 0; h < H; h++) o[h] += w[h] * x[h];           \
+                }                                                                                      \
+            }                                                                                          \
+            for (int64_t j = 0; j < K - 1; j++) {                                                      \
+                int64_t s = T - K + 1 + j;                                                             \
+                REAL *nb = newbuf + (b * (K - 1) + j) * H;                                             \
+                const REAL *x = NAME##_x(v, buf, b, s, T, H, K);                                       \
+                for (int64_t h = 0; h < H; h++) nb[h] = s >= keep_from[b] ? x[h] : 0;                  \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    void NAME##_backward(int64_t B, int64_t T, int64_t H, int64_t K, const REAL *v, const REAL *buf,    \
+                         const REAL *wt, const int64_t *since, const int64_t *keep_from, const REAL *g,   \
+                         const REAL *gnb, REAL *dv, REAL *dbuf, REAL *dwt, REAL *dbias) {              \
+        for (int64_t b = 0; b < B; b++) {                                                              \
+            for (int64_t t = 0; t < T; t++) {                                                          \
+                const REAL *gt = g + (b * T + t) * H;                                                  \
+                _Pragma("omp simd") for (int64_t h = 0; h < H; h++) dbias[h] += gt[h];                 \
+                for (int64_t k = 0; k < K && k <= since[b * T + t]; k++) {                             \
+                    const REAL *x = NAME##_x(v, buf, b, t - k, T, H, K), *w = wt + (K - 1 - k) * H;    \
+                    REAL *dx = (REAL *)NAME##_x(dv, dbuf, b, t - k, T, H, K), *dw = dwt + (K - 1 - k) * H; \
+                    _Pragma("omp simd") for (int64_t h = 0; h < H; h++) {                              \
+                        dw[h] += gt[h] * x[h];                                                         \
+                        dx[h] += gt[h] * w[h];                                                         \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+            if (gnb)                                                                                   \
+                for (int64_t j = 0; j < K - 1; j++) {                                                  \
+                    int64_t s = T - K + 1 + j;                                                         \
+                    if (s < keep_from[b]) continue;                                                    \
+                    const REAL *gj = gnb + (b * (K - 1) + j) * H;                                      \
+                    REAL *dx = (REAL *)NAME##_x(dv, dbuf, b, s, T, H, K);                              \
+                    for (int64_t h = 0; h < H; h++) dx[h] += gj[h];                                    \
+                }                                                                                      \
+        }                                                                                              \
+    }
+
+CONV(conv_float32, float)
+CONV(conv_float64, double)
 LINEAR(linear_float32, float)
 LINEAR(linear_float64, double)
 LAYER_NORM(layer_norm_float32, float, sqrtf)

@@ -148,14 +148,12 @@ class _RGLRUScan(torch.autograd.Function):
     """h = rglru(p, d, h0, reset) with the native adjoint; the reference's, differentiably, under create_graph."""
 
     @staticmethod
-    def forward(p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) -> Tensor:
-        return native.rglru(p, d, reset, h0)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        p, d, h0, reset = inputs
+    def forward(ctx: Any, p: Tensor, d: Tensor, h0: Tensor | None, reset: Tensor | None) -> Tensor:
+        # ctx in forward, no setup_context: apply then binds no arguments by inspect.signature (see scan.py)
+        output = native.rglru(p, d, reset, h0)
         ctx.has_h0, ctx.has_reset = h0 is not None, reset is not None
         ctx.save_for_backward(p, d, h0, reset, output)
+        return output
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
@@ -191,26 +189,81 @@ class CausalConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(hidden_dim))
 
     def forward(self, v: Tensor, buf: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
-        """v (B, T, H), buf (B, K-1, H), reset (B, T) bool -> out (B, T, H), buf (B, K-1, H)."""
-        B, T, _ = v.shape
-        K = self.width
+        """v (B, T, H), buf (B, K-1, H), reset (B, T) bool -> out (B, T, H), buf (B, K-1, H).
+
+        On CPU tensors one native call forward and one backward (``conv_*`` in ``_scan.c``, tested against
+        :func:`causal_conv_reference`); elsewhere, and for a differentiated backward, the reference."""
+        K, T = self.width, v.shape[1]
         t = torch.arange(T, device=v.device)
         # the last reset at or before t (-K where none in this segment: the buffer is then all valid)
         last = torch.where(reset, t, torch.full_like(t, -K)).cummax(dim=1).values  # (B, T)
-        since = t - last  # (B, T) steps since the episode started (>= K: every tap valid)
-        x = torch.cat([buf, v], dim=1)  # (B, K-1+T, H); x[:, m] is time m - (K - 1)
-        lag = torch.arange(K - 1, -1, -1, device=v.device)  # (K,) window slot j reads lag K-1-j
-        valid = (since[..., None] >= lag).to(v.dtype)  # (B, T, K)
-        windows = x.unfold(1, K, 1)  # (B, T, H, K)
-        out = torch.einsum("bthk,btk,hk->bth", windows, valid, self.weight) + self.bias
-        s = torch.arange(T - K + 1, T, device=v.device)  # the times the new buffer holds
-        keep = (s >= last[:, -1:]).to(v.dtype)  # (B, K-1): not before the segment's last reset
-        return out, x[:, T:] * keep[..., None]
+        since, keep_from = t - last, last[:, -1]  # (B, T) steps since the episode started, (B,)
+        wt = self.weight.t()  # (K, H)
+        if native.supports_conv(v) and buf.dtype == v.dtype and self.weight.dtype == v.dtype:
+            if torch.is_grad_enabled() and any(x.requires_grad for x in (v, buf, self.weight, self.bias)):
+                out, new_buf = _CausalConv.apply(v, buf, wt, self.bias, since, keep_from)
+                return out, new_buf
+            return native.conv(v, buf, wt, self.bias, since, keep_from)
+        return causal_conv_reference(v, buf, wt, self.bias, since, keep_from)
 
     def step(self, v: Tensor, buf: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
         """v (B, H), buf (B, K-1, H), reset (B, 1) bool -> out (B, H), buf (B, K-1, H)."""
         x = torch.cat([buf.masked_fill(reset[..., None], 0.0), v[:, None]], dim=1)  # (B, K, H)
         return torch.einsum("bkh,hk->bh", x, self.weight) + self.bias, x[:, 1:]
+
+
+def causal_conv_reference(
+    v: Tensor, buf: Tensor, wt: Tensor, bias: Tensor, since: Tensor, keep_from: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:class:`CausalConv` in torch operations, one shifted slice per tap: v (B, T, H), buf (B, K-1, H), wt (K,
+    H) the taps (row K-1 the current input's), bias (H,), since (B, T) the steps since each row's episode
+    started, keep_from (B,) the time of each row's last reset -> out (B, T, H), the new buffer (B, K-1, H)."""
+    K, T = wt.shape[0], v.shape[1]
+    x = torch.cat([buf, v], dim=1)  # (B, K-1+T, H); x[:, m] is time m - (K - 1)
+    out = torch.addcmul(bias, v, wt[K - 1])
+    for k in range(1, K):  # lag k reads the same episode only k or more steps after its start
+        out = out + x[:, K - 1 - k : K - 1 - k + T] * (since >= k).to(v.dtype)[..., None] * wt[K - 1 - k]
+    s = torch.arange(T - K + 1, T, device=v.device)  # the times the new buffer holds
+    keep = (s >= keep_from[:, None]).to(v.dtype)  # (B, K-1): not before the segment's last reset
+    return out, x[:, T:] * keep[..., None]
+
+
+class _CausalConv(torch.autograd.Function):
+    """:func:`causal_conv_reference` with the native forward and adjoint; the reference's adjoint,
+    differentiably, under create_graph (second-order MAML)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, v: Tensor, buf: Tensor, wt: Tensor, bias: Tensor, since: Tensor, keep_from: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(v, buf, wt, bias, since, keep_from)
+        return native.conv(v, buf, wt, bias, since, keep_from)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor, gnb: Tensor | None) -> tuple[Tensor | None, ...]:
+        v, buf, wt, bias, since, keep_from = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the reference's adjoint, itself differentiable
+            inputs = [v, buf, wt, bias]
+            with torch.enable_grad():
+                v, buf, wt, bias = (t if t.requires_grad else t.detach().requires_grad_() for t in inputs)
+                detached = [v, buf, wt, bias]
+                out, nb = causal_conv_reference(v, buf, wt, bias, since, keep_from)
+                outs, grads_out = [out], [g]
+                if gnb is not None:
+                    outs.append(nb)
+                    grads_out.append(gnb)
+                grads = torch.autograd.grad(outs, detached, grads_out, create_graph=True, allow_unused=True)
+            return (*grads, None, None)
+        dv, dbuf, dwt, dbias = native.conv_backward(v, buf, wt, since, keep_from, g, gnb)
+        need = ctx.needs_input_grad
+        return (
+            dv if need[0] else None,
+            dbuf if need[1] else None,
+            dwt if need[2] else None,
+            dbias if need[3] else None,
+            None,
+            None,
+        )
 
 
 class GatedBlock(nn.Module):

@@ -69,6 +69,9 @@ _RGLRU_ARGTYPES += [ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_void_p, 
 _RGLRU_BACKWARD_ARGTYPES = [*_RGLRU_ARGTYPES, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 2
 _RGLRU_BACKWARD_ARGTYPES += [ctypes.c_void_p] * 5
 _RGLRU_ARGTYPES += [ctypes.c_void_p] * 2
+_CONV = {torch.float32: "conv_float32", torch.float64: "conv_float64"}
+_CONV_ARGTYPES: list[Any] = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 8
+_CONV_BACKWARD_ARGTYPES: list[Any] = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 11
 _GATED_STEP = {torch.float32: "gated_step_float32", torch.float64: "gated_step_float64"}  # and lru_step_*
 _GATED_STEP_ARGTYPES: list[Any] = (
     [ctypes.c_int64] * 5 + [ctypes.c_double, ctypes.c_int64] + [ctypes.c_void_p] * 7
@@ -167,6 +170,11 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).restype = None
         getattr(lib, name.replace("rglru_", "rglru_backward_")).argtypes = _RGLRU_BACKWARD_ARGTYPES
         getattr(lib, name.replace("rglru_", "rglru_backward_")).restype = None
+    for name in _CONV.values():
+        getattr(lib, name).argtypes = _CONV_ARGTYPES
+        getattr(lib, name).restype = None
+        getattr(lib, name + "_backward").argtypes = _CONV_BACKWARD_ARGTYPES
+        getattr(lib, name + "_backward").restype = None
     for name in _GATED_STEP.values():
         getattr(lib, name).argtypes = _GATED_STEP_ARGTYPES
         getattr(lib, name).restype = ctypes.c_int
@@ -334,6 +342,64 @@ def rglru_backward(
         scratch[2 * (N3 // 3) :].data_ptr(),
     )
     return dp, dd, gh0
+
+
+def supports_conv(v: Tensor) -> bool:
+    """Whether :func:`conv` and :func:`conv_backward` can run on inputs like ``v`` (CPU, float32/64)."""
+    return v.device.type == "cpu" and v.dtype in _CONV and _library() is not None
+
+
+def conv(
+    v: Tensor, buf: Tensor, wt: Tensor, bias: Tensor, since: Tensor, keep_from: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The gated ssm's reset-aware causal convolution in one call (``conv_*`` in ``_scan.c``): v (B, T, H),
+    buf (B, K-1, H) the inputs before the segment, wt (K, H) the taps (row K-1 the current input's), bias (H,),
+    since (B, T) int64 the steps since each row's episode started, keep_from (B,) int64 the time of each row's
+    last reset -> out (B, T, H), the new buffer (B, K-1, H). Callers check :func:`supports_conv`; every float
+    tensor of v's dtype."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available")
+    v, buf, wt, bias = v.contiguous(), buf.contiguous(), wt.contiguous(), bias.contiguous()
+    since, keep_from = since.contiguous(), keep_from.contiguous()
+    (B, T, H), K = v.shape, wt.shape[0]
+    out = torch.empty_like(v)
+    newbuf = torch.empty(B, K - 1, H, dtype=v.dtype, device=v.device)
+    ptrs = (v, buf, wt, bias, since, keep_from, out, newbuf)
+    getattr(lib, _CONV[v.dtype])(B, T, H, K, *(t.data_ptr() for t in ptrs))
+    return out, newbuf
+
+
+def conv_backward(
+    v: Tensor,
+    buf: Tensor,
+    wt: Tensor,
+    since: Tensor,
+    keep_from: Tensor,
+    g: Tensor,
+    gnb: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The adjoint of :func:`conv` in one call: from its inputs, g = dL/dout (B, T, H) and gnb = dL/dnewbuf
+    (B, K-1, H) or None, the gradients of v, buf, wt and bias."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available")
+    v, buf, wt = v.contiguous(), buf.contiguous(), wt.contiguous()
+    since, keep_from, g = since.contiguous(), keep_from.contiguous(), g.to(v.dtype).contiguous()
+    gnb = None if gnb is None else gnb.to(v.dtype).contiguous()
+    (B, T, H), K = v.shape, wt.shape[0]
+    dv, dbuf, dwt = torch.zeros_like(v), torch.zeros_like(buf), torch.zeros_like(wt)
+    dbias = torch.zeros(H, dtype=v.dtype, device=v.device)
+    getattr(lib, _CONV[v.dtype] + "_backward")(
+        B,
+        T,
+        H,
+        K,
+        *(t.data_ptr() for t in (v, buf, wt, since, keep_from, g)),
+        None if gnb is None else gnb.data_ptr(),
+        *(t.data_ptr() for t in (dv, dbuf, dwt, dbias)),
+    )
+    return dv, dbuf, dwt, dbias
 
 
 class ModelStep:

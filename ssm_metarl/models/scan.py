@@ -256,22 +256,19 @@ class _LinearScan(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        a: Tensor, b: Tensor, h0: Tensor | None, keep: Tensor | None, kernel: Kernel
+        ctx: Any, a: Tensor, b: Tensor, h0: Tensor | None, keep: Tensor | None, kernel: Kernel
     ) -> tuple[Tensor, Tensor]:
+        # ctx in forward (no setup_context): apply then skips binding the arguments by inspect.signature,
+        # which costs more per call than the native kernel at RL²'s sizes
         B, T, N = b.shape
         a_eff = _fold_reset(a, keep, B, T)  # (B, T, N)
         out = b.new_empty(B, T, N)  # (B, T, N)
         _scan_into(out, a_eff, b, h0, reverse=False, kernel=kernel)
-        return out, a_eff
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-        a, b, h0, keep, kernel = inputs
-        out, a_eff = output
         ctx.mark_non_differentiable(a_eff)
         ctx.kernel = kernel
         ctx.has_h0, ctx.has_keep = h0 is not None, keep is not None
         ctx.save_for_backward(a, out, h0, keep, a_eff)
+        return out, a_eff
 
     @staticmethod
     def backward(ctx: Any, g: Tensor, _: Tensor | None) -> tuple[Tensor | None, ...]:

@@ -235,7 +235,7 @@ def test_ppo_mujoco_refuses_sb3_settings_it_does_not_have() -> None:
 def test_metaworld_keeps_runs_of_an_earlier_rl2_recipe_apart_from_todays() -> None:
     mw = load_script("metaworld_ml1")
     ring = {"kind": "gated_ssm", "layers": 2, "complex": False, "ring_min": 0.1}
-    today = {**ring, "state_dim": 32}  # recipes.RL2_BACKBONES["gated_ssm"]
+    today = {**ring, "state_dim": 32, "conv_width": 4}  # recipes.RL2_BACKBONES["gated_ssm"]
     assert mw.primary_label() == mw.backbone_label(today)
 
     def run(seed: int, success: float, **extra: object) -> dict:

@@ -193,7 +193,13 @@ class CausalConv(nn.Module):
 
         On CPU tensors one native call forward and one backward (``conv_*`` in ``_scan.c``, tested against
         :func:`causal_conv_reference`); elsewhere, and for a differentiated backward, the reference."""
-        K, T = self.width, v.shape[1]
+        K, (B, T, H) = self.width, v.shape
+        if buf.shape != (B, K - 1, H) or reset.shape != (B, T):
+            raise ValueError(
+                f"CausalConv of {K} taps over v {tuple(v.shape)} needs buf (B, K-1, H) = {(B, K - 1, H)} and "
+                f"reset (B, T) = {(B, T)}, got {tuple(buf.shape)} and {tuple(reset.shape)} (a state of another "
+                "model's width?)"
+            )
         t = torch.arange(T, device=v.device)
         # the last reset at or before t (-K where none in this segment: the buffer is then all valid)
         last = torch.where(reset, t, torch.full_like(t, -K)).cummax(dim=1).values  # (B, T)
@@ -283,7 +289,7 @@ class GatedBlock(nn.Module):
         if self.conv is None:
             y, h = self.rnn(v, s0, reset)
             return x + F.glu(self.mix(F.silu(y)), dim=-1), h, h[:, -1].clone()
-        v, buf = self.conv(v, s0[:, N:].unflatten(1, (self.conv.width - 1, -1)), reset)
+        v, buf = self.conv(v, self._buffer(s0), reset)
         y, h = self.rnn(v, s0[:, :N], reset)
         return x + F.glu(self.mix(F.silu(y)), dim=-1), h, torch.cat([h[:, -1], buf.flatten(1)], dim=1)
 
@@ -293,9 +299,19 @@ class GatedBlock(nn.Module):
         if self.conv is None:
             y, h = self.rnn.step(v, s, reset)
             return x + F.glu(self.mix(F.silu(y)), dim=-1), h
-        v, buf = self.conv.step(v, s[:, N:].unflatten(1, (self.conv.width - 1, -1)), reset)
+        v, buf = self.conv.step(v, self._buffer(s), reset)
         y, h = self.rnn.step(v, s[:, :N], reset)
         return x + F.glu(self.mix(F.silu(y)), dim=-1), torch.cat([h, buf.flatten(1)], dim=1)
+
+    def _buffer(self, s: Tensor) -> Tensor:
+        """The convolution's buffer (B, K-1, H) from a state (B, S); raises where S is not this block's."""
+        assert self.conv is not None
+        if s.shape[-1] != self.state_size():
+            raise ValueError(
+                f"a gated block with a {self.conv.width}-tap convolution has states of width {self.state_size()} "
+                f"(N + (K - 1) H), got {s.shape[-1]} (a state of another model?)"
+            )
+        return s[:, self.rnn.state_dim :].unflatten(1, (self.conv.width - 1, -1))
 
     def state_size(self) -> int:
         """S: N, plus (K - 1) H with a convolution."""

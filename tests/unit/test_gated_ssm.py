@@ -316,3 +316,8 @@ def test_native_convolution_equals_the_reference_forward_and_backward():
     reset[1, 1] = True
     assert torch.autograd.gradcheck(lambda v, b: conv(v, b, reset), (v, buf))
     assert torch.autograd.gradgradcheck(lambda v, b: conv(v, b, reset), (v, buf))
+    with pytest.raises(ValueError, match="needs buf"):  # never read out of bounds by the native kernel
+        conv(v, buf[:, :1], reset)
+    model = GatedSSM(3, 8, 6, conv_width=4)
+    with pytest.raises(ValueError, match="states of width"):  # a state of the model without a convolution
+        model(torch.randn(2, 5, 3), tuple(torch.zeros(2, 6 + 8) for _ in model.blocks), reset)

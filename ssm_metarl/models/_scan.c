@@ -456,7 +456,7 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
 
    since (B, T) the steps since the row's episode started (K or more where every tap reads the same episode).
    The new buffer (B, K-1, H) holds x(b, T-K+1+j) for j < K-1, zeros before keep_from[b] (the time of the row's
-   last reset in the segment; below -K where none). The backward accumulates into zeroed dv, dbuf, dwt, dbias
+   last reset in the segment; -K where none). The backward accumulates into zeroed dv, dbuf, dwt, dbias
    from g = dL/dout and gnb = dL/dnewbuf (NULL: none). All tensors contiguous. */
 #define CONV(NAME, REAL)                                                                               \
     static inline const REAL *NAME##_x(const REAL *v, const REAL *buf, int64_t b, int64_t s, int64_t T, \

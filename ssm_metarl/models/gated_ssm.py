@@ -25,10 +25,10 @@ sigmoid(lambda)^c. ``sqrt(1 - a_t^2)`` keeps the state's scale whatever the gate
 so that sigmoid(lambda)^c is uniform in [0.9, 0.999], as in Griffin. Blocks are pre-norm and residual with a
 GLU, like the LRU's::
 
-    x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))
+    x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))      (with a convolution: RG-LRU(Conv(LayerNorm(x))))
 
 ``GatedSSM``: x (B, T, D) -> Linear encoder (B, T, H) -> L blocks -> LayerNorm -> y (B, T, H); its state is a
-tuple of L tensors (B, N). ``step`` computes what ``forward`` computes for T = 1 (tested); without grad, on the
+tuple of L tensors (B, S), S = N (+ (K - 1) H with a convolution). ``step`` computes what ``forward`` computes for T = 1 (tested); without grad, on the
 CPU, it is one native call for the whole backbone (``gated_step_*`` in ``_scan.c``).
 
 On CPU tensors the gate (a_t, the input's scale and gates) and the scan are one native call (``rglru_scan``,
@@ -205,7 +205,9 @@ class CausalConv(nn.Module):
         last = torch.where(reset, t, torch.full_like(t, -K)).cummax(dim=1).values  # (B, T)
         since, keep_from = t - last, last[:, -1]  # (B, T) steps since the episode started, (B,)
         wt = self.weight.t()  # (K, H)
-        if native.supports_conv(v) and buf.dtype == v.dtype and self.weight.dtype == v.dtype:
+        reset = reset.bool()
+        native_ok = all(x.device.type == "cpu" and x.dtype == v.dtype for x in (buf, self.weight, self.bias))
+        if native.supports_conv(v) and native_ok:  # else the reference, which raises where they mismatch
             if torch.is_grad_enabled() and any(x.requires_grad for x in (v, buf, self.weight, self.bias)):
                 out, new_buf = _CausalConv.apply(v, buf, wt, self.bias, since, keep_from)
                 return out, new_buf
@@ -228,10 +230,11 @@ def causal_conv_reference(
     x = torch.cat([buf, v], dim=1)  # (B, K-1+T, H); x[:, m] is time m - (K - 1)
     out = torch.addcmul(bias, v, wt[K - 1])
     for k in range(1, K):  # lag k reads the same episode only k or more steps after its start
-        out = out + x[:, K - 1 - k : K - 1 - k + T] * (since >= k).to(v.dtype)[..., None] * wt[K - 1 - k]
+        lagged = x[:, K - 1 - k : K - 1 - k + T].masked_fill((since < k)[..., None], 0.0)  # not 0 * NaN
+        out = out + lagged * wt[K - 1 - k]
     s = torch.arange(T - K + 1, T, device=v.device)  # the times the new buffer holds
-    keep = (s >= keep_from[:, None]).to(v.dtype)  # (B, K-1): not before the segment's last reset
-    return out, x[:, T:] * keep[..., None]
+    stale = s < keep_from[:, None]  # (B, K-1): before the segment's last reset
+    return out, x[:, T:].masked_fill(stale[..., None], 0.0)
 
 
 class _CausalConv(torch.autograd.Function):

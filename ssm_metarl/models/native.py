@@ -410,10 +410,11 @@ class ModelStep:
     plan; ``extra`` = [complex, glu]). ``weights`` are the tensors in the kernel's order (CPU, contiguous, one
     real dtype; complex lambda as (N, 2) reals), ``eps`` the L + 1 norms' epsilons, ``state_dim`` N,
     ``state_width`` a state row's width S (default N; a gated ssm with a convolution carries its last inputs
-    too) and ``state_dtype`` the states' dtype (complex for the complex SSM). The object holds the tensors, so the addresses it prepared stay valid; the caller builds a
-    new one when the tensors change (another plan, a swapped or moved parameter). Raises ``ValueError`` for
-    weights it cannot take; :meth:`accepts` says whether a call's inputs fit the kernel (the caller takes its
-    torch path where they do not, which raises where they are wrong)."""
+    too) and ``state_dtype`` the states' dtype (complex for the complex SSM). The object holds the tensors, so
+    the addresses it prepared stay valid; the caller builds a new one when the tensors change (another plan, a
+    swapped or moved parameter). Raises ``ValueError`` for weights it cannot take; :meth:`accepts` says whether
+    a call's inputs fit the kernel (the caller takes its torch path where they do not, which raises where they
+    are wrong)."""
 
     def __init__(
         self,
@@ -491,11 +492,14 @@ __all__ = [
     "build",
     "cache_dir",
     "compile_flags",
+    "conv",
+    "conv_backward",
     "ModelStep",
     "rglru",
     "rglru_backward",
     "scan_backward",
     "scan_into",
     "supports",
+    "supports_conv",
     "supports_rglru",
 ]

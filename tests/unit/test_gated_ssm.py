@@ -319,5 +319,7 @@ def test_native_convolution_equals_the_reference_forward_and_backward():
     with pytest.raises(ValueError, match="needs buf"):  # never read out of bounds by the native kernel
         conv(v, buf[:, :1], reset)
     model = GatedSSM(3, 8, 6, conv_width=4)
+    with pytest.raises(RuntimeError):  # a buffer on another device: torch's error, never the native kernel
+        conv(v, buf.to("meta"), reset)
     with pytest.raises(ValueError, match="states of width"):  # a state of the model without a convolution
         model(torch.randn(2, 5, 3), tuple(torch.zeros(2, 6 + 8) for _ in model.blocks), reset)

@@ -82,13 +82,14 @@ def make_sampler(name: str, seed: int, candidates: int) -> optuna.samplers.BaseS
 
 def same_shapes(a: ModelConfig, b: ModelConfig) -> bool:
     """Policies of configs ``a`` and ``b`` have the same parameter shapes (so one warm-starts from the other);
-    the state size counts only for the kinds that have one."""
+    the state size counts only for the kinds that have one, the convolution's taps always (0 where none)."""
     uses_state = a.kind not in ("mlp", "gru", "lstm", "transformer")
-    return (a.kind, a.hidden_dim, a.num_layers, a.separate_critic) == (
+    return (a.kind, a.hidden_dim, a.num_layers, a.separate_critic, a.conv_width) == (
         b.kind,
         b.hidden_dim,
         b.num_layers,
         b.separate_critic,
+        b.conv_width,
     ) and (not uses_state or a.state_dim == b.state_dim)
 
 

@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "normrew": {"model": "gated_ssm", "ppo": {"normalize_reward": True}},
     "grad2": {"model": "gated_ssm", "ppo": {"max_grad_norm": 2.0}},
     "ent001": {"model": "gated_ssm", "ppo": {"ent_coef": 0.001}},
+    # screened against the recipe of 32 channels without a convolution; since then the recipe has conv_width 4
     "conv4": {"model": "gated_ssm", "overrides": {"conv_width": 4}},
     "conv4-ring09": {"model": "gated_ssm", "overrides": {"conv_width": 4, "ring_min": None}},
     "gru": {"model": "gru"},

@@ -28,8 +28,9 @@ GLU, like the LRU's::
     x <- x + GLU(SiLU(RG-LRU(LayerNorm(x))))      (with a convolution: RG-LRU(Conv(LayerNorm(x))))
 
 ``GatedSSM``: x (B, T, D) -> Linear encoder (B, T, H) -> L blocks -> LayerNorm -> y (B, T, H); its state is a
-tuple of L tensors (B, S), S = N (+ (K - 1) H with a convolution). ``step`` computes what ``forward`` computes for T = 1 (tested); without grad, on the
-CPU, it is one native call for the whole backbone (``gated_step_*`` in ``_scan.c``).
+tuple of L tensors (B, S), S = N (+ (K - 1) H with a convolution). ``step`` computes what ``forward``
+computes for T = 1 (tested); without grad, on the CPU, it is one native call for the whole backbone
+(``gated_step_*`` in ``_scan.c``, the convolution included).
 
 On CPU tensors the gate (a_t, the input's scale and gates) and the scan are one native call (``rglru_scan``,
 the ``rglru_*`` kernels of ``_scan.c``) and their adjoint one more: the gate is a dozen elementwise
@@ -200,12 +201,12 @@ class CausalConv(nn.Module):
                 f"reset (B, T) = {(B, T)}, got {tuple(buf.shape)} and {tuple(reset.shape)} (a state of another "
                 "model's width?)"
             )
+        reset = reset.bool()
         t = torch.arange(T, device=v.device)
         # the last reset at or before t (-K where none in this segment: the buffer is then all valid)
         last = torch.where(reset, t, torch.full_like(t, -K)).cummax(dim=1).values  # (B, T)
         since, keep_from = t - last, last[:, -1]  # (B, T) steps since the episode started, (B,)
         wt = self.weight.t()  # (K, H)
-        reset = reset.bool()
         native_ok = all(x.device.type == "cpu" and x.dtype == v.dtype for x in (buf, self.weight, self.bias))
         if native.supports_conv(v) and native_ok:  # else the reference, which raises where they mismatch
             if torch.is_grad_enabled() and any(x.requires_grad for x in (v, buf, self.weight, self.bias)):
@@ -253,15 +254,14 @@ class _CausalConv(torch.autograd.Function):
         v, buf, wt, bias, since, keep_from = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the reference's adjoint, itself differentiable
             inputs = [v, buf, wt, bias]
-            with torch.enable_grad():
-                v, buf, wt, bias = (t if t.requires_grad else t.detach().requires_grad_() for t in inputs)
-                detached = [v, buf, wt, bias]
-                out, nb = causal_conv_reference(v, buf, wt, bias, since, keep_from)
+            with torch.enable_grad():  # inputs that need no grad become leaves so that grad() accepts them
+                leaves = [t if t.requires_grad else t.detach().requires_grad_() for t in inputs]
+                out, nb = causal_conv_reference(leaves[0], leaves[1], leaves[2], leaves[3], since, keep_from)
                 outs, grads_out = [out], [g]
                 if gnb is not None:
                     outs.append(nb)
                     grads_out.append(gnb)
-                grads = torch.autograd.grad(outs, detached, grads_out, create_graph=True, allow_unused=True)
+                grads = torch.autograd.grad(outs, leaves, grads_out, create_graph=True, allow_unused=True)
             return (*grads, None, None)
         dv, dbuf, dwt, dbias = native.conv_backward(v, buf, wt, since, keep_from, g, gnb)
         need = ctx.needs_input_grad
@@ -286,15 +286,15 @@ class GatedBlock(nn.Module):
         self.rnn = RGLRULayer(hidden_dim, state_dim, a_min=a_min)
         self.mix = nn.Linear(hidden_dim, 2 * hidden_dim)
 
-    def forward(self, x: Tensor, s0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, T, H), s0 (B, S), reset (B, T) -> x (B, T, H), h (B, T, N), s (B, S) the state after T."""
+    def forward(self, x: Tensor, s0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, H), s0 (B, S), reset (B, T) -> x (B, T, H), s (B, S) the state after T."""
         v, N = self.norm(x), self.rnn.state_dim
         if self.conv is None:
             y, h = self.rnn(v, s0, reset)
-            return x + F.glu(self.mix(F.silu(y)), dim=-1), h, h[:, -1].clone()
+            return x + F.glu(self.mix(F.silu(y)), dim=-1), h[:, -1].clone()
         v, buf = self.conv(v, self._buffer(s0), reset)
         y, h = self.rnn(v, s0[:, :N], reset)
-        return x + F.glu(self.mix(F.silu(y)), dim=-1), h, torch.cat([h[:, -1], buf.flatten(1)], dim=1)
+        return x + F.glu(self.mix(F.silu(y)), dim=-1), torch.cat([h[:, -1], buf.flatten(1)], dim=1)
 
     def step(self, x: Tensor, s: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, H), s (B, S), reset (B, 1) -> x (B, H), s (B, S)."""
@@ -373,7 +373,7 @@ class GatedSSM(nn.Module):
         z = self.encoder(x)  # (B, T, H)
         new_state = []
         for block, s0 in zip(self._blocks(), state):
-            z, _, s = block(z, s0, reset)  # (B, T, H), (B, T, N), (B, S)
+            z, s = block(z, s0, reset)  # (B, T, H), (B, S)
             new_state.append(s)
         return self.norm(z), tuple(new_state)
 

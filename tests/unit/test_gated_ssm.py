@@ -323,3 +323,18 @@ def test_native_convolution_equals_the_reference_forward_and_backward():
         conv(v, buf.to("meta"), reset)
     with pytest.raises(ValueError, match="states of width"):  # a state of the model without a convolution
         model(torch.randn(2, 5, 3), tuple(torch.zeros(2, 6 + 8) for _ in model.blocks), reset)
+
+
+def test_convolution_reads_a_float_reset_as_bool():
+    """A reset given as 0/1 floats is the same reset as the bool one."""
+    from ssm_metarl.models.gated_ssm import CausalConv
+
+    torch.manual_seed(0)
+    conv = CausalConv(4, 3).double()
+    with torch.no_grad():
+        conv.weight.add_(torch.randn_like(conv.weight))
+    v, buf = torch.randn(2, 5, 4, dtype=torch.float64), torch.randn(2, 2, 4, dtype=torch.float64)
+    reset = torch.zeros(2, 5, dtype=torch.bool)
+    reset[1, 3] = True
+    for a, b in zip(conv(v, buf, reset.double()), conv(v, buf, reset)):
+        torch.testing.assert_close(a, b)

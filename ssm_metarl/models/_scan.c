@@ -332,7 +332,8 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
             mean /= H;                                                                                 \
             _Pragma("omp simd reduction(+:var)") for (int64_t k = 0; k < H; k++) var += (xi[k] - mean) * (xi[k] - mean); \
             REAL rstd = 1 / SQRT(var / H + eps);                                                       \
-            for (int64_t k = 0; k < H; k++) y[i * H + k] = (xi[k] - mean) * rstd * w[k] + b[k];        \
+            REAL *yi = y + i * H;                                                                      \
+            _Pragma("omp simd") for (int64_t k = 0; k < H; k++) yi[k] = (xi[k] - mean) * rstd * w[k] + b[k]; \
         }                                                                                              \
     }
 
@@ -381,14 +382,20 @@ RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
                 for (int64_t n = 0; n < N; n++) so[n] = hn[n];                                         \
             }                                                                                          \
             LINEAR_FN(B, N, H, hs, q[5], q[6], y);                                                     \
-            for (int64_t k = 0; k < B * H; k++) {                                                      \
-                REAL t = y[k] + q[7][k % H] * v[k];                                                    \
-                y[k] = t / (1 + EXP(-t));                                                              \
+            for (int64_t i = 0; i < B; i++) {                                                          \
+                REAL *yi = y + i * H;                                                                  \
+                const REAL *vi = v + i * H, *skip = q[7];                                              \
+                _Pragma("omp simd") for (int64_t k = 0; k < H; k++) {                                  \
+                    REAL t = yi[k] + skip[k] * vi[k];                                                  \
+                    yi[k] = t / (1 + EXP(-t));                                                         \
+                }                                                                                      \
             }                                                                                          \
             LINEAR_FN(B, H, 2 * H, y, q[8], q[9], m);                                                  \
-            for (int64_t i = 0; i < B; i++)                                                            \
-                for (int64_t k = 0; k < H; k++)                                                        \
-                    z[i * H + k] += m[i * 2 * H + k] / (1 + EXP(-m[i * 2 * H + H + k]));               \
+            for (int64_t i = 0; i < B; i++) {                                                          \
+                REAL *zi = z + i * H;                                                                  \
+                const REAL *mi = m + i * 2 * H;                                                        \
+                _Pragma("omp simd") for (int64_t k = 0; k < H; k++) zi[k] += mi[k] / (1 + EXP(-mi[H + k])); \
+            }                                                                                          \
         }                                                                                              \
         NORM_FN(B, H, z, w[2 + P * L], w[3 + P * L], (REAL)eps[L], out);                                   \
         free(buf);                                                                                     \

@@ -353,7 +353,7 @@ class GatedSSM(nn.Module):
             GatedBlock(hidden_dim, state_dim, a_min, conv_width) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_dim)
-        self._native: tuple[list[tuple[int, int]], native.ModelStep] | None = None
+        self._native: tuple[native.ParamWatch, native.ModelStep] | None = None
 
     native_step_max_batch: int = NATIVE_STEP_MAX_BATCH
     """``step`` without grad runs natively up to this many rows (set 0 on a model for its torch operations)."""
@@ -396,11 +396,18 @@ class GatedSSM(nn.Module):
         return self.norm(z), tuple(new_state)
 
     def _native_step(self, x: Tensor) -> native.ModelStep | None:
-        """The native step over the parameters as they are now (rebuilt when any was swapped or moved), or
-        None where it cannot run (device, dtype, layout, a forward hook on a submodule, which it would skip)."""
-        if not native.supports_rglru(x) or any(
-            m._forward_hooks or m._forward_pre_hooks for m in self.modules()
-        ):
+        """The native step over the parameters as they are now, or None where it cannot run (device, dtype,
+        layout, a forward hook on a submodule, which it would skip). Built once and kept while
+        :class:`native.ParamWatch` sees every parameter slot holding the same tensor at the same address and no
+        hook (about 5 µs; rebuilding costs 80 µs, a third of a 16-row step). The kernel reads the
+        parameters' memory, so in-place updates (an optimiser step) need no rebuild."""
+        if not native.supports_rglru(x):
+            return None
+        cached = self._native
+        if cached is not None and cached[1].dtype == x.dtype and cached[0].unchanged():
+            return cached[1]
+        watch = native.ParamWatch(self)
+        if watch.hooked():
             return None
         weights = [self.encoder.weight, self.encoder.bias]
         for b in self._blocks():
@@ -410,17 +417,13 @@ class GatedSSM(nn.Module):
             if b.conv is not None:
                 weights += [b.conv.weight, b.conv.bias]
         weights += [self.norm.weight, self.norm.bias]
-        key = [(id(w), w.data_ptr()) for w in weights]
-        cached = getattr(self, "_native", None)
-        if cached is not None and cached[0] == key and cached[1].dtype == x.dtype:
-            return cached[1]
         if not all(w.dtype == x.dtype and w.device.type == "cpu" and w.is_contiguous() for w in weights):
             return None
         eps = [b.norm.eps for b in self._blocks()] + [self.norm.eps]
         K = self.conv_width if self.conv_width > 1 else 0
         width = self._blocks()[0].state_size() if self.blocks else self.state_dim
         stepper = native.ModelStep("gated", weights, eps, [GATE_SCALE, K], self.state_dim, x.dtype, width)
-        self._native = (key, stepper)
+        self._native = (watch, stepper)
         return stepper
 
     def __getstate__(self) -> dict[str, Any]:

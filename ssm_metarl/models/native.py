@@ -402,6 +402,29 @@ def conv_backward(
     return dv, dbuf, dwt, dbias
 
 
+class ParamWatch:
+    """A module tree's parameter slots as they are now, to tell cheaply whether a native step built from them
+    still reads the right memory: :meth:`unchanged` is False once any slot holds another tensor (swapped, as
+    ``functional_call`` does) or its tensor another address (moved or converted by ``.to``), or once a
+    submodule has a forward hook (which a native step would skip). In-place value changes keep the memory, so
+    they pass. Holds the tensors, so no id in its key can be reused while it lives."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.modules = list(module.modules())
+        self.slots = [(m._parameters, name) for m in self.modules for name in m._parameters]
+        self.params = [d[name] for d, name in self.slots]
+        self.key = [(id(p), None if p is None else p.data_ptr()) for p in self.params]
+
+    def hooked(self) -> bool:
+        """Whether any module of the tree has a forward (pre-)hook."""
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules)
+
+    def unchanged(self) -> bool:
+        """Same tensors at the same addresses in every slot, and no hook."""
+        now = [d.get(name) for d, name in self.slots]
+        return [(id(p), None if p is None else p.data_ptr()) for p in now] == self.key and not self.hooked()
+
+
 class ModelStep:
     """One acting step of a whole backbone as one native call, its weights' addresses prepared once.
 
@@ -488,6 +511,7 @@ class ModelStep:
 
 
 __all__ = [
+    "ParamWatch",
     "available",
     "build",
     "cache_dir",

@@ -3,6 +3,7 @@ is normalised by sqrt(1 - a^2), and second derivatives flow through its scan (se
 
 import torch
 from _step_equivalence import assert_steps_match_forward
+from torch import nn
 
 from ssm_metarl.models.gated_ssm import GatedSSM, RGLRULayer
 
@@ -338,3 +339,40 @@ def test_convolution_reads_a_float_reset_as_bool():
     reset[1, 3] = True
     for a, b in zip(conv(v, buf, reset.double()), conv(v, buf, reset)):
         torch.testing.assert_close(a, b)
+
+
+def test_native_step_is_kept_while_the_parameters_are_and_follows_swaps_moves_and_hooks():
+    """The native step is built once and reused (in-place updates, as an optimiser makes, are read live); a
+    swapped parameter or a dtype conversion makes the next step rebuild it, a forward hook turns it off."""
+    import pytest
+
+    from ssm_metarl.models import native
+
+    if not native.available():
+        pytest.skip("no C compiler: the native step is not built here")
+    torch.manual_seed(0)
+    model = GatedSSM(3, 8, 6, num_layers=2, conv_width=3)
+    x, reset = torch.randn(4, 3), torch.zeros(4, dtype=torch.bool)
+
+    def torch_step() -> torch.Tensor:
+        model.native_step_max_batch = 0
+        try:
+            return model.step(x, model.initial_state(4), reset)[0]
+        finally:
+            del model.native_step_max_batch
+
+    with torch.no_grad():
+        first = model._native_step(x)
+        assert first is not None and model._native_step(x) is first  # kept
+        model.blocks[1].mix.weight.add_(0.5)  # in place: same step, new values
+        assert model._native_step(x) is first
+        torch.testing.assert_close(model.step(x, model.initial_state(4), reset)[0], torch_step())
+        model.blocks[0].rnn.proj.weight = nn.Parameter(torch.randn(18, 8))  # swapped
+        assert model._native_step(x) is not first
+        torch.testing.assert_close(model.step(x, model.initial_state(4), reset)[0], torch_step())
+        model.double()  # moved to new memory
+        xd = x.double()
+        stepper = model._native_step(xd)
+        assert stepper is not None and stepper.dtype == torch.float64
+        model.blocks[0].register_forward_hook(lambda *args: None)
+        assert model._native_step(xd) is None  # a hook: the torch path

@@ -185,3 +185,35 @@ def test_actor_critic_clipping_clips_each_side_to_the_bound():
         assert torch.stack([p.grad.norm() for p in ps]).norm() == pytest.approx(0.01, rel=1e-4)
     rows = [r for r in train_ppo(cfg).metrics if "grad_norm" in r]
     assert rows and all(r["grad_norm"] > 0.0 for r in rows)
+
+
+def test_flat_gradients_clip_as_clip_grad_norm_and_own_the_gradients():
+    """FlatGrads binds each parameter's .grad to a view of one buffer per set: backward accumulates there,
+    clipping gives clip_grad_norm_'s norms and gradients, parameters without a gradient keep none, and a
+    replaced .grad is an error rather than a gradient silently left out."""
+    import copy
+
+    from ssm_metarl.rl.ppo import FlatGrads
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    ref = copy.deepcopy(net)
+    frozen = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+    sets = [list(net[0].parameters()), [*net[2].parameters(), frozen]]
+    ref_sets = [list(ref[0].parameters()), list(ref[2].parameters())]
+    flat = FlatGrads(sets)
+    assert frozen.grad is None and all(p.grad is not None for p in net.parameters())
+    for max_norm in (0.01, 100.0):  # clipped, and not
+        x = torch.randn(7, 3)
+        flat.zero_()
+        net(x).pow(2).sum().backward()
+        ref.zero_grad(set_to_none=True)
+        ref(x).pow(2).sum().backward()
+        norms = flat.clip_(max_norm)
+        for norm, ps in zip(norms, ref_sets):
+            torch.testing.assert_close(norm, torch.nn.utils.clip_grad_norm_(ps, max_norm))
+        for p, q in zip(net.parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad)
+    net[0].weight.grad = torch.zeros_like(net[0].weight)
+    with pytest.raises(RuntimeError, match="replaced"):
+        flat.zero_()

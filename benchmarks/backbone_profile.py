@@ -12,13 +12,14 @@ settings its recipe gives it), one PPO update cycle as ``train_ppo`` runs it, sp
 * **env**: ``envs.step`` during the rollout; **collector**: the rest of ``RolloutCollector.collect``
   (buffers, observation encoding, episode bookkeeping);
 * **forward**: ``policy.evaluate`` and ``ppo_loss`` over every minibatch of every epoch;
-* **backward**: ``loss.backward()``; **optimizer**: gradient clipping, ``zero_grad`` and Adam's step.
+* **backward**: ``loss.backward()``; **optimizer**: gradient clipping and zeroing over the flat gradient
+  buffers (``ppo.FlatGrads``, as ``ppo_update`` does) and Adam's step.
 
 Timings are this thread's CPU seconds (``time.thread_time``; one torch thread), median over ``--reps``
 cycles, the backbones of a shape interleaved round-robin so that machine noise hits all alike; GAE is left
 out (the same for every backbone). Operation counts are the aten operators dispatched (a
 ``TorchDispatchMode`` counter) per acting step and per minibatch update (forward, backward, optimizer); a
-native call (the scan, the gated ssm's fused recurrence and acting step) counts as none.
+native call (the scan, the gated ssm's fused recurrence, block and acting step) counts as none.
 
 The acting latency table (``--latency-batches``, default 1, 8, 64) times ``policy.act`` per backbone at
 each batch size, in the settings of the ``--latency-shape`` recipe (default RL²), at steady state.
@@ -40,7 +41,7 @@ from ssm_metarl.envs.make import make_vec_env
 from ssm_metarl.recipes import recipe
 from ssm_metarl.rl.gae import gae
 from ssm_metarl.rl.losses import ppo_loss
-from ssm_metarl.rl.ppo import build_policy, clip_groups
+from ssm_metarl.rl.ppo import FlatGrads, build_policy, clip_groups
 from ssm_metarl.rl.rollout import RolloutCollector
 from ssm_metarl.rl.run import make_optimizer
 
@@ -111,8 +112,9 @@ class Cycle:
 
         return run
 
-    def minibatches(self) -> tuple[Any, list[Callable[[], Any]]]:
-        """A fresh rollout and, per minibatch of every epoch, the closures of its three update phases."""
+    def minibatches(self) -> tuple[FlatGrads, list[Callable[[], Any]]]:
+        """A fresh rollout, the policy's gradients bound to flat buffers (as ``ppo_update`` binds them) and,
+        per minibatch of every epoch, the closure of its forward."""
         cfg, policy = self.cfg, self.policy
         self.clock = dict.fromkeys(PHASES, 0.0)
         c0 = time.thread_time()
@@ -133,7 +135,7 @@ class Cycle:
         )
         obs, reset, action = ro.obs.transpose(0, 1), ro.reset.transpose(0, 1), ro.action.transpose(0, 1)
         old_lp, old_v, adv, ret = ro.log_prob.T, ro.value.T, adv.T, ret.T
-        sets = clip_groups(policy, cfg)
+        grads = FlatGrads(clip_groups(policy, cfg))
         steps = []
         for _ in range(cfg.update_epochs):
             for mb in torch.randperm(ro.num_envs).split(cfg.envs_per_minibatch):
@@ -149,23 +151,24 @@ class Cycle:
                     return loss
 
                 steps.append(forward)
-        return sets, steps
+        return grads, steps
 
-    def optimizer_step(self, sets: Any) -> None:
-        for ps in sets:
-            torch.nn.utils.clip_grad_norm_(ps, self.cfg.max_grad_norm)
+    def optimizer_step(self, grads: FlatGrads) -> None:
+        """What ``ppo_update`` does around a backward: clip over the flat gradient buffers, Adam's step, and
+        the zeroing for the next minibatch (the buffers start at zero)."""
+        grads.clip_(self.cfg.max_grad_norm)
         self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grads.zero_()
 
     def run(self) -> dict[str, float]:
-        sets, forwards = self.minibatches()
+        grads, forwards = self.minibatches()
         for forward in forwards:
             c0 = time.thread_time()
             loss = forward()
             c1 = time.thread_time()
             loss.backward()
             c2 = time.thread_time()
-            self.optimizer_step(sets)
+            self.optimizer_step(grads)
             c3 = time.thread_time()
             self.clock["forward"] += c1 - c0
             self.clock["backward"] += c2 - c1
@@ -185,7 +188,7 @@ class Cycle:
             policy.act(obs, state, reset)
         counts["act"] = c.count
         policy.train()
-        sets, forwards = self.minibatches()
+        grads, forwards = self.minibatches()
         with OpCounter() as c:
             loss = forwards[0]()
         counts["forward"] = c.count
@@ -193,7 +196,7 @@ class Cycle:
             loss.backward()
         counts["backward"] = c.count
         with OpCounter() as c:
-            self.optimizer_step(sets)
+            self.optimizer_step(grads)
         counts["optimizer"] = c.count
         return counts
 

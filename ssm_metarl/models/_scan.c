@@ -270,6 +270,63 @@ RGLRU_FORWARD(rglru_float64, double, exp, expm1, sqrt)
 RGLRU_BACKWARD(rglru_backward_float32, float, expf, expm1f, sqrtf)
 RGLRU_BACKWARD(rglru_backward_float64, double, exp, expm1, sqrt)
 
+/* The gated block's elementwise tail (gated_fused.py), forward and adjoint, over R rows of H features, every
+   tensor contiguous, each one pass where torch takes two or three operations:
+
+   skip_silu:  y = silu(a + skip * v)          a (R, H) the recurrence's output projection, v (R, H) its input
+   glu_res:    z = x + m[:, :H] sigmoid(m[:, H:])    x (R, H) the block's input, m (R, 2H) the mixing projection
+
+   With t = a + skip v and s = sigmoid(t): dL/dt = g s (1 + t (1 - s)) = dL/da, dL/dv = dL/dt skip (added to
+   dv), dL/dskip = sum over rows of dL/dt v (dskip zeroed here). With s = sigmoid(m_b): dL/dm_a = g s,
+   dL/dm_b = g m_a s (1 - s); dL/dx = g needs no kernel. */
+#define BLOCK_TAIL(SUFFIX, REAL, EXP)                                                                  \
+    void skip_silu_##SUFFIX(int64_t R, int64_t H, const REAL *a, const REAL *v, const REAL *skip, REAL *y) { \
+        for (int64_t i = 0; i < R; i++) {                                                              \
+            const REAL *ai = a + i * H, *vi = v + i * H;                                               \
+            REAL *yi = y + i * H;                                                                      \
+            _Pragma("omp simd") for (int64_t k = 0; k < H; k++) {                                      \
+                REAL t = ai[k] + skip[k] * vi[k];                                                      \
+                yi[k] = t / (1 + EXP(-t));                                                             \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    void skip_silu_backward_##SUFFIX(int64_t R, int64_t H, const REAL *a, const REAL *v, const REAL *skip, \
+                                     const REAL *g, REAL *da, REAL *dv, REAL *dskip) {                 \
+        for (int64_t k = 0; k < H; k++) dskip[k] = 0;                                                  \
+        for (int64_t i = 0; i < R; i++) {                                                              \
+            const REAL *ai = a + i * H, *vi = v + i * H, *gi = g + i * H;                              \
+            REAL *dai = da + i * H, *dvi = dv + i * H;                                                 \
+            _Pragma("omp simd") for (int64_t k = 0; k < H; k++) {                                      \
+                REAL t = ai[k] + skip[k] * vi[k], s = 1 / (1 + EXP(-t));                               \
+                REAL dt = gi[k] * s * (1 + t * (1 - s));                                               \
+                dai[k] = dt;                                                                           \
+                dvi[k] += dt * skip[k];                                                                \
+                dskip[k] += dt * vi[k];                                                                \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    void glu_res_##SUFFIX(int64_t R, int64_t H, const REAL *x, const REAL *m, REAL *z) {              \
+        for (int64_t i = 0; i < R; i++) {                                                              \
+            const REAL *xi = x + i * H, *mi = m + i * 2 * H;                                           \
+            REAL *zi = z + i * H;                                                                      \
+            _Pragma("omp simd") for (int64_t k = 0; k < H; k++) zi[k] = xi[k] + mi[k] / (1 + EXP(-mi[H + k])); \
+        }                                                                                              \
+    }                                                                                                  \
+    void glu_res_backward_##SUFFIX(int64_t R, int64_t H, const REAL *m, const REAL *g, REAL *dm) {    \
+        for (int64_t i = 0; i < R; i++) {                                                              \
+            const REAL *mi = m + i * 2 * H, *gi = g + i * H;                                           \
+            REAL *dmi = dm + i * 2 * H;                                                                \
+            _Pragma("omp simd") for (int64_t k = 0; k < H; k++) {                                      \
+                REAL s = 1 / (1 + EXP(-mi[H + k]));                                                    \
+                dmi[k] = gi[k] * s;                                                                    \
+                dmi[H + k] = gi[k] * mi[k] * s * (1 - s);                                              \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+BLOCK_TAIL(float32, float, expf)
+BLOCK_TAIL(float64, double, exp)
+
 /* One acting step of a whole GatedSSM (gated_ssm.py), for B rows, in one call with no autograd:
 
    z = W_enc x + b_enc;  for each of the L blocks:  v = LayerNorm(z);  with K > 1 taps v = conv(v): v_k =

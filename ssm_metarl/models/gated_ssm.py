@@ -32,7 +32,9 @@ tuple of L tensors (B, S), S = N (+ (K - 1) H with a convolution). ``step`` comp
 computes for T = 1 (tested); without grad, on the CPU, it is one native call for the whole backbone
 (``gated_step_*`` in ``_scan.c``, the convolution included).
 
-On CPU tensors the gate (a_t, the input's scale and gates) and the scan are one native call (``rglru_scan``,
+On CPU tensors a whole block, forward and backward, is one autograd node over native kernels
+(:mod:`ssm_metarl.models.gated_fused`; this module's torch path is its oracle and runs elsewhere). Within the
+torch path, the gate (a_t, the input's scale and gates) and the scan are one native call (``rglru_scan``,
 the ``rglru_*`` kernels of ``_scan.c``) and their adjoint one more: the gate is a dozen elementwise
 operations, forward and backward, which at RL²'s sizes cost more than the scan itself. ``gate`` +
 ``linear_scan`` (``rglru_scan_reference``) is the same computation in torch operations: the path on other
@@ -48,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssm_metarl.models import native
+from ssm_metarl.models import gated_fused, native
 from ssm_metarl.models.base import State, check_inputs, param_like
 from ssm_metarl.models.scan import linear_scan
 
@@ -201,11 +203,7 @@ class CausalConv(nn.Module):
                 f"reset (B, T) = {(B, T)}, got {tuple(buf.shape)} and {tuple(reset.shape)} (a state of another "
                 "model's width?)"
             )
-        reset = reset.bool()
-        t = torch.arange(T, device=v.device)
-        # the last reset at or before t (-K where none in this segment: the buffer is then all valid)
-        last = torch.where(reset, t, torch.full_like(t, -K)).cummax(dim=1).values  # (B, T)
-        since, keep_from = t - last, last[:, -1]  # (B, T) steps since the episode started, (B,)
+        since, keep_from = conv_positions(reset, K)
         wt = self.weight.t()  # (K, H)
         native_ok = all(x.device.type == "cpu" and x.dtype == v.dtype for x in (buf, self.weight, self.bias))
         if native.supports_conv(v) and native_ok:  # else the reference, which raises where they mismatch
@@ -219,6 +217,16 @@ class CausalConv(nn.Module):
         """v (B, H), buf (B, K-1, H), reset (B, 1) bool -> out (B, H), buf (B, K-1, H)."""
         x = torch.cat([buf.masked_fill(reset[..., None], 0.0), v[:, None]], dim=1)  # (B, K, H)
         return torch.einsum("bkh,hk->bh", x, self.weight) + self.bias, x[:, 1:]
+
+
+def conv_positions(reset: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """reset (B, T) -> since (B, T), the steps since each row's episode started (K or more where no reset in
+    this segment precedes: the buffer is then all valid), and keep_from (B,), the time of each row's last reset
+    (-K where none): what a K-tap convolution needs to know where episodes start."""
+    T = reset.shape[1]
+    t = torch.arange(T, device=reset.device)
+    last = torch.where(reset.bool(), t, torch.full_like(t, -width)).cummax(dim=1).values  # (B, T)
+    return t - last, last[:, -1].contiguous()
 
 
 def causal_conv_reference(
@@ -286,8 +294,33 @@ class GatedBlock(nn.Module):
         self.rnn = RGLRULayer(hidden_dim, state_dim, a_min=a_min)
         self.mix = nn.Linear(hidden_dim, 2 * hidden_dim)
 
-    def forward(self, x: Tensor, s0: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, H), s0 (B, S), reset (B, T) -> x (B, T, H), s (B, S) the state after T."""
+    def fused_params(self) -> list[Tensor]:
+        """The parameters in ``gated_fused.block``'s order."""
+        rnn = self.rnn
+        params = [self.norm.weight, self.norm.bias, rnn.proj.weight, rnn.proj.bias, rnn.lam, rnn.out.weight]
+        params += [rnn.out.bias, rnn.skip, self.mix.weight, self.mix.bias]
+        return params if self.conv is None else [*params, self.conv.weight, self.conv.bias]
+
+    def forward(
+        self, x: Tensor, s0: Tensor, reset: Tensor, positions: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """x (B, T, H), s0 (B, S), reset (B, T) bool, positions the convolution's (:func:`conv_positions` of
+        reset, computed here when None) -> x (B, T, H), s (B, S) the state after T.
+
+        On CPU tensors the whole block is one autograd node over native kernels (:mod:`gated_fused`, tested
+        against this method's torch path, which runs elsewhere)."""
+        params = self.fused_params()
+        if gated_fused.supported(x, s0, params) and reset.shape == x.shape[:2]:
+            if s0.shape != (x.shape[0], self.state_size()):
+                raise ValueError(
+                    f"a gated block has states of width {self.state_size()} (N, plus (K - 1) H with a K-tap "
+                    f"convolution) for {x.shape[0]} rows, got {tuple(s0.shape)} (a state of another model?)"
+                )
+            K = self.conv.width if self.conv is not None else 0
+            if positions is None:
+                positions = conv_positions(reset, K) if K else (reset, reset)
+            meta = gated_fused.BlockMeta(self.norm.eps, self.rnn.state_dim, K, GATE_SCALE)
+            return gated_fused.block(meta, x, s0, reset.bool(), *positions, params)
         v, N = self.norm(x), self.rnn.state_dim
         if self.conv is None:
             y, h = self.rnn(v, s0, reset)
@@ -372,8 +405,11 @@ class GatedSSM(nn.Module):
         check_inputs(x, reset, self.input_dim)
         z = self.encoder(x)  # (B, T, H)
         new_state = []
+        positions = (
+            conv_positions(reset, self.conv_width) if self.conv_width > 1 else None
+        )  # once, all blocks
         for block, s0 in zip(self._blocks(), state):
-            z, s = block(z, s0, reset)  # (B, T, H), (B, S)
+            z, s = block(z, s0, reset, positions)  # (B, T, H), (B, S)
             new_state.append(s)
         return self.norm(z), tuple(new_state)
 

@@ -72,6 +72,13 @@ _RGLRU_ARGTYPES += [ctypes.c_void_p] * 2
 _CONV = {torch.float32: "conv_float32", torch.float64: "conv_float64"}
 _CONV_ARGTYPES: list[Any] = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 8
 _CONV_BACKWARD_ARGTYPES: list[Any] = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 11
+_TAIL = {torch.float32: "float32", torch.float64: "float64"}  # skip_silu_*, glu_res_* and their backwards
+_TAIL_ARGTYPES: dict[str, list[Any]] = {
+    "skip_silu": [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 4,
+    "skip_silu_backward": [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 7,
+    "glu_res": [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 3,
+    "glu_res_backward": [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 3,
+}
 _GATED_STEP = {torch.float32: "gated_step_float32", torch.float64: "gated_step_float64"}  # and lru_step_*
 _GATED_STEP_ARGTYPES: list[Any] = (
     [ctypes.c_int64] * 5 + [ctypes.c_double, ctypes.c_int64] + [ctypes.c_void_p] * 7
@@ -175,6 +182,10 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).restype = None
         getattr(lib, name + "_backward").argtypes = _CONV_BACKWARD_ARGTYPES
         getattr(lib, name + "_backward").restype = None
+    for suffix in _TAIL.values():
+        for name, argtypes in _TAIL_ARGTYPES.items():
+            getattr(lib, f"{name}_{suffix}").argtypes = argtypes
+            getattr(lib, f"{name}_{suffix}").restype = None
     for name in _GATED_STEP.values():
         getattr(lib, name).argtypes = _GATED_STEP_ARGTYPES
         getattr(lib, name).restype = ctypes.c_int
@@ -402,6 +413,44 @@ def conv_backward(
     return dv, dbuf, dwt, dbias
 
 
+def _tail(name: str, dtype: torch.dtype, R: int, H: int, *tensors: Tensor) -> None:
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available")
+    getattr(lib, f"{name}_{_TAIL[dtype]}")(R, H, *(t.data_ptr() for t in tensors))
+
+
+def skip_silu(a: Tensor, v: Tensor, skip: Tensor) -> Tensor:
+    """silu(a + skip * v) in one pass (``skip_silu_*`` in ``_scan.c``): a, v (..., H) contiguous, skip (H,),
+    one dtype (float32/64, CPU)."""
+    y = torch.empty_like(a)
+    _tail("skip_silu", a.dtype, a.numel() // a.shape[-1], a.shape[-1], a, v, skip, y)
+    return y
+
+
+def skip_silu_backward(a: Tensor, v: Tensor, skip: Tensor, g: Tensor, dv: Tensor) -> tuple[Tensor, Tensor]:
+    """The adjoint of :func:`skip_silu` in one pass: g = dL/dy -> dL/da and dL/dskip; dL/dv is added into
+    ``dv`` (contiguous, like v)."""
+    da, dskip = torch.empty_like(a), torch.empty_like(skip)
+    _tail("skip_silu_backward", a.dtype, a.numel() // a.shape[-1], a.shape[-1], a, v, skip, g, da, dv, dskip)
+    return da, dskip
+
+
+def glu_residual(x: Tensor, m: Tensor) -> Tensor:
+    """x + m[..., :H] * sigmoid(m[..., H:]) in one pass (``glu_res_*`` in ``_scan.c``): x (..., H), m (...,
+    2H), contiguous, one dtype (float32/64, CPU)."""
+    z = torch.empty_like(x)
+    _tail("glu_res", x.dtype, x.numel() // x.shape[-1], x.shape[-1], x, m, z)
+    return z
+
+
+def glu_residual_backward(m: Tensor, g: Tensor) -> Tensor:
+    """dL/dm of :func:`glu_residual` in one pass, g = dL/dz contiguous (dL/dx is g itself)."""
+    dm = torch.empty_like(m)
+    _tail("glu_res_backward", m.dtype, g.numel() // g.shape[-1], g.shape[-1], m, g, dm)
+    return dm
+
+
 class ParamWatch:
     """A module tree's parameter slots as they are now, to tell cheaply whether a native step built from them
     still reads the right memory: :meth:`unchanged` is False once any slot holds another tensor (swapped, as
@@ -518,11 +567,15 @@ __all__ = [
     "compile_flags",
     "conv",
     "conv_backward",
+    "glu_residual",
+    "glu_residual_backward",
     "ModelStep",
     "rglru",
     "rglru_backward",
     "scan_backward",
     "scan_into",
+    "skip_silu",
+    "skip_silu_backward",
     "supports",
     "supports_conv",
     "supports_rglru",

@@ -33,6 +33,7 @@ import ssm_metarl.models.ssm as ssm_module
 from ssm_metarl.models import native, policy_from_config
 from ssm_metarl.recipes import recipe
 from ssm_metarl.rl.losses import ppo_loss
+from ssm_metarl.rl.ppo import FlatGrads
 from ssm_metarl.rl.run import make_optimizer
 
 SEED = 0
@@ -60,6 +61,7 @@ def make(kind: str) -> tuple[Any, Any, dict[str, torch.Tensor]]:
 
 def update_fn(cfg: Any, policy: Any, batch: dict[str, torch.Tensor], evaluate: Callable | None = None):
     optimizer = make_optimizer(policy.parameters(), lr=1e-5, eps=1e-5)
+    grads = FlatGrads([list(policy.parameters())])  # as ppo_update keeps them (the recipes clip globally)
     evaluate = evaluate or policy.evaluate
     state0 = policy.initial_state(batch["obs"].shape[0])
 
@@ -77,9 +79,9 @@ def update_fn(cfg: Any, policy: Any, batch: dict[str, torch.Tensor], evaluate: C
             vf_coef=cfg.vf_coef,
             ent_coef=cfg.ent_coef,
         )
-        optimizer.zero_grad(set_to_none=True)
+        grads.zero_()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        grads.clip_(cfg.max_grad_norm)
         optimizer.step()
 
     return run

@@ -215,7 +215,7 @@ class Diagnostics:
                 continue
             i = 0
             for m in bb.modules():
-                if isinstance(m, (RGLRULayer, GRU, LSTM)):
+                if isinstance(m, (RGLRULayer, GRU, LSTM)):  # a hooked gated block takes its torch path
                     self._handles.append(m.register_forward_hook(self._forward_hook(f"{side}.{i}")))
                     i += 1
 

@@ -74,7 +74,7 @@ def _forward(
     """(z, the state after T, what the backward needs), with no graph."""
     nw, nb, pw, pb, lam, ow, ob, skip, mw, mb = params[:10]
     B, T, H = x.shape
-    x = x.contiguous()
+    x_in, x, skip = x, x.contiguous(), skip.contiguous()  # the native passes read rows of stride 1
     v0, mean, rstd = torch.native_layer_norm(x, [H], nw, nb, meta.eps)
     h0, buf = _split(meta, s0)
     h0 = h0.contiguous()
@@ -92,7 +92,8 @@ def _forward(
     m = torch.addmm(mb, a, mw.t())  # (B T, 2H)
     z = native.glu_residual(x.view(B * T, H), m).view(B, T, H)
     last = h[:, -1] if new_buf is None else torch.cat([h[:, -1], new_buf.flatten(1)], dim=1)
-    saved = (x, mean, rstd, v0, v, p, d, h, y, a, m, h0, wt, s0)
+    saved = (x_in, mean, rstd, v0, v, p, d, h, y, a, m, h0, wt, s0)  # x as given: the create_graph adjoint
+    # differentiates through it
     return z, last.contiguous() if new_buf is not None else last.clone(), saved
 
 
@@ -102,6 +103,7 @@ class _Block(torch.autograd.Function):
         # ctx in forward, no setup_context: apply then binds no arguments by inspect.signature (see scan.py)
         z, last, saved = _forward(meta, x, s0, reset, since, keep, list(params))
         ctx.meta = meta
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None (no zeros to push back)
         ctx.save_for_backward(*saved, reset, since, keep, *params)
         return z, last
 
@@ -114,9 +116,10 @@ class _Block(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: the reference's adjoint, itself differentiable
             return (None, *_reference_grads(ctx, meta, x, s0, reset, since, keep, params, gz, glast))
         nw, nb, pw, pb, lam, ow, ob, skip, mw, mb = params[:10]
+        skip = skip.contiguous()
         B, T, H = x.shape
         N, K = meta.state_dim, meta.conv_width
-        gz = torch.zeros_like(x) if gz is None else gz.contiguous()
+        gz = torch.zeros(B, T, H, dtype=x.dtype) if gz is None else gz.contiguous()
         g_rows = gz.view(B * T, H)
         dm = native.glu_residual_backward(m, g_rows)  # (B T, 2H)
         d_mw, d_mb = dm.t().mm(a), dm.sum(0)

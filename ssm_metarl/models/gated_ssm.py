@@ -310,15 +310,23 @@ class GatedBlock(nn.Module):
         On CPU tensors the whole block is one autograd node over native kernels (:mod:`gated_fused`, tested
         against this method's torch path, which runs elsewhere)."""
         params = self.fused_params()
-        if gated_fused.supported(x, s0, params) and reset.shape == x.shape[:2]:
+        hooked = any(
+            m._forward_hooks or m._forward_pre_hooks for m in self.modules()
+        )  # the torch path runs them
+        fused = not hooked and reset.shape == x.shape[:2] and reset.device.type == "cpu"
+        if fused and gated_fused.supported(x, s0, params):
             if s0.shape != (x.shape[0], self.state_size()):
                 raise ValueError(
                     f"a gated block has states of width {self.state_size()} (N, plus (K - 1) H with a K-tap "
                     f"convolution) for {x.shape[0]} rows, got {tuple(s0.shape)} (a state of another model?)"
                 )
             K = self.conv.width if self.conv is not None else 0
-            if positions is None:
+            if positions is None or not K:
                 positions = conv_positions(reset, K) if K else (reset, reset)
+            elif positions[0].shape != reset.shape or positions[0].dtype != torch.int64:
+                raise ValueError(
+                    "positions must be conv_positions(reset, K): (B, T) and (B,) int64 on the CPU"
+                )
             meta = gated_fused.BlockMeta(self.norm.eps, self.rnn.state_dim, K, GATE_SCALE)
             return gated_fused.block(meta, x, s0, reset.bool(), *positions, params)
         v, N = self.norm(x), self.rnn.state_dim

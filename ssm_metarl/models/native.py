@@ -453,23 +453,29 @@ def glu_residual_backward(m: Tensor, g: Tensor) -> Tensor:
 
 class ParamWatch:
     """A module tree's parameter slots as they are now, to tell cheaply whether a native step built from them
-    still reads the right memory: :meth:`unchanged` is False once any slot holds another tensor (swapped, as
-    ``functional_call`` does) or its tensor another address (moved or converted by ``.to``), or once a
-    submodule has a forward hook (which a native step would skip). In-place value changes keep the memory, so
+    still reads the right memory: :meth:`unchanged` is False once a submodule is replaced, any slot holds
+    another tensor (swapped, as ``functional_call`` does) or its tensor another address (moved or converted by
+    ``.to``), or once a submodule has a forward hook (which a native step would skip) or a parametrization. In-place value changes keep the memory, so
     they pass. Holds the tensors, so no id in its key can be reused while it lives."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.modules = list(module.modules())
+        self.children = [list(m._modules.values()) for m in self.modules]  # a replaced submodule shows here
         self.slots = [(m._parameters, name) for m in self.modules for name in m._parameters]
         self.params = [d[name] for d, name in self.slots]
         self.key = [(id(p), None if p is None else p.data_ptr()) for p in self.params]
 
     def hooked(self) -> bool:
-        """Whether any module of the tree has a forward (pre-)hook."""
-        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules)
+        """Whether any module of the tree has a forward (pre-)hook or a parametrization (whose computed
+        weight a native plan would freeze)."""
+        return any(
+            m._forward_hooks or m._forward_pre_hooks or "parametrizations" in m._modules for m in self.modules
+        )
 
     def unchanged(self) -> bool:
-        """Same tensors at the same addresses in every slot, and no hook."""
+        """Same submodules, the same tensors at the same addresses in every slot, and no hook."""
+        if any(list(m._modules.values()) != c for m, c in zip(self.modules, self.children)):
+            return False
         now = [d.get(name) for d, name in self.slots]
         return [(id(p), None if p is None else p.data_ptr()) for p in now] == self.key and not self.hooked()
 

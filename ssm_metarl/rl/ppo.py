@@ -121,9 +121,12 @@ class FlatGrads:
     accumulates into a defined ``.grad`` in place. On a gated-ssm RL² policy (61 tensors) the clipping is
     several times faster than ``clip_grad_norm_`` over the tensors (``benchmarks/results/optimizer_speed.md``).
     The clipping is
-    ``clip_grad_norm_``'s: grads times min(1, max_norm / (norm + 1e-6)). Parameters that take no gradient keep
-    ``.grad`` None (so Adam skips them, as with ``zero_grad(set_to_none=True)``); a set of mixed dtypes or
-    devices is one buffer per (dtype, device)."""
+    ``clip_grad_norm_``'s: grads times min(1, max_norm / (norm + 1e-6)). Frozen parameters (``requires_grad``
+    False) get ``.grad`` None, as ``zero_grad(set_to_none=True)`` leaves them, so Adam skips them. One that
+    requires grad but is not reached by a minibatch's loss gets a zero gradient, not None: Adam then steps it
+    with its momentum, where with None it would skip it. Every PPO minibatch runs the same graph, so a
+    parameter is reached by all of them or by none (and one never reached has zero moments, so Adam leaves it
+    where it is). A set of mixed dtypes or devices is one buffer per (dtype, device)."""
 
     def __init__(self, sets: list[list[Tensor]]) -> None:
         self.sets: list[list[Tensor]] = []  # per set, its buffers
@@ -133,6 +136,8 @@ class FlatGrads:
             for p in params:
                 if p.requires_grad:
                     by_kind.setdefault((p.dtype, p.device), []).append(p)
+                else:
+                    p.grad = None  # whatever an earlier update left, Adam must not apply it again
             buffers = []
             for (dtype, device), ps in by_kind.items():
                 buf = torch.zeros(sum(p.numel() for p in ps), dtype=dtype, device=device)
@@ -166,10 +171,13 @@ class FlatGrads:
                 norms.append(torch.zeros(()))
                 continue
             parts = [torch.linalg.vector_norm(buf) for buf in buffers]
-            norm = parts[0] if len(parts) == 1 else torch.linalg.vector_norm(torch.stack(parts))
+            if len(parts) == 1:
+                norm = parts[0]
+            else:
+                norm = torch.linalg.vector_norm(torch.stack([q.to(parts[0].device) for q in parts]))
             coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
             for buf in buffers:
-                buf.mul_(coef.to(buf.dtype))
+                buf.mul_(coef.to(buf.device, buf.dtype))
             norms.append(norm)
         return norms
 

@@ -343,7 +343,8 @@ def test_convolution_reads_a_float_reset_as_bool():
 
 def test_native_step_is_kept_while_the_parameters_are_and_follows_swaps_moves_and_hooks():
     """The native step is built once and reused (in-place updates, as an optimiser makes, are read live); a
-    swapped parameter or a dtype conversion makes the next step rebuild it, a forward hook turns it off."""
+    swapped parameter, a replaced submodule or a dtype conversion makes the next step rebuild it, a forward hook
+    or a parametrization turns it off."""
     import pytest
 
     from ssm_metarl.models import native
@@ -357,7 +358,7 @@ def test_native_step_is_kept_while_the_parameters_are_and_follows_swaps_moves_an
     def torch_step() -> torch.Tensor:
         model.native_step_max_batch = 0
         try:
-            return model.step(x, model.initial_state(4), reset)[0]
+            return model.step(x.to(model.encoder.weight.dtype), model.initial_state(4), reset)[0]
         finally:
             del model.native_step_max_batch
 
@@ -374,6 +375,11 @@ def test_native_step_is_kept_while_the_parameters_are_and_follows_swaps_moves_an
         xd = x.double()
         stepper = model._native_step(xd)
         assert stepper is not None and stepper.dtype == torch.float64
+        model.encoder = nn.Linear(3, 8).double()  # a replaced submodule
+        torch.testing.assert_close(model.step(xd, model.initial_state(4), reset)[0], torch_step())
+        torch.nn.utils.parametrize.register_parametrization(model.encoder, "weight", nn.Identity())
+        assert model._native_step(xd) is None  # a parametrized weight is computed: the torch path
+        model.encoder = nn.Linear(3, 8).double()
         model.blocks[0].register_forward_hook(lambda *args: None)
         assert model._native_step(xd) is None  # a hook: the torch path
 
@@ -449,3 +455,49 @@ def test_fused_block_gradcheck_and_double_backward():
 
         assert torch.autograd.gradcheck(fn, (x, s0, *params))
         assert torch.autograd.gradgradcheck(fn, (x, s0, *params))
+
+
+def test_fused_block_takes_what_the_torch_block_takes_and_steps_aside_for_hooks():
+    """The fused block agrees with the torch path in float32, at B = T = 1, on a non-contiguous input (also in
+    double backward) and with a strided ``skip`` given through functional_call; a forward hook on a submodule
+    sends the block down the torch path, which runs it (rl2_diagnostics reads the RG-LRU's a_t that way)."""
+    import pytest
+    from torch.func import functional_call
+
+    from ssm_metarl.models import gated_fused, native
+
+    if not native.available():
+        pytest.skip("no C compiler: the fused block is not built here")
+
+    def both(fn):
+        fused = fn()
+        original = gated_fused.supported
+        gated_fused.supported = lambda *args: False
+        try:
+            return fused, fn()
+        finally:
+            gated_fused.supported = original
+
+    block, x, s0, reset = _block_case(3)
+    xt = torch.randn(3, 6, 7, dtype=torch.float64, requires_grad=True)  # (B, H, T): transposed below
+    strided = torch.randn(12, dtype=torch.float64)[::2]
+    for fn, tol in (
+        (lambda: block.float()(x.detach().float(), s0.detach().float(), reset)[0], 1e-5),
+        (lambda: block.double()(x[:1, :1], s0[:1], reset[:1, :1])[0], 1e-12),
+        (lambda: functional_call(block, {"rnn.skip": strided}, (x, s0, reset))[0], 1e-12),
+    ):
+        got, want = both(fn)
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+    def second_order():  # a gradient's norm, differentiated again, through a non-contiguous input
+        z, _ = block(xt.transpose(1, 2), s0, reset)
+        (g,) = torch.autograd.grad(z.pow(2).sum(), block.rnn.proj.weight, create_graph=True)
+        return torch.autograd.grad(g.pow(2).sum(), xt)[0]
+
+    got, want = both(second_order)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    seen = []
+    block.rnn.register_forward_hook(lambda *args: seen.append(1))
+    with torch.no_grad():
+        block(x, s0, reset)
+    assert seen

@@ -214,6 +214,9 @@ def test_flat_gradients_clip_as_clip_grad_norm_and_own_the_gradients():
             torch.testing.assert_close(norm, torch.nn.utils.clip_grad_norm_(ps, max_norm))
         for p, q in zip(net.parameters(), ref.parameters()):
             torch.testing.assert_close(p.grad, q.grad)
+    net[2].bias.requires_grad_(False)  # frozen after an update: the next FlatGrads clears its old gradient
+    FlatGrads(sets)
+    assert net[2].bias.grad is None
     net[0].weight.grad = torch.zeros_like(net[0].weight)
     with pytest.raises(RuntimeError, match="replaced"):
         flat.zero_()

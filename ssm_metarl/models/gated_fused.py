@@ -21,7 +21,7 @@ adjoint.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -139,9 +139,10 @@ class _Block(torch.autograd.Function):
         v_rows = v.view(B * T, H)
         d_pw, d_pb = dp_rows.t().mm(v_rows), dp_rows.sum(0)
         dv.view(B * T, H).addmm_(dp_rows, pw)
-        grads = [None] * 2
-        if K:
-            _, buf = _split(meta, s0)
+        grads: list[Tensor] = []
+        dh0 = cast(Tensor, dh0)  # asked for (need_h0 True)
+        _, buf = _split(meta, s0)
+        if buf is not None:
             dv0, dbuf, dwt, dcb = native.conv_backward(v0, buf.contiguous(), wt, since, keep, dv, gnb)
             ds0 = torch.cat([dh0, dbuf.flatten(1)], dim=1)
             grads = [dwt.t(), dcb]

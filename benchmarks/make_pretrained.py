@@ -43,13 +43,14 @@ SPECS: dict[str, dict[str, Any]] = {
         "episodes_per_trial": 4,
         "total_steps": 1_000_000,
     },
-    # in context on Bernoulli bandits: a trial is one episode of 100 pulls of 5 unknown arms; the budget and
-    # backbone of meta_bandits.py (there: 0.96 of Thompson sampling's total, 3 seeds)
+    # in context on Bernoulli bandits: a trial is one episode of 100 pulls of 5 unknown arms; the backbone of
+    # meta_bandits.py and its default budget, 1M steps (there, k5-n100: 0.98 of Thompson sampling's total, 3
+    # seeds, results/meta_bandits_1m.md; at 300k 0.92)
     "bandit-ssm": {
         "family": "bandit-k5-n100",
         "method": "rl2",
         "episodes_per_trial": 1,
-        "total_steps": 300_000,
+        "total_steps": 1_000_000,
     },
 }
 SEED = 0

@@ -17,6 +17,7 @@ Writes results/optimizer_speed.{json,md}.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,6 +35,24 @@ from ssm_metarl.models.gated_ssm import GatedSSM
 from ssm_metarl.models.ssm import SSM
 from ssm_metarl.recipes import recipe
 from ssm_metarl.rl.ppo import FlatGrads, build_policy, clip_groups
+
+
+def act_timings(
+    policy: Any, B: int, drop_cache: Callable[[], Any], kept: str, rebuilt: str, args: Any
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``policy.act`` at B rows with its acting cache kept against dropped (``drop_cache``) before every call,
+    round-robin: (wall, cpu) seconds per call by label."""
+    obs, state = torch.randn(B, policy.obs_dim), policy.initial_state(B)
+    reset = torch.zeros(B, dtype=torch.bool)
+
+    def act(drop: bool) -> None:
+        with torch.no_grad():
+            if drop:
+                drop_cache()
+            policy.act(obs, state, reset)
+
+    calls = {kept: lambda: act(False), rebuilt: lambda: act(True)}
+    return interleaved_timings(calls, args.reps, warmup=20, inner=args.inner)
 
 
 def main() -> None:
@@ -60,21 +79,14 @@ def main() -> None:
     )
 
     B = cfg.num_envs
-    obs, state, reset = torch.randn(B, 4), policy.initial_state(B), torch.zeros(B, dtype=torch.bool)
     blocks = [m for m in policy.modules() if isinstance(m, SSM)]
-
-    def cached() -> None:
-        with torch.no_grad():
-            policy.act(obs, state, reset)
-
-    def rebuilt() -> None:
-        with torch.no_grad():
-            for m in blocks:
-                m._plan = None
-            policy.act(obs, state, reset)
-
-    act_wall, act_cpu = interleaved_timings(
-        {"cached plan": cached, "plan rebuilt per step": rebuilt}, args.reps, warmup=20, inner=args.inner
+    act_wall, act_cpu = act_timings(
+        policy,
+        B,
+        lambda: [setattr(m, "_plan", None) for m in blocks],
+        "cached plan",
+        "plan rebuilt per step",
+        args,
     )
     rl2 = recipe("rl2", "navigation-2d")
     envs = make_vec_env(rl2.env_id, rl2.num_envs, seed=0)
@@ -88,26 +100,14 @@ def main() -> None:
     clip_wall, clip_cpu = interleaved_timings(
         {**per_tensor, "FlatGrads": lambda: flat.clip_(1e9)}, args.reps, warmup=5, inner=args.inner
     )
-    B16 = rl2.num_envs
-    g_obs, g_state = torch.randn(B16, gated.obs_dim), gated.initial_state(B16)
-    g_reset = torch.zeros(B16, dtype=torch.bool)
     backbones = [m for m in gated.modules() if isinstance(m, GatedSSM)]
-
-    def kept() -> None:
-        with torch.no_grad():
-            gated.act(g_obs, g_state, g_reset)
-
-    def rebuilt_step() -> None:
-        with torch.no_grad():
-            for m in backbones:
-                m._native = None
-            gated.act(g_obs, g_state, g_reset)
-
-    gact_wall, gact_cpu = interleaved_timings(
-        {"native step kept": kept, "native step rebuilt per call": rebuilt_step},
-        args.reps,
-        warmup=20,
-        inner=args.inner,
+    gact_wall, gact_cpu = act_timings(
+        gated,
+        rl2.num_envs,
+        lambda: [setattr(m, "_native", None) for m in backbones],
+        "native step kept",
+        "native step rebuilt per call",
+        args,
     )
     rows: dict[str, Any] = {
         "clip_us": {k: summarize(v, 1e6) for k, v in clip_cpu.items()},

@@ -1,12 +1,12 @@
 """The gated ssm's residual block (``gated_ssm.GatedBlock``) as one autograd Function over native kernels.
 
-Why. At the RL² recipe's sizes (a minibatch of 2 envs x 200 steps, H = 64, N = 32) a block's torch path is
-about 25 operations forward and 50 backward, each a dispatch, an autograd node and often a small allocation,
-and the per-operation cost was most of what the gated ssm paid beyond the lstm
-(``benchmarks/results/backbone_profile.md``). Here the forward is its three matmuls, the layer norm and four
-native passes (``conv_*``, ``rglru_*``, ``skip_silu_*``, ``glu_res_*`` in ``_scan.c``) with no graph, and the
-backward is their adjoints written out: six matmuls, three bias sums, the norm's backward and four native
-passes, under one autograd node.
+Why. At the RL² recipe's sizes (a minibatch of 2 envs x 200 steps, H = 64, N = 32) the cost of a block's
+torch path beyond its matmuls was per operation: each of its norm, convolution, projection, gate, SiLU, GLU and
+residual operations is a dispatch, an autograd node and often a small allocation, forward and backward
+(``benchmarks/results/backbone_profile.md`` has the update's phases per backbone). Here the forward is its three
+matmuls, the layer norm and four native passes (``conv_*``, ``rglru_*``, ``skip_silu_*``, ``glu_res_*`` in
+``_scan.c``) with no graph, and the backward is their adjoints written out: six matmuls, three bias sums, the
+norm's backward and four native passes, under one autograd node.
 
 What it computes, with v0 = LayerNorm(x) and, with a convolution, v = Conv(v0) (else v = v0)::
 

@@ -310,9 +310,7 @@ class GatedBlock(nn.Module):
         On CPU tensors the whole block is one autograd node over native kernels (:mod:`gated_fused`, tested
         against this method's torch path, which runs elsewhere)."""
         params = self.fused_params()
-        hooked = any(
-            m._forward_hooks or m._forward_pre_hooks for m in self.modules()
-        )  # the torch path runs them
+        hooked = native.forward_hooked(self.modules())  # the torch path runs them
         fused = not hooked and reset.shape == x.shape[:2] and reset.device.type == "cpu"
         if fused and gated_fused.supported(x, s0, params):
             if s0.shape != (x.shape[0], self.state_size()):
@@ -442,9 +440,10 @@ class GatedSSM(nn.Module):
     def _native_step(self, x: Tensor) -> native.ModelStep | None:
         """The native step over the parameters as they are now, or None where it cannot run (device, dtype,
         layout, a forward hook on a submodule, which it would skip). Built once and kept while
-        :class:`native.ParamWatch` sees every parameter slot holding the same tensor at the same address and no
-        hook (about 5 µs; rebuilding costs 80 µs, a third of a 16-row step). The kernel reads the
-        parameters' memory, so in-place updates (an optimiser step) need no rebuild."""
+        :class:`native.ParamWatch` sees the same submodules, every parameter slot holding the same tensor at the
+        same address, and no hook: the check is far cheaper than the rebuild (``optimizer_speed.md``: ``act``
+        with the step kept against rebuilt per call). The kernel reads the parameters' memory, so in-place
+        updates (an optimiser step) need no rebuild."""
         if not native.supports_rglru(x):
             return None
         cached = self._native

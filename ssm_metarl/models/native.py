@@ -451,6 +451,12 @@ def glu_residual_backward(m: Tensor, g: Tensor) -> Tensor:
     return dm
 
 
+def forward_hooked(modules: Any) -> bool:
+    """Whether any of ``modules`` has a forward (pre-)hook: a native path that skips the modules' own calls
+    would skip the hooks too, so it steps aside."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 class ParamWatch:
     """A module tree's parameter slots as they are now, to tell cheaply whether a native step built from them
     still reads the right memory: :meth:`unchanged` is False once a submodule is replaced, any slot holds
@@ -468,9 +474,7 @@ class ParamWatch:
     def hooked(self) -> bool:
         """Whether any module of the tree has a forward (pre-)hook or a parametrization (whose computed
         weight a native plan would freeze)."""
-        return any(
-            m._forward_hooks or m._forward_pre_hooks or "parametrizations" in m._modules for m in self.modules
-        )
+        return forward_hooked(self.modules) or any("parametrizations" in m._modules for m in self.modules)
 
     def unchanged(self) -> bool:
         """Same submodules, the same tensors at the same addresses in every slot, and no hook."""
@@ -573,6 +577,7 @@ __all__ = [
     "compile_flags",
     "conv",
     "conv_backward",
+    "forward_hooked",
     "glu_residual",
     "glu_residual_backward",
     "ModelStep",
